@@ -1,0 +1,30 @@
+# The two commands a fresh machine needs:  make demo   and   make test
+# Both create (or reuse) one virtual environment in $(VENV) through scripts/setup_env.sh.
+VENV ?= .venv
+SHELL := /bin/bash
+PY := $(VENV)/bin/python
+ENV := source scripts/ros_env.sh &&
+STAMP := $(VENV)/.setup-stamp
+SETUP_INPUTS := setup.py setup.cfg package.xml scripts/setup_env.sh $(wildcard launch/* config/*.yaml config/train/*.yaml models/* scripts/lib/*)
+
+.PHONY: setup demo test test-run bench clean
+
+setup: $(STAMP)
+$(STAMP): $(SETUP_INPUTS)
+	VENV=$(VENV) bash scripts/setup_env.sh
+	touch $@
+
+demo: setup
+	$(ENV) $(PY) -m bisenet_ros.demo
+
+test: setup test-run
+
+# The tests alone, with nothing installed: .ci/run calls this inside a loopback-only namespace.
+test-run:
+	$(ENV) $(PY) -m pytest -q -p no:cacheprovider test
+
+bench: setup
+	$(ENV) $(PY) -m bench.bench_backends
+
+clean:
+	rm -rf $(VENV) build *.egg-info out

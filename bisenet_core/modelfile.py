@@ -1,0 +1,76 @@
+"""The model file: BiSeNet weights plus their ModelSpec, one format for everything.
+
+A model file is a `torch.save`d dict of plain types and tensors, loaded with
+`weights_only=True` (no pickle code runs):
+    {'format': 'bisenet-ros-model', 'version': 1, 'spec': ModelSpec.to_dict(), 'state_dict': ...}
+"""
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import torch
+
+from bisenet_core.atomic import atomic_torch_save
+from bisenet_core.spec import ModelSpec
+
+FORMAT = 'bisenet-ros-model'
+VERSION = 1
+
+
+class ModelFileError(RuntimeError):
+    """A model file is missing, truncated, corrupt or does not fit its spec (one-line message)."""
+
+
+def save_model(path: str | os.PathLike, model: torch.nn.Module, spec: ModelSpec) -> Path:
+    """Write weights + spec atomically. `model` may be wrapped (DDP) or compiled."""
+    module = getattr(model, 'module', model)
+    module = getattr(module, '_orig_mod', module)
+    state = {k: v.detach().cpu() for k, v in module.state_dict().items()}
+    return atomic_torch_save(
+        {'format': FORMAT, 'version': VERSION, 'spec': spec.to_dict(), 'state_dict': state}, path)
+
+
+def read_model_file(path: str | os.PathLike) -> tuple[dict, ModelSpec]:
+    """Load (state_dict, spec) safely, or raise ModelFileError naming the file and the problem."""
+    path = Path(path)
+    if not path.is_file():
+        raise ModelFileError(f'model file {path}: not found')
+    if path.stat().st_size == 0:
+        raise ModelFileError(f'model file {path}: empty file')
+    try:
+        blob = torch.load(path, map_location='cpu', weights_only=True)
+    except Exception as exc:  # truncated zip, pickle error, not a torch file ...
+        reason = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+        raise ModelFileError(f'model file {path}: cannot be read (truncated or corrupt?): '
+                             f'{reason[:200]}') from None
+    if not isinstance(blob, dict) or blob.get('format') != FORMAT:
+        raise ModelFileError(f'model file {path}: not a {FORMAT} file')
+    if blob.get('version', 0) > VERSION:
+        raise ModelFileError(f'model file {path}: version {blob["version"]} is newer than '
+                             f'this code understands ({VERSION})')
+    try:
+        spec = ModelSpec.from_dict(blob['spec'])
+    except (KeyError, TypeError, ValueError) as exc:
+        raise ModelFileError(f'model file {path}: bad spec: {exc}') from None
+    state = blob.get('state_dict')
+    if not isinstance(state, dict) or not state:
+        raise ModelFileError(f'model file {path}: no weights')
+    return state, spec
+
+
+def load_model(path: str | os.PathLike, device: str | torch.device = 'cpu'
+               ) -> tuple[torch.nn.Module, ModelSpec]:
+    """Rebuild the BiSeNet described by the file, load its weights, return (model.eval(), spec)."""
+    from bisenet_core.model import bisenet  # models know nothing of files; files know models
+
+    state, spec = read_model_file(path)
+    model = bisenet(spec.num_classes, backbone=spec.backbone)
+    try:
+        model.load_state_dict(state, strict=True)
+    except RuntimeError as exc:
+        first = str(exc).strip().splitlines()
+        detail = ' '.join(line.strip() for line in first[:3])
+        raise ModelFileError(f'model file {path}: weights do not match a {spec.backbone} BiSeNet '
+                             f'with {spec.num_classes} classes: {detail[:300]}') from None
+    return model.to(device).eval(), spec

@@ -1,0 +1,132 @@
+"""ModelSpec: everything a set of weights needs to be used, stored with the weights.
+
+Training writes it, export copies it into the ONNX metadata, the node and the replay
+evaluator read it. Nothing else in the project keeps its own copy of these facts.
+"""
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass, field
+from typing import Any
+
+from bisenet_core.classes import DATASETS, IGNORE_INDEX, generated_palette
+
+# BiSeNet predicts at 1/8 of the network input (Spatial Path: three stride-2 convs).
+OUTPUT_STRIDE = 8
+# The Context Path downsamples 32x; network input sizes must be multiples of this.
+SIZE_DIVISOR = 32
+
+# ImageNet statistics, RGB order, on images scaled to [0, 1] ("mean subtraction" in the paper).
+IMAGENET_MEAN = (0.485, 0.456, 0.406)
+IMAGENET_STD = (0.229, 0.224, 0.225)
+
+BACKBONES = ('xception39', 'resnet18', 'resnet101')
+
+
+@dataclass(frozen=True)
+class ModelSpec:
+    """How to use a BiSeNet's weights.
+
+    Args:
+        backbone: Context Path backbone, one of BACKBONES.
+        class_names: one name per output channel; the class id is the index.
+        palette: one (r, g, b) per class, for colour masks.
+        input_size: network input (width, height), both multiples of SIZE_DIVISOR.
+        mean, std: RGB normalisation of [0, 1] images.
+        ignore_index: label value that is not a class (void).
+        output_stride: network output is input / output_stride.
+        dataset: what it was trained on (free text, e.g. 'synthetic-camvid').
+        info: provenance (iterations, held-out mIoU, config name, ...).
+    """
+
+    backbone: str
+    class_names: tuple[str, ...]
+    palette: tuple[tuple[int, int, int], ...]
+    input_size: tuple[int, int] = (960, 720)
+    mean: tuple[float, float, float] = IMAGENET_MEAN
+    std: tuple[float, float, float] = IMAGENET_STD
+    ignore_index: int = IGNORE_INDEX
+    output_stride: int = OUTPUT_STRIDE
+    dataset: str = ''
+    info: dict[str, Any] = field(default_factory=dict)
+
+    def __post_init__(self):
+        object.__setattr__(self, 'class_names', tuple(self.class_names))
+        object.__setattr__(self, 'palette', tuple(tuple(int(v) for v in c) for c in self.palette))
+        object.__setattr__(self, 'input_size', tuple(int(v) for v in self.input_size))
+        object.__setattr__(self, 'mean', tuple(float(v) for v in self.mean))
+        object.__setattr__(self, 'std', tuple(float(v) for v in self.std))
+        self.validate()
+
+    @property
+    def num_classes(self) -> int:
+        return len(self.class_names)
+
+    def validate(self) -> None:
+        """Raise ValueError with a clear message if any field is unusable."""
+        if self.backbone not in BACKBONES:
+            raise ValueError(f'unknown backbone {self.backbone!r}; choose one of {BACKBONES}')
+        if not 1 <= self.num_classes <= 255:
+            raise ValueError(f'need 1..255 classes (labels are uint8), got {self.num_classes}')
+        if len(self.palette) != self.num_classes:
+            raise ValueError(f'palette has {len(self.palette)} colours for {self.num_classes} classes')
+        if any(len(c) != 3 or not all(0 <= v <= 255 for v in c) for c in self.palette):
+            raise ValueError('palette colours must be (r, g, b) in 0..255')
+        check_input_size(*self.input_size)
+        if len(self.mean) != 3 or len(self.std) != 3 or min(self.std) <= 0:
+            raise ValueError('mean and std need 3 values each, std > 0')
+        if self.output_stride != OUTPUT_STRIDE:
+            raise ValueError(f'output_stride must be {OUTPUT_STRIDE}, got {self.output_stride}')
+        if self.ignore_index < self.num_classes:
+            raise ValueError(f'ignore_index {self.ignore_index} collides with a class id')
+
+    def to_dict(self) -> dict[str, Any]:
+        """Plain Python types only (lists, str, int, float): safe for weights_only loading."""
+        d = asdict(self)
+        d['class_names'] = list(self.class_names)
+        d['palette'] = [list(c) for c in self.palette]
+        d['input_size'] = list(self.input_size)
+        d['mean'] = list(self.mean)
+        d['std'] = list(self.std)
+        return d
+
+    @classmethod
+    def from_dict(cls, d: dict[str, Any]) -> 'ModelSpec':
+        known = {k: v for k, v in d.items() if k in cls.__dataclass_fields__}
+        return cls(**known)
+
+    def replace(self, **changes) -> 'ModelSpec':
+        return ModelSpec.from_dict({**self.to_dict(), **changes})
+
+
+def check_input_size(width: int, height: int) -> None:
+    """Network input sizes must be positive multiples of SIZE_DIVISOR."""
+    if width <= 0 or height <= 0 or width % SIZE_DIVISOR or height % SIZE_DIVISOR:
+        raise ValueError(
+            f'network input size {width}x{height} must be positive multiples of {SIZE_DIVISOR} '
+            f'(e.g. {round_to_divisor(max(width, 1))}x{round_to_divisor(max(height, 1))})')
+
+
+def round_to_divisor(value: int, divisor: int = SIZE_DIVISOR) -> int:
+    """Nearest positive multiple of divisor."""
+    return max(divisor, int(round(value / divisor)) * divisor)
+
+
+def spec_for_dataset(dataset: str, backbone: str = 'xception39',
+                     input_size: tuple[int, int] = (960, 720), **kw) -> ModelSpec:
+    """A ModelSpec with a known dataset's classes and palette ('camvid', 'cityscapes', ...)."""
+    try:
+        entries = DATASETS[dataset]
+    except KeyError:
+        raise ValueError(f'unknown dataset {dataset!r}; known: {sorted(DATASETS)}') from None
+    names = [n for n, _ in entries]
+    palette = [c for _, c in entries]
+    return ModelSpec(backbone=backbone, class_names=names, palette=palette,
+                     input_size=input_size, dataset=kw.pop('dataset_name', dataset), **kw)
+
+
+def spec_for_classes(class_names, backbone: str = 'xception39',
+                     input_size: tuple[int, int] = (960, 720), **kw) -> ModelSpec:
+    """A ModelSpec for a user's own class list, with a generated palette."""
+    names = list(class_names)
+    return ModelSpec(backbone=backbone, class_names=names,
+                     palette=generated_palette(len(names)), input_size=input_size, **kw)

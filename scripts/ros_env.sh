@@ -1,0 +1,14 @@
+# Source me: the environment every ROS 2 process of this project runs in.
+# DDS discovery stays on this machine (LOCALHOST) and on a domain of its own, so that
+# nothing multicasts onto other interfaces or talks to other people's nodes.
+VENV=${VENV:-.venv}
+venv_abs=$(cd "$VENV" && pwd)
+export VIRTUAL_ENV="$venv_abs"
+export PATH="$venv_abs/bin:$PATH"
+if [ -z "${ROS_DISTRO:-}" ]; then
+  # The venv is the ament prefix: launch files, config and executables are found there.
+  export AMENT_PREFIX_PATH="$venv_abs${AMENT_PREFIX_PATH:+:$AMENT_PREFIX_PATH}"
+fi
+export ROS_AUTOMATIC_DISCOVERY_RANGE=LOCALHOST
+export ROS_DOMAIN_ID=${ROS_DOMAIN_ID:-$(( ($$ % 90) + 10 ))}
+export RMW_IMPLEMENTATION=${RMW_IMPLEMENTATION:-rmw_fastrtps_cpp}
