@@ -51,7 +51,7 @@ setup(
         'gpu': ['onnxruntime-gpu>=1.17'],
         'ros': ['ros-rclpy', 'ros-sensor-msgs', 'ros-diagnostic-msgs', 'ros-std-msgs',
                 'ros-rmw-fastrtps-cpp', 'osrf-pycommon', 'lark'],
-        'dev': ['pytest>=7,<8.4', 'flake8>=6', 'pydocstyle>=6'],
+        'dev': ['pytest>=7,<8.4', 'flake8>=6', 'pydocstyle>=6', 'wheel'],
     },
     zip_safe=True,
     maintainer='bisenet-ros developers',

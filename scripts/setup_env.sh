@@ -40,6 +40,15 @@ fi
 
 "${pip[@]}" "$TORCH_SPEC"
 "${pip[@]}" -e ".[$extras]"
+# An editable install leaves out setup.py's data_files, so lay out the ament prefix by hand, as
+# links into this checkout: `ros2 launch` then finds the package in the venv and always sees the
+# current launch/, config/ and models/ (a non-editable pip install or colcon build copies them).
+venv_abs=$(cd "$VENV" && pwd)
+share="$venv_abs/share/bisenet_ros"
+mkdir -p "$venv_abs/share/ament_index/resource_index/packages" "$share" "$venv_abs/lib/bisenet_ros"
+ln -sfn "$root/resource/bisenet_ros" "$venv_abs/share/ament_index/resource_index/packages/bisenet_ros"
+for item in package.xml launch config models; do ln -sfn "$root/$item" "$share/$item"; done
+for exe in "$root"/scripts/lib/*; do ln -sfn "$exe" "$venv_abs/lib/bisenet_ros/$(basename "$exe")"; done
 if [ -z "${ROS_DISTRO:-}" ]; then
   if ! ls "$SHARED_WHEELS"/*.whl >/dev/null 2>&1; then
     echo "setup: no launch/ros2cli wheels in $SHARED_WHEELS (set SHARED_WHEELS)" >&2
