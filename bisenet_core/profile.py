@@ -30,7 +30,7 @@ def count_params(model: nn.Module, aux: bool = False) -> int:
 
 
 def count_macs(model: nn.Module, width: int, height: int) -> int:
-    """MACs of one eval-mode forward pass on a 1 x 3 x height x width input.
+    """Multiply-accumulates of one eval-mode forward pass on a 1 x 3 x height x width input.
 
     The model runs on its own device ('meta' works and is instant); its train/eval mode
     is restored afterwards.

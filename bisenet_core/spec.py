@@ -12,8 +12,10 @@ from bisenet_core.classes import DATASETS, IGNORE_INDEX, generated_palette
 
 # BiSeNet predicts at 1/8 of the network input (Spatial Path: three stride-2 convs).
 OUTPUT_STRIDE = 8
-# The Context Path downsamples 32x; network input sizes must be multiples of this.
+# The Context Path downsamples 32x: the model zero-pads its input to a multiple of this
+# (and crops the output back), so any network input size works; multiples of 32 waste nothing.
 SIZE_DIVISOR = 32
+MAX_INPUT_SIDE = 8192
 
 # ImageNet statistics, RGB order, on images scaled to [0, 1] ("mean subtraction" in the paper).
 IMAGENET_MEAN = (0.485, 0.456, 0.406)
@@ -30,7 +32,7 @@ class ModelSpec:
         backbone: Context Path backbone, one of BACKBONES.
         class_names: one name per output channel; the class id is the index.
         palette: one (r, g, b) per class, for colour masks.
-        input_size: network input (width, height), both multiples of SIZE_DIVISOR.
+        input_size: network input (width, height); multiples of SIZE_DIVISOR need no padding.
         mean, std: RGB normalisation of [0, 1] images.
         ignore_index: label value that is not a class (void).
         output_stride: network output is input / output_stride.
@@ -68,7 +70,8 @@ class ModelSpec:
         if not 1 <= self.num_classes <= 255:
             raise ValueError(f'need 1..255 classes (labels are uint8), got {self.num_classes}')
         if len(self.palette) != self.num_classes:
-            raise ValueError(f'palette has {len(self.palette)} colours for {self.num_classes} classes')
+            raise ValueError(f'palette has {len(self.palette)} colours for '
+                             f'{self.num_classes} classes')
         if any(len(c) != 3 or not all(0 <= v <= 255 for v in c) for c in self.palette):
             raise ValueError('palette colours must be (r, g, b) in 0..255')
         check_input_size(*self.input_size)
@@ -99,11 +102,10 @@ class ModelSpec:
 
 
 def check_input_size(width: int, height: int) -> None:
-    """Network input sizes must be positive multiples of SIZE_DIVISOR."""
-    if width <= 0 or height <= 0 or width % SIZE_DIVISOR or height % SIZE_DIVISOR:
-        raise ValueError(
-            f'network input size {width}x{height} must be positive multiples of {SIZE_DIVISOR} '
-            f'(e.g. {round_to_divisor(max(width, 1))}x{round_to_divisor(max(height, 1))})')
+    """Network input sides must be SIZE_DIVISOR..MAX_INPUT_SIDE pixels (the model pads the rest)."""
+    if not all(SIZE_DIVISOR <= int(v) <= MAX_INPUT_SIDE for v in (width, height)):
+        raise ValueError(f'network input size {width}x{height}: each side must be '
+                         f'{SIZE_DIVISOR}..{MAX_INPUT_SIDE} pixels')
 
 
 def round_to_divisor(value: int, divisor: int = SIZE_DIVISOR) -> int:

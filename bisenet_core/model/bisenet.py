@@ -28,8 +28,11 @@ _BACKBONE_BUILDERS: dict[str, Callable[[], nn.Module]] = {
 
 
 class BiSeNetOutput(NamedTuple):
-    """logits: N x C x ceil(H/8) x ceil(W/8). aux: (1/16 logits, 1/32 logits) in training, ()
-    in eval mode."""
+    """Network outputs.
+
+    logits: N x C x ceil(H/8) x ceil(W/8). aux: (1/16 logits, 1/32 logits) in training, ()
+    in eval mode.
+    """
 
     logits: torch.Tensor
     aux: tuple[torch.Tensor, ...]

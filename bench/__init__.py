@@ -1,0 +1,1 @@
+"""Benchmarks: `python -m bench.bench_backends` (see docs/benchmarks.md)."""

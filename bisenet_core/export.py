@@ -1,0 +1,185 @@
+"""ONNX export of a BiSeNet, with its ModelSpec stored in the ONNX metadata.
+
+    export_onnx(model, spec, 'model.onnx')                      # fp32 1/8 logits, fixed size
+    export_onnx(model, spec, 'labels.onnx', output='labels')    # uint8 1/8 argmax labels
+    spec = read_onnx_spec('model.onnx')
+
+The graph is a thin wrapper around the eval-mode model (`_ExportWrapper`), never a mode flag in
+the model itself. Its interface does not depend on the precision:
+
+    input  'image':  float32 N x 3 x H x W, normalised RGB (bisenet_core.preprocess.normalize)
+    output 'logits': float32 N x C x H/8 x W/8       (output='logits')
+    output 'labels': uint8   N x H/8 x W/8           (output='labels'; ArgMax + Cast, standard ops)
+
+precision='fp16' converts the model's weights to half (`model.half()`) and puts a Cast to half
+after the input and a Cast back to float32 before the output, so callers always feed and
+receive float32 (the two casts cost next to nothing next to the convolutions), and one
+pre/post-processing path serves both precisions. fp16 graphs are meant for GPU execution
+providers; on CPU use fp32. For TensorRT, export fp32 and let TensorRT pick fp16 kernels
+(`trt_fp16_enable`), which is what `bisenet_core.inference` does.
+
+Uses the TorchScript-based exporter (`dynamo=False`): it is fast, works offline and handles
+the model's shape arithmetic (padding to a multiple of 32, cropping) for dynamic H/W.
+"""
+from __future__ import annotations
+
+import copy
+import io
+import json
+import os
+import warnings
+from pathlib import Path
+
+import torch
+from torch import nn
+
+from bisenet_core.atomic import atomic_write_bytes
+from bisenet_core.modelfile import ModelFileError
+from bisenet_core.spec import ModelSpec, check_input_size
+
+# ONNX metadata_props keys.
+SPEC_KEY = 'bisenet_spec'
+EXPORT_KEY = 'bisenet_export'  # {"precision", "output", "dynamic", "input_size"}
+
+INPUT_NAME = 'image'
+PRECISIONS = ('fp32', 'fp16')
+OUTPUTS = ('logits', 'labels')
+
+
+class _ExportWrapper(nn.Module):
+    """Eval-mode BiSeNet -> float32 1/8 logits or uint8 1/8 labels (the exported graph)."""
+
+    def __init__(self, model: nn.Module, output: str, half: bool):
+        super().__init__()
+        self.model = model
+        self.output = output
+        self.half = half
+
+    def forward(self, image: torch.Tensor) -> torch.Tensor:
+        x = image.half() if self.half else image
+        logits = self.model(x).logits.float()
+        if self.output == 'labels':
+            # ArgMax gives int64; classes fit in uint8 (ModelSpec allows at most 255).
+            return logits.argmax(dim=1).to(torch.uint8)
+        return logits
+
+
+def export_onnx(model: nn.Module, spec: ModelSpec, path: str | os.PathLike,
+                precision: str = 'fp32', output: str = 'logits', dynamic: bool = False,
+                input_size: tuple[int, int] | None = None, opset: int = 17) -> Path:
+    """Export `model` to an ONNX file at `path` (written atomically) and return the path.
+
+    Args:
+        model: a BiSeNet (any mode and device; a CPU copy in eval mode is exported).
+        spec: its ModelSpec, stored as JSON in metadata_props['bisenet_spec'].
+        precision: 'fp32', or 'fp16' (half weights, float32 input/output; see module doc).
+        output: 'logits' (float32 1/8 logits) or 'labels' (uint8 1/8 argmax).
+        dynamic: if True, batch, height and width are free (any H, W; multiples of 32 are
+            cheapest); else the graph is fixed to batch 1 at `input_size`.
+        input_size: (width, height) traced at; default spec.input_size.
+        opset: ONNX opset version.
+    """
+    import onnx  # imported here: the core imports without onnx installed
+
+    if precision not in PRECISIONS:
+        raise ValueError(f'precision must be one of {PRECISIONS}, got {precision!r}')
+    if output not in OUTPUTS:
+        raise ValueError(f'output must be one of {OUTPUTS}, got {output!r}')
+    width, height = tuple(input_size) if input_size is not None else spec.input_size
+    check_input_size(width, height)
+    num_classes = getattr(model, 'num_classes', spec.num_classes)
+    if num_classes != spec.num_classes:
+        raise ValueError(f'model has {num_classes} classes but the spec lists '
+                         f'{spec.num_classes}')
+
+    module = getattr(model, 'module', model)         # DDP
+    module = getattr(module, '_orig_mod', module)    # torch.compile
+    # Export a copy: the caller's model keeps its device, dtype and train/eval mode.
+    module = copy.deepcopy(module).cpu().float().eval()
+    if precision == 'fp16':
+        module = module.half()
+    wrapper = _ExportWrapper(module, output, half=precision == 'fp16').eval()
+
+    dummy = torch.zeros(1, 3, height, width)
+    out_name = output
+    dynamic_axes = None
+    if dynamic:
+        dynamic_axes = {INPUT_NAME: {0: 'batch', 2: 'height', 3: 'width'}}
+        dynamic_axes[out_name] = ({0: 'batch', 2: 'height_8', 3: 'width_8'} if output == 'logits'
+                                  else {0: 'batch', 1: 'height_8', 2: 'width_8'})
+
+    buffer = io.BytesIO()
+    with torch.no_grad(), warnings.catch_warnings():
+        # The tracer warns about shape arithmetic turned into constants; with dynamic=True
+        # the shapes are traced as values, and the tests check other sizes still work.
+        warnings.simplefilter('ignore', torch.jit.TracerWarning)
+        # We choose the TorchScript exporter on purpose (see module doc); its notices are noise.
+        warnings.filterwarnings('ignore', message='.*legacy TorchScript-based ONNX export')
+        warnings.filterwarnings('ignore', message='The feature will be removed')
+        torch.onnx.export(wrapper, (dummy,), buffer, input_names=[INPUT_NAME],
+                          output_names=[out_name], dynamic_axes=dynamic_axes,
+                          opset_version=opset, do_constant_folding=True, dynamo=False)
+    proto = onnx.load_from_string(buffer.getvalue())
+
+    _set_metadata(proto, SPEC_KEY, json.dumps(spec.to_dict(), sort_keys=True))
+    _set_metadata(proto, EXPORT_KEY, json.dumps({
+        'precision': precision, 'output': output, 'dynamic': bool(dynamic),
+        'input_size': [width, height], 'opset': opset}, sort_keys=True))
+    proto.producer_name = 'bisenet_ros'
+    onnx.checker.check_model(proto, full_check=True)
+    return atomic_write_bytes(proto.SerializeToString(), path)
+
+
+def _set_metadata(proto, key: str, value: str) -> None:
+    for prop in proto.metadata_props:
+        if prop.key == key:
+            prop.value = value
+            return
+    entry = proto.metadata_props.add()
+    entry.key, entry.value = key, value
+
+
+def read_onnx_metadata(path: str | os.PathLike) -> dict[str, str]:
+    """All metadata_props of an ONNX file, or ModelFileError naming the file and the problem."""
+    import onnx
+
+    path = Path(path)
+    if not path.is_file():
+        raise ModelFileError(f'ONNX file {path}: not found')
+    if path.stat().st_size == 0:
+        raise ModelFileError(f'ONNX file {path}: empty file')
+    try:
+        proto = onnx.load(str(path), load_external_data=False)
+    except Exception as exc:  # protobuf DecodeError and friends
+        raise ModelFileError(f'ONNX file {path}: cannot be read (truncated or corrupt?): '
+                             f'{type(exc).__name__}') from None
+    if not proto.graph.node:
+        raise ModelFileError(f'ONNX file {path}: not an ONNX model (empty graph)')
+    return {prop.key: prop.value for prop in proto.metadata_props}
+
+
+def read_onnx_spec(path: str | os.PathLike) -> ModelSpec:
+    """The ModelSpec stored by export_onnx, or ModelFileError if absent or unreadable."""
+    meta = read_onnx_metadata(path)
+    if SPEC_KEY not in meta:
+        raise ModelFileError(f'ONNX file {path}: no {SPEC_KEY!r} metadata '
+                             '(not exported by bisenet_core.export.export_onnx?)')
+    try:
+        return ModelSpec.from_dict(json.loads(meta[SPEC_KEY]))
+    except (json.JSONDecodeError, TypeError, ValueError) as exc:
+        raise ModelFileError(f'ONNX file {path}: bad {SPEC_KEY!r} metadata: {exc}') from None
+
+
+def read_onnx_export_info(path: str | os.PathLike) -> dict:
+    """How the file was exported: {'precision', 'output', 'dynamic', 'input_size', 'opset'}.
+
+    Files without the record (exported elsewhere) are taken as fp32 logits.
+    """
+    meta = read_onnx_metadata(path)
+    info = {'precision': 'fp32', 'output': 'logits', 'dynamic': None, 'input_size': None}
+    if EXPORT_KEY in meta:
+        try:
+            info.update(json.loads(meta[EXPORT_KEY]))
+        except json.JSONDecodeError as exc:
+            raise ModelFileError(f'ONNX file {path}: bad {EXPORT_KEY!r} metadata: {exc}') from None
+    return info

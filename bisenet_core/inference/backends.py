@@ -1,0 +1,182 @@
+"""Inference backends: run a normalised float32 N x 3 x H x W batch, return float32 1/8 logits.
+
+- TorchBackend: eager PyTorch. On CUDA: channels_last memory format and fp16 via `.half()`.
+- OrtBackend: ONNX Runtime with the CPU, CUDA or TensorRT execution provider.
+
+Device and precision decisions (what 'auto' means, fp16 on CPU) are made once in
+`resolve_device` / `resolve_precision`, used by the Segmenter.
+"""
+from __future__ import annotations
+
+import os
+import warnings
+from pathlib import Path
+
+import numpy as np
+import torch
+from torch import nn
+
+BACKENDS = ('torch', 'onnxruntime', 'tensorrt', 'auto')
+DEVICES = ('auto', 'cpu', 'cuda')
+PRECISIONS = ('fp32', 'fp16')
+
+_PROVIDER = {'cpu': 'CPUExecutionProvider', 'cuda': 'CUDAExecutionProvider',
+             'tensorrt': 'TensorrtExecutionProvider'}
+
+
+def ort_available() -> bool:
+    """True when onnxruntime can be imported."""
+    try:
+        import onnxruntime  # noqa: F401
+    except ImportError:
+        return False
+    return True
+
+
+def ort_providers() -> list[str]:
+    """Execution providers of the installed onnxruntime ([] when it is not installed)."""
+    if not ort_available():
+        return []
+    import onnxruntime
+    return list(onnxruntime.get_available_providers())
+
+
+def cpu_threads() -> int:
+    """Number of CPUs this process may use (taskset/cgroup affinity, unlike os.cpu_count)."""
+    try:
+        return max(1, len(os.sched_getaffinity(0)))
+    except AttributeError:  # not on Linux
+        return max(1, os.cpu_count() or 1)
+
+
+def resolve_backend(backend: str) -> str:
+    """'auto' -> 'onnxruntime' when importable (faster on CPU, docs/benchmarks.md), else 'torch'."""
+    if backend not in BACKENDS:
+        raise ValueError(f'backend must be one of {BACKENDS}, got {backend!r}')
+    if backend == 'auto':
+        return 'onnxruntime' if ort_available() else 'torch'
+    if backend in ('onnxruntime', 'tensorrt') and not ort_available():
+        raise RuntimeError(f"backend {backend!r} needs onnxruntime: pip install onnxruntime "
+                           "(CPU) or onnxruntime-gpu (CUDA/TensorRT)")
+    if backend == 'tensorrt' and _PROVIDER['tensorrt'] not in ort_providers():
+        raise RuntimeError(f"backend 'tensorrt' needs onnxruntime-gpu with the TensorRT "
+                           f"execution provider; this onnxruntime has {ort_providers()}")
+    return backend
+
+
+def resolve_device(device: str, backend: str) -> str:
+    """'auto' -> 'cuda' when this backend can use a GPU, else 'cpu' (with a warning)."""
+    if device not in DEVICES:
+        raise ValueError(f'device must be one of {DEVICES}, got {device!r}')
+    if backend == 'tensorrt':
+        if device == 'cpu':
+            raise ValueError("backend 'tensorrt' runs on the GPU; use device 'cuda' or 'auto'")
+        return 'cuda'
+    if backend == 'torch':
+        has_cuda = torch.cuda.is_available()
+        missing = 'torch.cuda.is_available() is False (CPU-only torch build or no GPU)'
+    else:
+        has_cuda = _PROVIDER['cuda'] in ort_providers()
+        missing = (f'onnxruntime has no CUDAExecutionProvider ({ort_providers()}); '
+                   'install onnxruntime-gpu')
+    if device == 'cuda' and not has_cuda:
+        raise RuntimeError(f"device 'cuda' requested for backend {backend!r} but {missing}")
+    if device == 'auto':
+        if has_cuda:
+            return 'cuda'
+        warnings.warn(f'no GPU for backend {backend!r}, running on the CPU (slow for '
+                      'real-time use)', RuntimeWarning, stacklevel=4)
+        return 'cpu'
+    return device
+
+
+def resolve_precision(precision: str, device: str) -> str:
+    """fp16 is for GPUs: on the CPU it is slower and less exact, so fall back to fp32."""
+    if precision not in PRECISIONS:
+        raise ValueError(f'precision must be one of {PRECISIONS}, got {precision!r}')
+    if precision == 'fp16' and device == 'cpu':
+        warnings.warn('fp16 requested on the CPU; using fp32', RuntimeWarning, stacklevel=4)
+        return 'fp32'
+    return precision
+
+
+class TorchBackend:
+    """Eager PyTorch on the CPU or one GPU."""
+
+    name = 'torch'
+
+    def __init__(self, model: nn.Module, device: str, precision: str,
+                 threads: int | None = None):
+        self.device = torch.device(device)
+        if threads is not None:
+            torch.set_num_threads(threads)  # process-wide in torch
+        model = model.to(self.device).eval()
+        if self.device.type == 'cuda':
+            # NHWC lets cuDNN pick its fastest (tensor-core) convolution kernels.
+            model = model.to(memory_format=torch.channels_last)
+            if precision == 'fp16':
+                model = model.half()
+            torch.backends.cudnn.benchmark = True  # fixed input size: tune once
+        self.model = model
+        self.dtype = torch.float16 if precision == 'fp16' else torch.float32
+
+    def __call__(self, batch: np.ndarray) -> np.ndarray:
+        with torch.inference_mode():
+            x = torch.from_numpy(batch).to(self.device, non_blocking=True)
+            if self.device.type == 'cuda':
+                x = x.to(dtype=self.dtype, memory_format=torch.channels_last)
+            logits = self.model(x).logits
+            return logits.float().cpu().numpy()
+
+
+class OrtBackend:
+    """ONNX Runtime session on one execution provider ('cpu', 'cuda' or 'tensorrt')."""
+
+    def __init__(self, onnx_path: str | os.PathLike, provider: str, precision: str = 'fp32',
+                 trt_cache_dir: str | os.PathLike | None = None, threads: int | None = None):
+        import onnxruntime as ort
+
+        self.name = 'tensorrt' if provider == 'tensorrt' else 'onnxruntime'
+        options = ort.SessionOptions()
+        options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
+        options.intra_op_num_threads = threads or cpu_threads()
+        options.log_severity_level = 3  # errors only; ORT's warnings are about its own fusions
+        providers: list = []
+        if provider == 'tensorrt':
+            cache = Path(trt_cache_dir) if trt_cache_dir else Path(onnx_path).parent / 'trt'
+            cache.mkdir(parents=True, exist_ok=True)
+            providers.append((_PROVIDER['tensorrt'], {
+                'trt_fp16_enable': precision == 'fp16',
+                # Building an engine takes minutes; cache it next to the ONNX file.
+                'trt_engine_cache_enable': True,
+                'trt_engine_cache_path': str(cache),
+                'trt_timing_cache_enable': True,
+                'trt_timing_cache_path': str(cache),
+            }))
+        if provider in ('tensorrt', 'cuda'):
+            providers.append((_PROVIDER['cuda'], {'cudnn_conv_algo_search': 'EXHAUSTIVE'}))
+        providers.append(_PROVIDER['cpu'])
+        try:
+            self.session = ort.InferenceSession(str(onnx_path), options, providers=providers)
+        except Exception as exc:
+            first = (str(exc).strip().splitlines() or [type(exc).__name__])[0]
+            raise RuntimeError(f'onnxruntime cannot load {onnx_path} on {provider}: '
+                               f'{first[:300]}') from None
+        wanted = _PROVIDER[provider]
+        if wanted not in self.session.get_providers():
+            raise RuntimeError(f'onnxruntime did not enable {wanted} for {onnx_path} '
+                               f'(enabled: {self.session.get_providers()})')
+        meta = self.session.get_inputs()[0]
+        self.input_name = meta.name
+        # [N, 3, H, W] with ints for fixed axes, names (str) for dynamic ones.
+        self.input_shape = list(meta.shape)
+
+    def fixed_input_size(self) -> tuple[int, int] | None:
+        """(width, height) of a fixed-size graph, None for a dynamic one."""
+        height, width = self.input_shape[2], self.input_shape[3]
+        if isinstance(width, int) and isinstance(height, int):
+            return width, height
+        return None
+
+    def __call__(self, batch: np.ndarray) -> np.ndarray:
+        return self.session.run(None, {self.input_name: batch})[0]

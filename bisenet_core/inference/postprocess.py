@@ -1,0 +1,50 @@
+"""1/8 logits -> full-size uint8 labels, and label maps -> colour images."""
+from __future__ import annotations
+
+import cv2
+import numpy as np
+
+from bisenet_core.preprocess import resize_labels
+from bisenet_core.spec import ModelSpec
+
+UPSAMPLE_MODES = ('nearest', 'bilinear')
+
+
+def logits_to_labels(logits: np.ndarray, size: tuple[int, int], upsample: str = 'nearest'
+                     ) -> np.ndarray:
+    """One image's C x h x w logits -> uint8 H x W labels, size = (H, W) of the original image.
+
+    'nearest': argmax at 1/8, then nearest-neighbour upsampling of the labels (cheap: one
+    channel is resized). 'bilinear': bilinear upsampling of all C logit maps (half-pixel
+    centres, as torch's align_corners=False), then argmax (smoother edges, C times the work).
+    """
+    if logits.ndim != 3:
+        raise ValueError(f'expected C x h x w logits, got shape {logits.shape}')
+    height, width = size
+    if height <= 0 or width <= 0:
+        raise ValueError(f'output size must be positive, got {height}x{width}')
+    if upsample == 'nearest':
+        labels = logits.argmax(axis=0).astype(np.uint8)
+        return resize_labels(labels, width, height)
+    if upsample == 'bilinear':
+        channels = np.ascontiguousarray(logits.transpose(1, 2, 0), dtype=np.float32)
+        if channels.shape[:2] != (height, width):
+            channels = cv2.resize(channels, (width, height), interpolation=cv2.INTER_LINEAR)
+            if channels.ndim == 2:  # cv2 drops a single channel axis
+                channels = channels[:, :, None]
+        return channels.argmax(axis=2).astype(np.uint8)
+    raise ValueError(f'upsample must be one of {UPSAMPLE_MODES}, got {upsample!r}')
+
+
+def palette_lut(spec: ModelSpec) -> np.ndarray:
+    """256 x 3 uint8 lookup table: class id -> palette colour; ignore and unknown ids -> black."""
+    lut = np.zeros((256, 3), np.uint8)
+    lut[:spec.num_classes] = np.asarray(spec.palette, np.uint8)
+    return lut
+
+
+def check_labels(labels: np.ndarray) -> None:
+    if not isinstance(labels, np.ndarray) or labels.dtype != np.uint8 or labels.ndim != 2:
+        desc = (f'{labels.dtype} {labels.shape}' if isinstance(labels, np.ndarray)
+                else type(labels).__name__)
+        raise ValueError(f'expected a uint8 H x W label map, got {desc}')

@@ -1,0 +1,150 @@
+"""ONNX export: logits/labels, fixed/dynamic sizes, fp16, spec metadata, errors, atomic write."""
+import json
+
+import numpy as np
+import onnx
+import pytest
+import torch
+
+from bisenet_core.export import SPEC_KEY, export_onnx, read_onnx_export_info, read_onnx_spec
+from bisenet_core.model import bisenet
+from bisenet_core.modelfile import ModelFileError
+from bisenet_core.spec import spec_for_dataset
+
+ort = pytest.importorskip('onnxruntime')
+
+WIDTH, HEIGHT = 128, 96
+
+
+@pytest.fixture(scope='module')
+def model_and_spec():
+    torch.manual_seed(0)
+    spec = spec_for_dataset('camvid', backbone='xception39', input_size=(WIDTH, HEIGHT))
+    return bisenet(spec.num_classes, spec.backbone).eval(), spec
+
+
+@pytest.fixture(scope='module')
+def inputs():
+    gen = torch.Generator().manual_seed(1)
+    return {(w, h): torch.randn(1, 3, h, w, generator=gen)
+            for w, h in [(WIDTH, HEIGHT), (160, 64), (131, 97)]}
+
+
+def run(path, x: torch.Tensor) -> np.ndarray:
+    session = ort.InferenceSession(str(path), providers=['CPUExecutionProvider'])
+    return session.run(None, {'image': x.numpy()})[0]
+
+
+def torch_logits(model, x):
+    with torch.no_grad():
+        return model(x).logits.numpy()
+
+
+def test_fp32_logits_static(model_and_spec, inputs, tmp_path):
+    model, spec = model_and_spec
+    path = export_onnx(model, spec, tmp_path / 'sub' / 'm.onnx')
+    assert path == tmp_path / 'sub' / 'm.onnx'
+    proto = onnx.load(str(path))
+    onnx.checker.check_model(proto, full_check=True)
+    shape = [d.dim_value for d in proto.graph.input[0].type.tensor_type.shape.dim]
+    assert shape == [1, 3, HEIGHT, WIDTH]
+    assert read_onnx_spec(path) == spec
+    assert json.loads({p.key: p.value for p in proto.metadata_props}[SPEC_KEY]) == spec.to_dict()
+    x = inputs[(WIDTH, HEIGHT)]
+    got, want = run(path, x), torch_logits(model, x)
+    assert got.shape == (1, spec.num_classes, HEIGHT // 8, WIDTH // 8) and got.dtype == np.float32
+    assert np.abs(got - want).max() < 1e-4 * np.abs(want).max()
+    # Atomic write: nothing but the file is left in the folder.
+    assert sorted(p.name for p in path.parent.iterdir()) == ['m.onnx']
+
+
+def test_fixed_size_graph_rejects_other_sizes(model_and_spec, inputs, tmp_path):
+    model, spec = model_and_spec
+    path = export_onnx(model, spec, tmp_path / 'm.onnx')
+    with pytest.raises(Exception, match='(?i)dimension|shape'):
+        run(path, inputs[(160, 64)])
+
+
+def test_dynamic_logits_any_size(model_and_spec, inputs, tmp_path):
+    model, spec = model_and_spec
+    path = export_onnx(model, spec, tmp_path / 'dyn.onnx', dynamic=True)
+    onnx.checker.check_model(onnx.load(str(path)), full_check=True)
+    assert read_onnx_export_info(path)['dynamic'] is True
+    for (w, h), x in inputs.items():
+        got, want = run(path, x), torch_logits(model, x)
+        assert got.shape == (1, spec.num_classes, -(-h // 8), -(-w // 8))
+        assert np.abs(got - want).max() < 1e-4 * np.abs(want).max()
+
+
+@pytest.mark.parametrize('dynamic', [False, True])
+def test_labels_output(model_and_spec, inputs, tmp_path, dynamic):
+    model, spec = model_and_spec
+    path = export_onnx(model, spec, tmp_path / 'labels.onnx', output='labels', dynamic=dynamic)
+    onnx.checker.check_model(onnx.load(str(path)), full_check=True)
+    assert read_onnx_export_info(path)['output'] == 'labels'
+    sizes = list(inputs) if dynamic else [(WIDTH, HEIGHT)]
+    for size in sizes:
+        x = inputs[size]
+        labels = run(path, x)
+        want = torch_logits(model, x).argmax(1)
+        assert labels.dtype == np.uint8 and labels.shape == want.shape
+        assert (labels == want).mean() >= 0.999
+
+
+def test_fp16_export(model_and_spec, inputs, tmp_path):
+    model, spec = model_and_spec
+    param = next(model.parameters())
+    path = export_onnx(model, spec, tmp_path / 'half.onnx', precision='fp16', dynamic=True)
+    # The caller's model is untouched (a copy is converted).
+    assert next(model.parameters()) is param and param.dtype == torch.float32
+    proto = onnx.load(str(path))
+    onnx.checker.check_model(proto, full_check=True)
+    weights = [t for t in proto.graph.initializer if len(t.dims) == 4]
+    assert weights and all(t.data_type == onnx.TensorProto.FLOAT16 for t in weights)
+    # The interface stays float32 in, float32 out (documented in export.py).
+    assert proto.graph.input[0].type.tensor_type.elem_type == onnx.TensorProto.FLOAT
+    assert proto.graph.output[0].type.tensor_type.elem_type == onnx.TensorProto.FLOAT
+    assert read_onnx_export_info(path)['precision'] == 'fp16'
+    x = inputs[(131, 97)]
+    want = torch_logits(model, x)
+    try:
+        got = run(path, x)
+    except Exception as exc:  # an ORT build without fp16 CPU kernels: checker only
+        pytest.skip(f'ORT CPU cannot run this fp16 graph: {exc}')
+    assert got.shape == want.shape
+    assert np.abs(got - want).max() < 2e-2 * np.abs(want).max()
+
+
+def test_bad_arguments(model_and_spec, tmp_path):
+    model, spec = model_and_spec
+    with pytest.raises(ValueError, match='precision'):
+        export_onnx(model, spec, tmp_path / 'a.onnx', precision='int8')
+    with pytest.raises(ValueError, match='output'):
+        export_onnx(model, spec, tmp_path / 'a.onnx', output='probs')
+    with pytest.raises(ValueError, match='each side must be'):
+        export_onnx(model, spec, tmp_path / 'a.onnx', input_size=(100, 9000))
+    with pytest.raises(ValueError, match='classes'):
+        export_onnx(model, spec.replace(class_names=['a', 'b'], palette=[(0, 0, 0)] * 2),
+                    tmp_path / 'a.onnx')
+    assert not list(tmp_path.iterdir())
+
+
+def test_read_spec_errors(model_and_spec, tmp_path):
+    model, spec = model_and_spec
+    with pytest.raises(ModelFileError, match='missing.onnx: not found'):
+        read_onnx_spec(tmp_path / 'missing.onnx')
+    good = export_onnx(model, spec, tmp_path / 'good.onnx').read_bytes()
+    truncated = tmp_path / 'truncated.onnx'
+    truncated.write_bytes(good[:len(good) // 3])
+    corrupt = tmp_path / 'corrupt.onnx'
+    corrupt.write_bytes(np.random.default_rng(0).bytes(4096))
+    for path in (truncated, corrupt):
+        with pytest.raises(ModelFileError, match=path.name):
+            read_onnx_spec(path)
+    proto = onnx.load(str(tmp_path / 'good.onnx'))
+    del proto.metadata_props[:]
+    plain = tmp_path / 'plain.onnx'
+    onnx.save(proto, str(plain))
+    with pytest.raises(ModelFileError, match="plain.onnx: no 'bisenet_spec'"):
+        read_onnx_spec(plain)
+    assert read_onnx_export_info(plain)['output'] == 'logits'
