@@ -1,0 +1,79 @@
+"""BiSeNet's training loss: OHEM cross-entropy on the main output and the two auxiliary heads.
+
+The paper (section 3.3) sums a principal loss and two auxiliary losses on the Context Path,
+weighted by alpha = 1. The authors' code (TorchSeg) makes each an online-hard-example-mined
+cross-entropy (`ProbOhemCrossEntropy2d`): only pixels whose true-class probability is below
+a threshold (0.7) count, but never fewer than the n_min hardest pixels.
+"""
+from __future__ import annotations
+
+import math
+from typing import Sequence
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from bisenet_core.classes import IGNORE_INDEX
+
+
+class OhemCrossEntropy(nn.Module):
+    """Cross-entropy averaged over the hard pixels of the whole batch.
+
+    Args:
+        thresh: keep pixels whose softmax probability of the true class is < thresh.
+        min_kept_fraction: keep at least this fraction of the valid (non-ignored) pixels,
+            the ones with the highest loss (1/16 as in TorchSeg's n_min).
+        ignore_index: label value that never counts.
+    """
+
+    def __init__(self, thresh: float = 0.7, min_kept_fraction: float = 1 / 16,
+                 ignore_index: int = IGNORE_INDEX):
+        super().__init__()
+        self.thresh = thresh
+        self.min_kept_fraction = min_kept_fraction
+        self.ignore_index = ignore_index
+        # p < thresh  <=>  -log p > -log thresh: compare losses, no softmax needed.
+        self.loss_thresh = -math.log(thresh)
+
+    def forward(self, logits: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
+        """logits: N x C x H x W (any float dtype), labels: N x H x W int64 at the same size."""
+        losses = F.cross_entropy(logits.float(), labels, ignore_index=self.ignore_index,
+                                 reduction='none').flatten()
+        valid = labels.flatten() != self.ignore_index
+        losses = losses[valid]
+        if losses.numel() == 0:
+            # No labelled pixel: a zero that still joins the graph (DDP needs every grad).
+            return logits.sum() * 0.0
+        hard = losses[losses > self.loss_thresh]
+        n_min = int(losses.numel() * self.min_kept_fraction)
+        if hard.numel() < n_min:
+            hard = losses.topk(n_min).values
+        if hard.numel() == 0:
+            return logits.sum() * 0.0
+        return hard.mean()
+
+
+def upsample_to(logits: torch.Tensor, size: tuple[int, int]) -> torch.Tensor:
+    """Bilinear upsampling of logits to the label resolution (the loss sees full-size labels)."""
+    if tuple(logits.shape[-2:]) == tuple(size):
+        return logits
+    return F.interpolate(logits, size=size, mode='bilinear', align_corners=False)
+
+
+def bisenet_loss(logits: torch.Tensor, aux: Sequence[torch.Tensor], labels: torch.Tensor,
+                 criterion: nn.Module, aux_weight: float = 1.0
+                 ) -> tuple[torch.Tensor, dict[str, float]]:
+    """Principal + aux_weight * (each auxiliary) loss, all at label resolution.
+
+    Returns the total loss and its parts as floats for logging.
+    """
+    size = tuple(labels.shape[-2:])
+    principal = criterion(upsample_to(logits, size), labels)
+    total = principal
+    parts = {'loss_principal': principal.detach()}
+    for i, aux_logits in enumerate(aux):
+        aux_loss = criterion(upsample_to(aux_logits, size), labels)
+        total = total + aux_weight * aux_loss
+        parts[f'loss_aux{i}'] = aux_loss.detach()
+    return total, {k: float(v) for k, v in parts.items()}

@@ -1,0 +1,1 @@
+"""Command lines: `python -m training.train | training.evaluate | training.export`."""

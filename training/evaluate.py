@@ -1,0 +1,139 @@
+"""Evaluate a trained model: `python -m training.evaluate --model M --data ROOT`.
+
+Scores at the labels' full resolution (logits upsampled bilinearly), single-scale by default
+or multi-scale (0.75 .. 1.75) with horizontal flips (--multiscale --flip, the paper's
+"MS + flip"). Prints a per-class IoU table, writes results.json and a confusion-matrix plot.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from pathlib import Path
+
+import numpy as np
+import torch
+from tqdm import tqdm
+
+from bisenet_core.metrics import ConfusionMatrix
+from bisenet_core.modelfile import ModelFileError, load_model
+from bisenet_core.train.data import open_dataset
+from bisenet_core.train.evaluation import MULTI_SCALES, evaluate_dataset
+from bisenet_core.train.runtime import resolve_amp
+
+FORMATS = ('camvid', 'cityscapes', 'cocostuff', 'folder', 'synthetic')
+
+
+def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(
+        prog='python -m training.evaluate',
+        description='Mean IoU, per-class IoU and pixel accuracy of a model file on a dataset '
+                    'split, at full label resolution.',
+        epilog='example:\n  python -m training.evaluate --model runs/synthetic_xception39/'
+               'best_model.pt --data data/synthetic --split test --multiscale --flip',
+        formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument('--model', required=True, type=Path,
+                        help='model file (.pt) written by training.train, or an .onnx export '
+                             '(with --backend onnxruntime|tensorrt)')
+    parser.add_argument('--backend', default='model',
+                        choices=('model', 'torch', 'onnxruntime', 'tensorrt'),
+                        help='model: the PyTorch model, multi-scale capable (default); '
+                             'torch|onnxruntime|tensorrt: score what the node runs, through '
+                             'bisenet_core.inference.Segmenter (single scale)')
+    parser.add_argument('--data', required=True, type=Path, help='dataset root folder')
+    parser.add_argument('--format', choices=FORMATS,
+                        help='dataset layout (default: from the model, e.g. camvid)')
+    parser.add_argument('--split', default='val', help='split to score (default: val)')
+    parser.add_argument('--multiscale', action='store_true',
+                        help=f'average over scales {MULTI_SCALES} of the model input size')
+    parser.add_argument('--scales', type=float, nargs='+',
+                        help='explicit scales instead of 1.0 or the --multiscale set')
+    parser.add_argument('--flip', action='store_true', help='also average horizontal flips')
+    parser.add_argument('--device', default='auto', choices=('auto', 'cpu', 'cuda'))
+    parser.add_argument('--max-images', type=int, default=0, help='score only the first N')
+    parser.add_argument('--out', type=Path,
+                        help='folder for results.json and confusion.png (default: next to '
+                             'the model, eval_<split>/)')
+    parser.add_argument('--no-progress', action='store_true', help='no progress bar')
+    return parser.parse_args(argv)
+
+
+def guess_format(dataset_name: str) -> str:
+    """'synthetic-camvid' -> camvid layout, 'cityscapes' -> cityscapes, else folder."""
+    for name in ('camvid', 'cityscapes', 'cocostuff'):
+        if name in dataset_name:
+            return name
+    return 'folder'
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = parse_args(argv)
+    device = torch.device('cuda' if args.device == 'auto' and torch.cuda.is_available()
+                          else ('cpu' if args.device == 'auto' else args.device))
+    multiscale = args.multiscale or args.flip or args.scales
+    if args.backend != 'model' and multiscale:
+        print('error: --multiscale/--scales/--flip need --backend model', file=sys.stderr)
+        return 2
+    try:
+        if args.backend == 'model':
+            model, spec = load_model(args.model, device)
+        else:
+            from bisenet_core.inference import Segmenter
+
+            model = Segmenter(args.model, backend=args.backend, device=args.device,
+                              upsample='bilinear')
+            spec = model.spec
+    except (ModelFileError, ValueError, RuntimeError) as exc:
+        print(f'error: {exc}', file=sys.stderr)
+        return 2
+    data_format = args.format or guess_format(spec.dataset)
+    try:
+        dataset = open_dataset(data_format, args.data, args.split)
+    except (OSError, ValueError) as exc:
+        print(f'error: dataset {args.data} ({data_format}, split {args.split}): {exc}',
+              file=sys.stderr)
+        return 2
+    scales = tuple(args.scales or (MULTI_SCALES if args.multiscale else (1.0,)))
+    count = min(len(dataset), args.max_images) if args.max_images else len(dataset)
+    width, height = spec.input_size
+    print(f'evaluating {args.model} with {args.backend} ({spec.backbone}, input {width}x'
+          f'{height}) on {count} {args.split} images of {args.data}, scales {list(scales)}, '
+          f'flip {args.flip}, device {device}')
+    print('note: scored at full label resolution; the reference code (TorchSeg) scores '
+          'at reduced resolution, so its numbers are not directly comparable')
+
+    amp = resolve_amp('auto', device)
+    autocast = (lambda: torch.autocast(device.type, dtype=amp)) if amp is not None else None
+    confusion = ConfusionMatrix(spec.num_classes, ignore_index=spec.ignore_index)
+    if args.backend == 'model':
+        evaluate_dataset(model, dataset, spec, device, confusion, scales=scales, flip=args.flip,
+                         indices=range(count), autocast=autocast,
+                         progress=not args.no_progress, desc=args.split)
+    else:
+        for i in tqdm(range(count), desc=args.split, disable=args.no_progress):
+            image, label = dataset[i]
+            confusion.update(model(image), np.asarray(label))
+
+    iou = [float(v) for v in confusion.iou()]
+    width = max(len(n) for n in spec.class_names)
+    print(f'{"class":<{width}}  IoU')
+    for name, value in zip(spec.class_names, iou):
+        print(f'{name:<{width}}  {value:.4f}')
+    miou, accuracy = float(confusion.miou()), float(confusion.pixel_accuracy())
+    print(f'{"mIoU":<{width}}  {miou:.4f}\n{"pixel acc":<{width}}  {accuracy:.4f}')
+
+    out = args.out or args.model.parent / f'eval_{args.split}'
+    out.mkdir(parents=True, exist_ok=True)
+    results = {'model': str(args.model), 'data': str(args.data), 'format': data_format,
+               'split': args.split, 'images': count, 'backend': args.backend,
+               'scales': list(scales), 'flip': args.flip,
+               'resolution': 'full label resolution', 'miou': miou, 'pixel_accuracy': accuracy,
+               'iou': dict(zip(spec.class_names, iou)), 'spec_info': spec.info}
+    (out / 'results.json').write_text(json.dumps(results, indent=2) + '\n')
+    confusion.plot_confusion(out / 'confusion.png', class_names=spec.class_names)
+    print(f'wrote {out / "results.json"} and {out / "confusion.png"}')
+    return 0
+
+
+if __name__ == '__main__':
+    sys.exit(main())
