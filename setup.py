@@ -56,7 +56,8 @@ setup(
     zip_safe=True,
     maintainer='bisenet-ros developers',
     maintainer_email='dev@bisenet-ros.invalid',
-    description='BiSeNet real-time semantic segmentation: model, training, export and a ROS 2 node.',
+    description=('BiSeNet real-time semantic segmentation: model, training, export and a '
+                 'ROS 2 node.'),
     license='Apache-2.0',
     tests_require=['pytest'],
     entry_points={

@@ -47,7 +47,12 @@ venv_abs=$(cd "$VENV" && pwd)
 share="$venv_abs/share/bisenet_ros"
 mkdir -p "$venv_abs/share/ament_index/resource_index/packages" "$share" "$venv_abs/lib/bisenet_ros"
 ln -sfn "$root/resource/bisenet_ros" "$venv_abs/share/ament_index/resource_index/packages/bisenet_ros"
-for item in package.xml launch config models; do ln -sfn "$root/$item" "$share/$item"; done
+for item in package.xml config models; do ln -sfn "$root/$item" "$share/$item"; done
+# launch/ as a real folder of links: `ros2 launch` finds files with os.walk, which does not
+# descend into a linked folder.
+[ -L "$share/launch" ] && rm "$share/launch"
+mkdir -p "$share/launch"
+for f in "$root"/launch/*.launch.py; do ln -sfn "$f" "$share/launch/$(basename "$f")"; done
 for exe in "$root"/scripts/lib/*; do ln -sfn "$exe" "$venv_abs/lib/bisenet_ros/$(basename "$exe")"; done
 if [ -z "${ROS_DISTRO:-}" ]; then
   if ! ls "$SHARED_WHEELS"/*.whl >/dev/null 2>&1; then

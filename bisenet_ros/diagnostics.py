@@ -1,0 +1,54 @@
+"""diagnostic_msgs/DiagnosticArray for the segmentation node: level, message and values."""
+from __future__ import annotations
+
+import math
+from typing import Mapping
+
+from diagnostic_msgs.msg import DiagnosticArray, DiagnosticStatus, KeyValue
+
+OK = DiagnosticStatus.OK
+WARN = DiagnosticStatus.WARN
+ERROR = DiagnosticStatus.ERROR
+LEVEL_NAMES = {OK: 'OK', WARN: 'WARN', ERROR: 'ERROR'}
+
+
+def node_level(errors: int, dropped: int, latency_ms: float, budget_ms: float,
+               last_error: str = '') -> tuple[int, str]:
+    """(level, message) for one diagnostics period.
+
+    Args:
+        errors: bad inputs or failed inferences in the period (any -> ERROR).
+        dropped: frames replaced before they were processed in the period (any -> WARN).
+        latency_ms: end-to-end (stamp -> publish) p90 over the recent frames; over a positive
+            budget_ms -> WARN. NaN (no frame yet) never warns.
+    """
+    if errors:
+        return ERROR, f'{errors} bad input(s) or failed inference(s); last: {last_error}'
+    problems = []
+    if budget_ms > 0 and not math.isnan(latency_ms) and latency_ms > budget_ms:
+        problems.append(f'latency p90 {latency_ms:.1f} ms over budget {budget_ms:g} ms')
+    if dropped:
+        problems.append(f'dropped {dropped} frame(s): inference slower than the input')
+    if problems:
+        return WARN, '; '.join(problems)
+    return OK, 'ok'
+
+
+def format_value(value) -> str:
+    """Diagnostic values are strings: floats with 2 decimals, NaN as 'nan'."""
+    if isinstance(value, bool):
+        return str(value).lower()
+    if isinstance(value, float):
+        return 'nan' if math.isnan(value) else f'{value:.2f}'
+    return str(value)
+
+
+def build_diagnostic_array(stamp, name: str, hardware_id: str, level: int, message: str,
+                           values: Mapping[str, object]) -> DiagnosticArray:
+    """One DiagnosticStatus (the node) in a DiagnosticArray stamped `stamp`."""
+    status = DiagnosticStatus(level=level, name=name, message=message, hardware_id=hardware_id)
+    status.values = [KeyValue(key=key, value=format_value(v)) for key, v in values.items()]
+    array = DiagnosticArray()
+    array.header.stamp = stamp
+    array.status = [status]
+    return array

@@ -1,0 +1,179 @@
+"""sensor_msgs Image / CompressedImage <-> numpy, without cv_bridge.
+
+Decoding is zero-copy where the layout allows: the array is a view of the message's buffer
+(np.frombuffer, then a strided view that skips the row padding of `step`). Encoding copies the
+pixels once, straight into the array.array the message keeps (no per-element Python loop).
+
+    array = image_to_numpy(msg)                 # H x W (x C) in the message's own layout
+    image, order = image_to_network_input(msg)  # uint8 H x W x 3 or H x W, 'rgb' or 'bgr'
+    msg = numpy_to_image(labels, 'mono8', header)
+"""
+from __future__ import annotations
+
+import array
+import sys
+from typing import NamedTuple
+
+import cv2
+import numpy as np
+from sensor_msgs.msg import CompressedImage, Image
+
+
+class ImageConversionError(ValueError):
+    """A message that cannot be turned into an image (or an image into a message)."""
+
+
+class Encoding(NamedTuple):
+    channels: int
+    dtype: str           # numpy base type; byte order comes from is_bigendian
+    color_order: str     # how the network should read it: 'rgb', 'bgr', 'mono'
+
+
+# The encodings the node accepts (sensor_msgs/image_encodings.hpp names).
+ENCODINGS = {
+    'rgb8': Encoding(3, 'u1', 'rgb'),
+    'bgr8': Encoding(3, 'u1', 'bgr'),
+    'rgba8': Encoding(4, 'u1', 'rgb'),
+    'bgra8': Encoding(4, 'u1', 'bgr'),
+    'mono8': Encoding(1, 'u1', 'mono'),
+    'mono16': Encoding(1, 'u2', 'mono'),
+    '8UC1': Encoding(1, 'u1', 'mono'),
+    '8UC3': Encoding(3, 'u1', 'bgr'),    # OpenCV's convention for untyped 3-channel images
+    '16UC1': Encoding(1, 'u2', 'mono'),
+}
+COMPRESSED_FORMATS = ('jpeg', 'png')
+_HOST_BIGENDIAN = sys.byteorder == 'big'
+
+
+def _encoding(name: str) -> Encoding:
+    try:
+        return ENCODINGS[name]
+    except KeyError:
+        raise ImageConversionError(
+            f'unsupported image encoding {name!r}; supported: {", ".join(ENCODINGS)}') from None
+
+
+def image_to_numpy(msg: Image) -> np.ndarray:
+    """The pixels of an Image as H x W (one channel) or H x W x C, a view of msg.data if possible.
+
+    Raises ImageConversionError for an unknown encoding, empty data, a step shorter than a
+    row, or data whose size is not step * height.
+    """
+    enc = _encoding(msg.encoding)
+    height, width, step = int(msg.height), int(msg.width), int(msg.step)
+    if height == 0 or width == 0 or len(msg.data) == 0:
+        raise ImageConversionError(f'empty image ({width}x{height}, {len(msg.data)} bytes of '
+                                   f'{msg.encoding})')
+    dtype = np.dtype(enc.dtype).newbyteorder('>' if msg.is_bigendian else '<')
+    row_bytes = width * enc.channels * dtype.itemsize
+    if step < row_bytes:
+        raise ImageConversionError(f'step {step} is shorter than a row of {width} {msg.encoding} '
+                                   f'pixels ({row_bytes} bytes)')
+    if len(msg.data) != step * height:
+        raise ImageConversionError(f'data has {len(msg.data)} bytes, expected step * height = '
+                                   f'{step} * {height} = {step * height} ({msg.encoding} '
+                                   f'{width}x{height})')
+    flat = np.frombuffer(msg.data, dtype=np.uint8)
+    # Rows of `step` bytes, of which the first row_bytes are pixels: a view, no copy.
+    rows = flat.reshape(height, step)[:, :row_bytes]
+    pixels = rows.view(dtype)
+    if enc.channels == 1:
+        return pixels
+    return pixels.reshape(height, width, enc.channels)
+
+
+def image_to_network_input(msg: Image) -> tuple[np.ndarray, str]:
+    """An Image as the Segmenter takes it: (uint8 H x W x 3 or H x W mono, 'rgb' or 'bgr').
+
+    Alpha is dropped (a view), mono stays one channel (the Segmenter replicates it after its
+    resize, on fewer pixels), 16-bit mono is scaled to 8 bit (value >> 8, full range).
+    """
+    pixels = image_to_numpy(msg)
+    enc = ENCODINGS[msg.encoding]
+    if pixels.dtype.itemsize == 2:
+        pixels = (pixels >> 8).astype(np.uint8)
+    if enc.channels == 4:
+        pixels = pixels[:, :, :3]
+    return pixels, ('bgr' if enc.color_order == 'bgr' else 'rgb')
+
+
+def to_rgb(image: np.ndarray, color_order: str) -> np.ndarray:
+    """H x W x 3 in color_order, or H x W mono -> H x W x 3 RGB (a copy only if needed)."""
+    if image.ndim == 2:
+        return cv2.cvtColor(image, cv2.COLOR_GRAY2RGB)
+    if color_order == 'bgr':
+        return cv2.cvtColor(image, cv2.COLOR_BGR2RGB)
+    return image
+
+
+def numpy_to_image(image: np.ndarray, encoding: str, header=None) -> Image:
+    """An array (H x W or H x W x C, matching the encoding) as an Image with step = row bytes.
+
+    The pixels are copied once, into the array.array that msg.data holds.
+    """
+    enc = _encoding(encoding)
+    image = np.asarray(image)
+    expected = np.dtype(enc.dtype)
+    if image.dtype.kind != expected.kind or image.dtype.itemsize != expected.itemsize:
+        raise ImageConversionError(f'{encoding} needs a {expected.name} array, got '
+                                   f'{image.dtype}')
+    shape_ok = (image.ndim == 2 and enc.channels == 1) or (
+        image.ndim == 3 and image.shape[2] == enc.channels)
+    if not shape_ok or image.size == 0:
+        raise ImageConversionError(f'{encoding} needs a non-empty H x W'
+                                   f'{"" if enc.channels == 1 else f" x {enc.channels}"} array, '
+                                   f'got shape {image.shape}')
+    msg = Image()
+    if header is not None:
+        msg.header = header
+    msg.height, msg.width = int(image.shape[0]), int(image.shape[1])
+    msg.encoding = encoding
+    msg.is_bigendian = image.dtype.byteorder == '>' or (
+        image.dtype.byteorder == '=' and _HOST_BIGENDIAN and image.dtype.itemsize > 1)
+    msg.step = msg.width * enc.channels * image.dtype.itemsize
+    msg.data = _to_byte_array(image)
+    return msg
+
+
+def _to_byte_array(image: np.ndarray) -> array.array:
+    # The generated setter takes an array.array('B') as is; anything else is checked element
+    # by element in Python, which costs more than the inference for a 720p frame.
+    data = array.array('B')
+    data.frombytes(np.ascontiguousarray(image).data.cast('B'))
+    return data
+
+
+def compressed_to_network_input(msg: CompressedImage) -> tuple[np.ndarray, str]:
+    """Decode a jpeg/png CompressedImage: (uint8 H x W x 3, 'bgr')."""
+    if len(msg.data) == 0:
+        raise ImageConversionError(f'empty compressed image (format {msg.format!r})')
+    image = cv2.imdecode(np.frombuffer(msg.data, dtype=np.uint8), cv2.IMREAD_COLOR)
+    if image is None or image.size == 0:
+        raise ImageConversionError(f'cannot decode compressed image ({len(msg.data)} bytes, '
+                                   f'format {msg.format!r}): corrupt or not jpeg/png')
+    return image, 'bgr'
+
+
+def numpy_to_compressed(image: np.ndarray, fmt: str = 'jpeg', color_order: str = 'rgb',
+                        header=None, quality: int = 90) -> CompressedImage:
+    """Encode uint8 H x W x 3 (in color_order) or H x W mono as a jpeg/png CompressedImage."""
+    if fmt not in COMPRESSED_FORMATS:
+        raise ImageConversionError(f'compressed format must be one of {COMPRESSED_FORMATS}, '
+                                   f'got {fmt!r}')
+    if image.dtype != np.uint8 or image.ndim not in (2, 3) or image.size == 0:
+        raise ImageConversionError(f'cannot encode an array of {image.dtype} {image.shape}; '
+                                   'need uint8 H x W x 3 or H x W')
+    if image.ndim == 3 and color_order == 'rgb':
+        image = cv2.cvtColor(image, cv2.COLOR_RGB2BGR)  # cv2 encodes BGR
+    params = [cv2.IMWRITE_JPEG_QUALITY, quality] if fmt == 'jpeg' else []
+    ok, encoded = cv2.imencode('.jpg' if fmt == 'jpeg' else '.png', image, params)
+    if not ok:
+        raise ImageConversionError(f'cv2 could not encode {image.shape} as {fmt}')
+    msg = CompressedImage()
+    if header is not None:
+        msg.header = header
+    # image_transport's convention: "<original encoding>; <fmt> compressed <encoding>".
+    source = 'mono8' if image.ndim == 2 else ('rgb8' if color_order == 'rgb' else 'bgr8')
+    msg.format = f'{source}; {fmt} compressed {"mono8" if image.ndim == 2 else "bgr8"}'
+    msg.data = _to_byte_array(encoded)
+    return msg

@@ -1,0 +1,29 @@
+"""The environment every ROS 2 process this project starts runs in.
+
+DDS discovery stays on this machine (ROS_AUTOMATIC_DISCOVERY_RANGE=LOCALHOST) and on an explicit
+domain, so a test, benchmark or replay never talks to other people's nodes or multicasts onto
+other interfaces. Every code path that starts a ROS process passes `env=ros_child_env(...)`.
+"""
+from __future__ import annotations
+
+import os
+
+DEFAULT_DOMAIN_ID = 0
+
+
+def ros_child_env(domain_id: int | None = None) -> dict[str, str]:
+    """A copy of os.environ for a child ROS process: loopback discovery on one domain.
+
+    Args:
+        domain_id: ROS_DOMAIN_ID for the child; None keeps the current one (0 when unset).
+    """
+    env = dict(os.environ)
+    env['ROS_AUTOMATIC_DISCOVERY_RANGE'] = 'LOCALHOST'
+    if domain_id is None:
+        domain_id = int(env.get('ROS_DOMAIN_ID') or DEFAULT_DOMAIN_ID)
+    if not 0 <= int(domain_id) <= 232:
+        raise ValueError(f'ROS_DOMAIN_ID must be in 0..232, got {domain_id}')
+    env['ROS_DOMAIN_ID'] = str(int(domain_id))
+    # Child Python output unbuffered: logs arrive in order even when the child is killed.
+    env.setdefault('PYTHONUNBUFFERED', '1')
+    return env

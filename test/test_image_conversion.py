@@ -1,0 +1,134 @@
+"""sensor_msgs <-> numpy conversion: every encoding, padded rows, byte order, and bad input."""
+import array
+
+import cv2
+import numpy as np
+import pytest
+
+pytest.importorskip('sensor_msgs')
+from sensor_msgs.msg import CompressedImage, Image  # noqa: E402
+
+from bisenet_ros.image_conversion import (ENCODINGS, ImageConversionError,  # noqa: E402
+                                          compressed_to_network_input, image_to_network_input,
+                                          image_to_numpy, numpy_to_compressed, numpy_to_image,
+                                          to_rgb)
+
+RNG = np.random.default_rng(0)
+
+
+def _pixels(encoding, height=5, width=7):
+    enc = ENCODINGS[encoding]
+    dtype = np.uint16 if enc.dtype == 'u2' else np.uint8
+    shape = (height, width) if enc.channels == 1 else (height, width, enc.channels)
+    return RNG.integers(0, np.iinfo(dtype).max, size=shape, dtype=dtype, endpoint=True)
+
+
+def _padded(image, encoding, pad, bigendian=False):
+    """An Image whose rows carry `pad` bytes of junk after the pixels."""
+    data = image.astype(image.dtype.newbyteorder('>' if bigendian else '<'))
+    rows = data.reshape(image.shape[0], -1).view(np.uint8)
+    junk = np.full((image.shape[0], pad), 0xAB, np.uint8)
+    msg = Image(height=image.shape[0], width=image.shape[1], encoding=encoding,
+                is_bigendian=bigendian, step=rows.shape[1] + pad)
+    msg.data = array.array('B', np.hstack([rows, junk]).tobytes())
+    return msg
+
+
+@pytest.mark.parametrize('encoding', sorted(ENCODINGS))
+def test_round_trip_every_encoding(encoding):
+    image = _pixels(encoding)
+    msg = numpy_to_image(image, encoding)
+    assert (msg.height, msg.width, msg.encoding) == (5, 7, encoding)
+    assert msg.step == 7 * ENCODINGS[encoding].channels * image.dtype.itemsize
+    back = image_to_numpy(msg)
+    assert back.dtype == image.dtype and np.array_equal(back, image)
+
+
+@pytest.mark.parametrize('encoding', sorted(ENCODINGS))
+@pytest.mark.parametrize('bigendian', [False, True])
+def test_padded_step_and_byte_order(encoding, bigendian):
+    image = _pixels(encoding)
+    msg = _padded(image, encoding, pad=5, bigendian=bigendian)
+    back = image_to_numpy(msg)
+    assert np.array_equal(back, image)
+    # Zero-copy: the array is a view of the message's buffer.
+    assert not back.flags.owndata and np.shares_memory(back, np.frombuffer(msg.data, np.uint8))
+
+
+def test_network_input_channels_and_order():
+    rgb = _pixels('rgb8')
+    for encoding, source, order in (('rgb8', rgb, 'rgb'), ('bgr8', rgb[..., ::-1], 'bgr'),
+                                    ('8UC3', rgb[..., ::-1], 'bgr')):
+        image, got_order = image_to_network_input(numpy_to_image(np.ascontiguousarray(source),
+                                                                 encoding))
+        assert got_order == order and np.array_equal(to_rgb(image, got_order), rgb)
+    rgba = np.dstack([rgb, np.full(rgb.shape[:2], 7, np.uint8)])
+    image, order = image_to_network_input(numpy_to_image(rgba, 'rgba8'))
+    assert image.shape == rgb.shape and order == 'rgb' and np.array_equal(image, rgb)
+    image, order = image_to_network_input(numpy_to_image(rgba[..., [2, 1, 0, 3]].copy(),
+                                                         'bgra8'))
+    assert order == 'bgr' and np.array_equal(to_rgb(image, order), rgb)
+    mono = _pixels('mono8')
+    image, _ = image_to_network_input(numpy_to_image(mono, 'mono8'))
+    assert np.array_equal(image, mono)
+    assert np.array_equal(to_rgb(image, 'rgb'), np.dstack([mono] * 3))
+
+
+@pytest.mark.parametrize('encoding', ['mono16', '16UC1'])
+@pytest.mark.parametrize('bigendian', [False, True])
+def test_mono16_scaled_to_8bit(encoding, bigendian):
+    deep = np.array([[0, 255, 256, 65535], [1000, 40000, 32768, 511]], np.uint16)
+    image, order = image_to_network_input(_padded(deep, encoding, 2, bigendian))
+    assert image.dtype == np.uint8 and order == 'rgb'
+    assert np.array_equal(image, (deep >> 8).astype(np.uint8))
+
+
+def test_numpy_to_image_copies_once_into_array_array():
+    labels = np.arange(12, dtype=np.uint8).reshape(3, 4)
+    msg = numpy_to_image(labels[:, ::-1], 'mono8')  # non-contiguous input is fine
+    assert isinstance(msg.data, array.array) and bytes(msg.data) == labels[:, ::-1].tobytes()
+    labels[0, 0] = 99
+    assert msg.data[3] == 0  # the message owns its copy
+
+
+def test_compressed_round_trip_png_and_jpeg():
+    rgb = RNG.integers(0, 256, size=(24, 32, 3), dtype=np.uint8)
+    msg = numpy_to_compressed(rgb, 'png')
+    assert isinstance(msg, CompressedImage) and 'png' in msg.format
+    image, order = compressed_to_network_input(msg)
+    assert order == 'bgr' and np.array_equal(to_rgb(image, order), rgb)
+    smooth = cv2.GaussianBlur(rgb, (7, 7), 3)
+    image, order = compressed_to_network_input(numpy_to_compressed(smooth, 'jpeg', quality=95))
+    assert image.shape == smooth.shape
+    assert np.abs(to_rgb(image, order).astype(int) - smooth).mean() < 4
+
+
+@pytest.mark.parametrize('change, message', [
+    (dict(data=array.array('B')), 'empty'),
+    (dict(height=0), 'empty'),
+    (dict(step=20), 'shorter than a row'),
+    (dict(height=4), 'expected step \\* height'),
+    (dict(encoding='yuv422'), "unsupported image encoding 'yuv422'"),
+])
+def test_bad_images_raise_clear_errors(change, message):
+    msg = numpy_to_image(_pixels('rgb8'), 'rgb8')  # 5 x 7 x 3, step 21
+    for key, value in change.items():
+        setattr(msg, key, value)
+    with pytest.raises(ImageConversionError, match=message):
+        image_to_network_input(msg)
+
+
+def test_bad_compressed_and_bad_arrays():
+    with pytest.raises(ImageConversionError, match='empty compressed'):
+        compressed_to_network_input(CompressedImage(format='jpeg'))
+    corrupt = CompressedImage(format='jpeg', data=array.array('B', b'\xff\xd8not a jpeg' * 4))
+    with pytest.raises(ImageConversionError, match='cannot decode'):
+        compressed_to_network_input(corrupt)
+    with pytest.raises(ImageConversionError, match='unsupported'):
+        numpy_to_image(np.zeros((2, 2), np.uint8), 'yuv422')
+    with pytest.raises(ImageConversionError, match='needs a uint8'):
+        numpy_to_image(np.zeros((2, 2), np.float32), 'mono8')
+    with pytest.raises(ImageConversionError, match='shape'):
+        numpy_to_image(np.zeros((2, 2, 3), np.uint8), 'mono8')
+    with pytest.raises(ImageConversionError, match='format'):
+        numpy_to_compressed(np.zeros((2, 2, 3), np.uint8), 'bmp')
