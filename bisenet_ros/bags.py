@@ -1,0 +1,460 @@
+r"""rosbag2 bags for evaluation: write a CamVid-style drive into a bag, read frames from any bag.
+
+Pure Python (the `rosbags` library): no ROS 2 install is needed to convert or read a bag.
+Bags are proper rosbag2 (version-8 metadata, ROS 2 type hashes), so `ros2 bag info` and
+`ros2 bag play` of Humble, Jazzy, Kilted and newer read them.
+
+    python -m bisenet_ros.bags convert --drive data/synth --split test --out drive.bag
+    python -m bisenet_ros.bags convert --drive data/synth --split test --out drive.bag \
+        --storage sqlite3 --fps 10 --compressed jpeg
+    python -m bisenet_ros.bags info drive.bag
+
+A converted bag holds sensor_msgs/Image rgb8 (or CompressedImage) on /camera/image_raw and
+the ground-truth labels as mono8 Images on /camera/labels, with identical header stamps.
+"""
+from __future__ import annotations
+
+import argparse
+import os
+import re
+import sys
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Sequence
+
+import cv2
+import numpy as np
+from rosbags.highlevel import AnyReader, AnyReaderError
+from rosbags.rosbag2 import StoragePlugin, Writer, WriterError
+from rosbags.typesys import Stores, get_typestore
+from tqdm import tqdm
+
+IMAGE_TOPIC = '/camera/image_raw'
+LABEL_TOPIC = '/camera/labels'
+FRAME_ID = 'camera'
+IMAGE_TYPE = 'sensor_msgs/msg/Image'
+COMPRESSED_TYPE = 'sensor_msgs/msg/CompressedImage'
+IMAGE_TYPES = (IMAGE_TYPE, COMPRESSED_TYPE)
+STORAGES = {'mcap': StoragePlugin.MCAP, 'sqlite3': StoragePlugin.SQLITE3}
+COMPRESSIONS = ('jpeg', 'png')
+# rosbag2 metadata version 8 (Jazzy's) is read by every current `ros2 bag`; 9 only by newer ones.
+BAG_VERSION = 8
+# Converted drives start at a fixed wall-clock time so the same drive gives the same bag.
+DEFAULT_START_NS = 1_700_000_000 * 10**9
+IMAGE_SUFFIXES = ('.png', '.jpg', '.jpeg', '.bmp')
+# Topic names that mark ground truth rather than camera images (for auto-detection).
+_LABEL_WORDS = re.compile(r'label|annot|ground_?truth|/gt\b|semantic|mask', re.IGNORECASE)
+
+
+class BagError(RuntimeError):
+    """A bag or drive folder cannot be used (one-line message naming the path and the problem)."""
+
+
+@dataclass(frozen=True)
+class BagFrame:
+    """One camera frame read from a bag.
+
+    Attributes:
+        index: position among the image topic's messages (0-based, in bag order).
+        stamp_ns: header stamp in nanoseconds (the bag time where the header stamp is zero).
+        image: uint8 H x W x 3 RGB.
+        label: uint8 H x W ground truth, or None where the frame has none.
+    """
+
+    index: int
+    stamp_ns: int
+    image: np.ndarray
+    label: np.ndarray | None
+
+
+def typestore():
+    """The newest ROS 2 message store `rosbags` offers.
+
+    Image/CompressedImage are unchanged since Humble, so their type hashes are the same on
+    every ROS 2 release that has them.
+    """
+    for name in ('ROS2_LYRICAL', 'ROS2_KILTED', 'ROS2_JAZZY', 'ROS2_HUMBLE'):
+        store = getattr(Stores, name, None)
+        if store is not None:
+            try:
+                return get_typestore(store)
+            except (ImportError, ModuleNotFoundError, ValueError):
+                continue
+    raise BagError('rosbags offers no ROS 2 Humble or newer typestore; upgrade rosbags')
+
+
+# ----------------------------------------------------------------------------- writing
+
+def drive_frames(drive: str | os.PathLike, split: str = 'test'
+                 ) -> list[tuple[Path, Path | None]]:
+    """(image, label or None) paths of a CamVid-layout split, in frame-name order.
+
+    Images are `<drive>/<split>/*.png`, labels `<drive>/<split>annot/<same name>`.
+    """
+    drive = Path(drive)
+    image_dir, label_dir = drive / split, drive / f'{split}annot'
+    if not image_dir.is_dir():
+        raise BagError(f'drive {drive}: no folder {image_dir} (expected the CamVid layout '
+                       f'<drive>/{split}/ and <drive>/{split}annot/)')
+    images = sorted(p for p in image_dir.iterdir() if p.suffix.lower() in IMAGE_SUFFIXES)
+    if not images:
+        raise BagError(f'drive {drive}: no images in {image_dir}')
+    pairs = []
+    for image in images:
+        label = label_dir / f'{image.stem}.png'
+        pairs.append((image, label if label.is_file() else None))
+    return pairs
+
+
+def _stamp(store, stamp_ns: int):
+    time_type = store.types['builtin_interfaces/msg/Time']
+    return time_type(sec=stamp_ns // 10**9, nanosec=stamp_ns % 10**9)
+
+
+def _header(store, stamp_ns: int, frame_id: str):
+    return store.types['std_msgs/msg/Header'](stamp=_stamp(store, stamp_ns), frame_id=frame_id)
+
+
+def image_message(store, array: np.ndarray, encoding: str, stamp_ns: int,
+                  frame_id: str = FRAME_ID):
+    """A rosbags sensor_msgs/Image holding `array` (rgb8 H x W x 3 or mono8 H x W)."""
+    array = np.ascontiguousarray(array, dtype=np.uint8)
+    height, width = array.shape[:2]
+    channels = 1 if array.ndim == 2 else array.shape[2]
+    return store.types[IMAGE_TYPE](
+        header=_header(store, stamp_ns, frame_id), height=height, width=width,
+        encoding=encoding, is_bigendian=0, step=width * channels, data=array.reshape(-1))
+
+
+def compressed_message(store, rgb: np.ndarray, fmt: str, stamp_ns: int,
+                       frame_id: str = FRAME_ID):
+    """A rosbags sensor_msgs/CompressedImage (`fmt` 'jpeg' or 'png') of an RGB image."""
+    ok, buffer = cv2.imencode('.jpg' if fmt == 'jpeg' else '.png',
+                              cv2.cvtColor(rgb, cv2.COLOR_RGB2BGR))
+    if not ok:
+        raise BagError(f'cv2 could not encode a {rgb.shape} image as {fmt}')
+    # image_transport's compressed format string: "<encoding>; <fmt> compressed <encoding>".
+    return store.types[COMPRESSED_TYPE](header=_header(store, stamp_ns, frame_id),
+                                        format=f'rgb8; {fmt} compressed bgr8',
+                                        data=buffer.reshape(-1))
+
+
+def _read_png(path: Path, flags: int) -> np.ndarray:
+    array = cv2.imread(str(path), flags)
+    if array is None:
+        raise BagError(f'{path}: not a readable image')
+    return array
+
+
+def convert_drive(drive: str | os.PathLike, out: str | os.PathLike, split: str = 'test',
+                  storage: str = 'mcap', fps: float = 10.0, compressed: str | None = None,
+                  image_topic: str = IMAGE_TOPIC, label_topic: str = LABEL_TOPIC,
+                  start_ns: int = DEFAULT_START_NS, progress: bool = True) -> Path:
+    """Write a CamVid-layout drive split into a new rosbag2 bag at `out`; return its path.
+
+    Args:
+        drive, split: the drive folder and split (`<drive>/<split>/`, `<drive>/<split>annot/`).
+        out: bag folder to create (must not exist).
+        storage: 'mcap' (default) or 'sqlite3'.
+        fps: frame rate; frame i is stamped start_ns + i / fps seconds (header and bag time).
+        compressed: None for rgb8 Images, 'jpeg' or 'png' for CompressedImages.
+        image_topic, label_topic: where images and mono8 ground truth go.
+    """
+    if storage not in STORAGES:
+        raise BagError(f'unknown storage {storage!r}; choose one of {sorted(STORAGES)}')
+    if compressed not in (None, *COMPRESSIONS):
+        raise BagError(f'unknown compression {compressed!r}; choose one of {COMPRESSIONS}')
+    if not fps > 0:
+        raise BagError(f'fps must be > 0, got {fps}')
+    pairs = drive_frames(drive, split)
+    out = Path(out)
+    if out.exists():
+        raise BagError(f'bag {out}: exists already; choose another --out or remove it')
+    store = typestore()
+    out.parent.mkdir(parents=True, exist_ok=True)
+    try:
+        with Writer(out, version=BAG_VERSION, storage_plugin=STORAGES[storage]) as writer:
+            image_conn = writer.add_connection(
+                image_topic, COMPRESSED_TYPE if compressed else IMAGE_TYPE, typestore=store)
+            label_conn = writer.add_connection(label_topic, IMAGE_TYPE, typestore=store)
+            for index, (image_path, label_path) in enumerate(
+                    tqdm(pairs, desc=f'writing {out.name}', unit='frame', disable=not progress)):
+                stamp_ns = start_ns + round(index * 1e9 / fps)
+                rgb = cv2.cvtColor(_read_png(image_path, cv2.IMREAD_COLOR), cv2.COLOR_BGR2RGB)
+                if compressed:
+                    message = compressed_message(store, rgb, compressed, stamp_ns)
+                else:
+                    message = image_message(store, rgb, 'rgb8', stamp_ns)
+                writer.write(image_conn, stamp_ns, store.serialize_cdr(message, image_conn.msgtype))
+                if label_path is not None:
+                    label = _read_png(label_path, cv2.IMREAD_GRAYSCALE)
+                    if label.shape != rgb.shape[:2]:
+                        raise BagError(f'{label_path}: label is {label.shape[1]}x{label.shape[0]}'
+                                       f', image is {rgb.shape[1]}x{rgb.shape[0]}')
+                    message = image_message(store, label, 'mono8', stamp_ns)
+                    writer.write(label_conn, stamp_ns,
+                                 store.serialize_cdr(message, label_conn.msgtype))
+    except WriterError as exc:
+        raise BagError(f'bag {out}: {exc}') from None
+    return out
+
+
+# ----------------------------------------------------------------------------- reading
+
+def _open(bag: str | os.PathLike) -> AnyReader:
+    path = Path(bag)
+    if not path.exists():
+        raise BagError(f'bag {path}: not found')
+    if path.is_file() and path.suffix in ('.mcap', '.db3'):
+        path = path.parent  # a bag's data file given instead of its folder
+    if not (path / 'metadata.yaml').is_file():
+        raise BagError(f'bag {path}: no metadata.yaml; expected a rosbag2 bag folder')
+    return AnyReader([path], default_typestore=typestore())
+
+
+def bag_info(bag: str | os.PathLike) -> dict:
+    """Storage, duration, message count and the topics (type, count) of a bag."""
+    try:
+        with _open(bag) as reader:
+            topics = {}
+            for conn in reader.connections:
+                entry = topics.setdefault(conn.topic, {'type': conn.msgtype, 'count': 0})
+                entry['count'] += conn.msgcount
+            return {
+                'path': str(Path(bag)),
+                'storage': _storage_name(Path(bag)),
+                'start_ns': reader.start_time,
+                'duration_s': (reader.end_time - reader.start_time) / 1e9,
+                'messages': reader.message_count,
+                'topics': topics,
+            }
+    except AnyReaderError as exc:
+        raise BagError(f'bag {bag}: cannot be read: {exc}') from None
+
+
+def _storage_name(path: Path) -> str:
+    if path.is_file():
+        path = path.parent
+    if any(path.glob('*.mcap')):
+        return 'mcap'
+    if any(path.glob('*.db3')):
+        return 'sqlite3'
+    return 'unknown'
+
+
+def image_topics(bag: str | os.PathLike) -> dict[str, str]:
+    """Topic -> message type of every Image/CompressedImage topic in the bag."""
+    return {topic: entry['type'] for topic, entry in bag_info(bag)['topics'].items()
+            if entry['type'] in IMAGE_TYPES}
+
+
+def choose_topics(bag: str | os.PathLike, image_topic: str | None = None,
+                  label_topic: str | None = None, want_labels: bool = True
+                  ) -> tuple[str, str | None]:
+    """Pick the camera topic and the ground-truth topic of a bag.
+
+    Given names are checked; missing ones are auto-detected among the image topics: a topic
+    whose name mentions labels/annotations/ground truth/masks is ground truth, and the camera
+    topic is the only one left. Raise BagError listing the candidates when it is ambiguous.
+    """
+    topics = image_topics(bag)
+    listing = ', '.join(f'{t} ({m.rsplit("/", 1)[-1]})' for t, m in sorted(topics.items()))
+    for name, kind in ((image_topic, 'image'), (label_topic, 'label')):
+        if name is not None and name not in topics:
+            raise BagError(f'bag {bag}: no Image/CompressedImage topic {name!r} for the {kind}s; '
+                           f'it has: {listing or "none"}')
+    label_like = sorted(t for t in topics if _LABEL_WORDS.search(t))
+    if image_topic is None:
+        cameras = sorted(t for t in topics if t not in label_like and t != label_topic)
+        if len(cameras) != 1:
+            raise BagError(f'bag {bag}: {"several" if cameras else "no"} camera topics to choose '
+                           f'from; pass --image-topic (topics: {listing or "none"})')
+        image_topic = cameras[0]
+    if label_topic is None and want_labels:
+        candidates = [t for t in label_like if t != image_topic and topics[t] == IMAGE_TYPE]
+        label_topic = candidates[0] if len(candidates) == 1 else None
+    return image_topic, label_topic
+
+
+def decode_image(msg, msgtype: str) -> np.ndarray:
+    """A rosbags Image/CompressedImage message -> uint8 RGB (H x W x 3) or mono (H x W)."""
+    if msgtype == COMPRESSED_TYPE:
+        array = cv2.imdecode(np.frombuffer(bytes(msg.data), np.uint8), cv2.IMREAD_UNCHANGED)
+        if array is None:
+            raise BagError(f'compressed image ({msg.format!r}) cannot be decoded')
+        if array.ndim == 3:
+            array = cv2.cvtColor(array, cv2.COLOR_BGRA2RGB if array.shape[2] == 4
+                                 else cv2.COLOR_BGR2RGB)
+        return array
+    channels = {'rgb8': 3, 'bgr8': 3, 'rgba8': 4, 'bgra8': 4, 'mono8': 1, '8UC1': 1,
+                '8UC3': 3}.get(msg.encoding)
+    if channels is None:
+        raise BagError(f'image encoding {msg.encoding!r} is not supported '
+                       f'(use rgb8, bgr8, rgba8, bgra8 or mono8)')
+    data = np.asarray(msg.data, np.uint8)
+    rows = data[:msg.height * msg.step].reshape(msg.height, msg.step)
+    array = rows[:, :msg.width * channels].reshape(msg.height, msg.width, channels)
+    if channels == 1:
+        return array[:, :, 0].copy()
+    conversions = {'bgr8': cv2.COLOR_BGR2RGB, 'rgba8': cv2.COLOR_RGBA2RGB,
+                   'bgra8': cv2.COLOR_BGRA2RGB, '8UC3': cv2.COLOR_BGR2RGB}
+    if msg.encoding in conversions:
+        return cv2.cvtColor(array, conversions[msg.encoding])
+    return array.copy()
+
+
+def _to_rgb(array: np.ndarray) -> np.ndarray:
+    return cv2.cvtColor(array, cv2.COLOR_GRAY2RGB) if array.ndim == 2 else array
+
+
+def _to_label(array: np.ndarray, where: str) -> np.ndarray:
+    if array.ndim != 2:
+        raise BagError(f'{where}: ground truth must be single-channel (mono8), got {array.shape}')
+    return array
+
+
+def _header_stamp_ns(msg, bag_time_ns: int) -> int:
+    stamp = msg.header.stamp.sec * 10**9 + msg.header.stamp.nanosec
+    return stamp if stamp else bag_time_ns
+
+
+def label_files(labels_dir: str | os.PathLike) -> list[Path]:
+    """Label PNGs of a folder, in name order."""
+    labels_dir = Path(labels_dir)
+    if not labels_dir.is_dir():
+        raise BagError(f'labels folder {labels_dir}: not found')
+    files = sorted(p for p in labels_dir.iterdir() if p.suffix.lower() == '.png')
+    if not files:
+        raise BagError(f'labels folder {labels_dir}: no .png files')
+    return files
+
+
+def match_label_files(files: Sequence[Path], stamps: Sequence[int], key: str = 'auto'
+                      ) -> dict[int, Path]:
+    """Frame index -> label file.
+
+    Files are keyed by 'stamp' (name = stamp in ns), 'index' (name = 0-based frame index,
+    e.g. 000012.png) or 'order' (n-th file in name order labels the n-th frame). 'auto'
+    picks stamp, then index, then order.
+    """
+    numbered = {}
+    for path in files:
+        if path.stem.isdigit():
+            numbered[int(path.stem)] = path
+    if key == 'auto':
+        if len(numbered) == len(files) and set(numbered) & set(stamps):
+            key = 'stamp'
+        elif len(numbered) == len(files):
+            key = 'index'
+        else:
+            key = 'order'
+    if key == 'stamp':
+        by_stamp = {s: i for i, s in enumerate(stamps)}
+        return {by_stamp[s]: p for s, p in numbered.items() if s in by_stamp}
+    if key == 'index':
+        return {i: p for i, p in numbered.items() if 0 <= i < len(stamps)}
+    if key == 'order':
+        return dict(enumerate(list(files)[:len(stamps)]))
+    raise BagError(f'unknown labels key {key!r}; choose auto, stamp, index or order')
+
+
+def read_frames(bag: str | os.PathLike, image_topic: str | None = None,
+                label_topic: str | None = None, labels_dir: str | os.PathLike | None = None,
+                labels_key: str = 'auto', max_frames: int | None = None) -> list[BagFrame]:
+    """All camera frames of a bag (up to max_frames) with their ground truth, in bag order.
+
+    Ground truth comes from `label_topic` (mono8 Images matched by header stamp), or from
+    `labels_dir` (PNG files, see match_label_files), or is auto-detected (choose_topics).
+    Frames without ground truth get label None.
+    """
+    image_topic, label_topic = choose_topics(bag, image_topic, label_topic,
+                                             want_labels=labels_dir is None)
+    frames: list[tuple[int, np.ndarray]] = []
+    labels: dict[int, np.ndarray] = {}
+    try:
+        with _open(bag) as reader:
+            wanted = [c for c in reader.connections if c.topic in (image_topic, label_topic)]
+            for conn, bag_time, raw in reader.messages(connections=wanted):
+                if conn.topic == image_topic:
+                    if max_frames is not None and len(frames) >= max_frames:
+                        continue
+                    msg = reader.deserialize(raw, conn.msgtype)
+                    frames.append((_header_stamp_ns(msg, bag_time),
+                                   _to_rgb(decode_image(msg, conn.msgtype))))
+                else:
+                    msg = reader.deserialize(raw, conn.msgtype)
+                    labels[_header_stamp_ns(msg, bag_time)] = _to_label(
+                        decode_image(msg, conn.msgtype), f'{label_topic} in {bag}')
+    except AnyReaderError as exc:
+        raise BagError(f'bag {bag}: cannot be read: {exc}') from None
+    if not frames:
+        raise BagError(f'bag {bag}: no messages on {image_topic}')
+    if labels_dir is not None:
+        files = match_label_files(label_files(labels_dir), [s for s, _ in frames], labels_key)
+        labels = {frames[i][0]: _to_label(_read_png(p, cv2.IMREAD_GRAYSCALE), str(p))
+                  for i, p in files.items()}
+    out = []
+    for index, (stamp, image) in enumerate(frames):
+        label = labels.get(stamp)
+        if label is not None and label.shape != image.shape[:2]:
+            raise BagError(f'bag {bag}: frame {index} (stamp {stamp}) is '
+                           f'{image.shape[1]}x{image.shape[0]} but its label is '
+                           f'{label.shape[1]}x{label.shape[0]}')
+        out.append(BagFrame(index, stamp, image, label))
+    return out
+
+
+# ----------------------------------------------------------------------------- command line
+
+def _print_info(info: dict) -> None:
+    print(f'bag:      {info["path"]}')
+    print(f'storage:  {info["storage"]}')
+    print(f'duration: {info["duration_s"]:.3f} s')
+    print(f'messages: {info["messages"]}')
+    width = max((len(t) for t in info['topics']), default=5)
+    for topic, entry in sorted(info['topics'].items()):
+        print(f'  {topic:<{width}}  {entry["type"]:<32} {entry["count"]:>6} msgs')
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(
+        prog='python -m bisenet_ros.bags',
+        description='Convert CamVid-style drives to rosbag2 bags and inspect bags.')
+    sub = parser.add_subparsers(dest='command', required=True)
+    conv = sub.add_parser(
+        'convert', help='drive folder -> rosbag2 bag',
+        description='Write a drive split (frames in name order + label PNGs) into a rosbag2 '
+                    f'bag: images on {IMAGE_TOPIC}, mono8 ground truth on {LABEL_TOPIC}, '
+                    f"identical stamps, frame_id '{FRAME_ID}'.")
+    conv.add_argument('--drive', required=True, type=Path,
+                      help='drive folder in the CamVid layout (<drive>/<split>/, '
+                           '<drive>/<split>annot/)')
+    conv.add_argument('--split', default='test', help='split to convert (default: test)')
+    conv.add_argument('--out', required=True, type=Path, help='bag folder to create')
+    conv.add_argument('--storage', choices=sorted(STORAGES), default='mcap',
+                      help='rosbag2 storage plugin (default: mcap)')
+    conv.add_argument('--fps', type=float, default=10.0,
+                      help='frame rate of the stamps in Hz (default: 10)')
+    conv.add_argument('--compressed', choices=COMPRESSIONS, default=None,
+                      help='write sensor_msgs/CompressedImage in this format instead of '
+                           'raw rgb8 Images')
+    conv.add_argument('--image-topic', default=IMAGE_TOPIC, help=f'default: {IMAGE_TOPIC}')
+    conv.add_argument('--label-topic', default=LABEL_TOPIC, help=f'default: {LABEL_TOPIC}')
+    info = sub.add_parser('info', help='topics, types and counts of a bag')
+    info.add_argument('bag', type=Path, help='rosbag2 bag folder (MCAP or sqlite3)')
+    args = parser.parse_args(argv)
+    try:
+        if args.command == 'convert':
+            path = convert_drive(args.drive, args.out, args.split, args.storage, args.fps,
+                                 args.compressed, args.image_topic, args.label_topic)
+            _print_info(bag_info(path))
+        else:
+            _print_info(bag_info(args.bag))
+    except BagError as exc:
+        print(f'error: {exc}', file=sys.stderr)
+        return 2
+    return 0
+
+
+if __name__ == '__main__':
+    sys.exit(main())

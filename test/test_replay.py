@@ -1,0 +1,168 @@
+"""Replay evaluator: stamp matching, offline and live replays, and the report's numbers."""
+import json
+import os
+import shutil
+from pathlib import Path
+
+import cv2
+import numpy as np
+import pytest
+
+from bisenet_core.data.synthetic import write_drive
+from bisenet_ros import bags, replay
+from bisenet_ros.stamp_matching import match_stamps
+from test_bags import _hand_made_bag  # noqa: I100 (test/ is on sys.path)
+
+FRAMES = 6
+SIZE = (128, 96)
+PLOTS = ('confusion.png', 'iou.png', 'samples.png')
+
+
+@pytest.fixture(scope='module', autouse=True)
+def one_torch_thread():
+    """One intra-op thread: on a busy 2-core machine torch's 2-thread CPU path can be many
+    times slower than one thread (the threads spin-wait for each other)."""
+    import torch
+
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)
+
+
+@pytest.fixture(scope='module')
+def drive(tmp_path_factory) -> Path:
+    root = tmp_path_factory.mktemp('drive')
+    write_drive(root, seed=11, num_frames=FRAMES, size=SIZE, split='test', progress=False)
+    return root
+
+
+@pytest.fixture(scope='module')
+def bag(drive, tmp_path_factory) -> Path:
+    return bags.convert_drive(drive, tmp_path_factory.mktemp('bags') / 'drive', fps=10.0,
+                              progress=False)
+
+
+@pytest.fixture(scope='module')
+def expected(bag, tiny_model_file):
+    """mIoU, pixel accuracy and IoU per class of the tiny model on the bag, computed here with
+    Segmenter.segment and plain numpy (not with the evaluator's code path)."""
+    from bisenet_core.inference import Segmenter
+
+    frames = bags.read_frames(bag)
+
+    scores = {}
+    for upsample in ('nearest', 'bilinear'):
+        seg = Segmenter(tiny_model_file, backend='torch', device='cpu', upsample=upsample)
+        n = seg.spec.num_classes
+        matrix = np.zeros((n, n), np.int64)
+        for frame in frames:
+            pred = seg.segment(frame.image).labels
+            valid = frame.label < n
+            matrix += np.bincount(frame.label[valid].astype(np.int64) * n + pred[valid],
+                                  minlength=n * n).reshape(n, n)
+        inter = np.diag(matrix).astype(float)
+        union = matrix.sum(0) + matrix.sum(1) - inter
+        with np.errstate(invalid='ignore', divide='ignore'):
+            iou = inter / union
+        scores[upsample] = {'miou': float(np.nanmean(iou)), 'iou': iou,
+                            'pixel_accuracy': inter.sum() / matrix.sum(),
+                            'names': seg.spec.class_names}
+    return scores
+
+
+def _check_scores(entry, expected):
+    assert entry['miou'] == pytest.approx(expected['miou'], abs=1e-6)
+    assert entry['pixel_accuracy'] == pytest.approx(expected['pixel_accuracy'], abs=1e-6)
+    for name, value in zip(expected['names'], expected['iou']):
+        if np.isnan(value):
+            assert entry['iou'][name] is None
+        else:
+            assert entry['iou'][name] == pytest.approx(value, abs=1e-6)
+
+
+def test_stamp_matching_with_a_dropped_frame():
+    sent = [1000, 2000, 3000, 4000, 5000]
+    # Frame 2 (stamp 3000) never answered; one stray stamp, one repeated mask, out of order.
+    received = [1000, 2000, 4000, 999, 5000, 4000]
+    result = match_stamps(sent, received)
+    assert result.matched == [(0, 0), (1, 1), (3, 2), (4, 4)]
+    assert result.dropped == [2]
+    assert result.unexpected == [999]
+    assert result.duplicates == [4000]
+    assert match_stamps(sent, []).dropped == [0, 1, 2, 3, 4]
+    with pytest.raises(ValueError, match='occurs twice'):
+        match_stamps([1, 1], [1])
+
+
+def test_offline_report_numbers(bag, tiny_model_file, expected, tmp_path):
+    out = tmp_path / 'report'
+    report = replay.evaluate(bag, tiny_model_file, mode='offline', out=out, backend='torch',
+                             device='cpu', progress=False)
+    on_disk = json.loads((out / 'report.json').read_text())
+    for mode in ('nearest', 'bilinear'):
+        _check_scores(on_disk['offline'][mode], expected[mode])
+    assert on_disk['offline']['frames_scored'] == FRAMES
+    assert on_disk['bag']['frames'] == FRAMES and 'live' not in on_disk
+    assert report['offline']['nearest']['miou'] == on_disk['offline']['nearest']['miou']
+    for name in PLOTS:
+        assert (out / name).stat().st_size > 1000, name
+        assert cv2.imread(str(out / name)) is not None
+    markdown = (out / 'report.md').read_text()
+    assert f'{on_disk["offline"]["nearest"]["miou"]:.4f}' in markdown
+    assert '![Confusion matrix](confusion.png)' in markdown
+
+
+def test_someone_elses_sqlite3_bag(drive, tiny_model_file, expected, tmp_path):
+    """Other topic names, CompressedImage, sqlite3, ground truth from a PNG folder by stamp."""
+    pairs = bags.drive_frames(drive, 'test')
+    images = [cv2.cvtColor(cv2.imread(str(i)), cv2.COLOR_BGR2RGB) for i, _ in pairs]
+    stamps = [1_600_000_000_000_000_000 + i * 50_000_000 for i in range(len(images))]
+    theirs = _hand_made_bag(tmp_path / 'theirs', images, stamps, topic='/robot/cam/compressed')
+    gt = tmp_path / 'gt'
+    gt.mkdir()
+    for stamp, (_, label) in zip(stamps, pairs):
+        shutil.copy(label, gt / f'{stamp}.png')
+    out = tmp_path / 'report'
+    replay.main(['--mode', 'offline', str(theirs), '--model', str(tiny_model_file),
+                 '--labels-dir', str(gt), '--out', str(out), '--backend', 'torch',
+                 '--device', 'cpu', '--no-progress'])
+    on_disk = json.loads((out / 'report.json').read_text())
+    assert on_disk['bag']['image_topic'] == '/robot/cam/compressed'
+    assert on_disk['bag']['storage'] == 'sqlite3'
+    # The PNG-compressed frames decode to the converter's pixels (test_bags): same scores.
+    _check_scores(on_disk['offline']['nearest'], expected['nearest'])
+    assert on_disk['offline']['frames_scored'] == FRAMES
+
+
+def test_replay_errors(bag, tiny_model_file, tmp_path, capsys):
+    assert replay.main([str(bag), '--model', str(tmp_path / 'no.pt'), '--mode', 'offline',
+                        '--out', str(tmp_path / 'o')]) == 2
+    assert 'no.pt: not found' in capsys.readouterr().err
+    assert replay.main([str(bag), '--model', str(tiny_model_file), '--mode', 'offline',
+                        '--image-topic', '/camera/nothing', '--out', str(tmp_path / 'o')]) == 2
+    assert "no Image/CompressedImage topic '/camera/nothing'" in capsys.readouterr().err
+
+
+@pytest.mark.skipif(shutil.which('ros2') is None, reason='needs the ros2 command (make setup)')
+def test_live_replay_through_the_node(bag, tiny_model_file, expected, tmp_path, monkeypatch):
+    """The real node, launched with ros2 launch, in lockstep: every frame comes back, and the
+    masks are the offline reference's, pixel for pixel."""
+    monkeypatch.setenv('OMP_NUM_THREADS', '1')  # the node's torch: see one_torch_thread
+    out = tmp_path / 'live'
+    domain = os.environ.get('ROS_DOMAIN_ID')
+    report = replay.evaluate(bag, tiny_model_file, mode='both', rate=None, out=out,
+                             backend='torch', device='cpu', start_timeout=120.0,
+                             progress=False)
+    assert os.environ.get('ROS_DOMAIN_ID') == domain  # the node's fresh domain was temporary
+    live = report['live']
+    assert live['frames_sent'] == live['frames_received'] == FRAMES
+    assert live['dropped'] == 0 and live['unexpected'] == 0
+    assert live['latency_ms']['count'] == FRAMES
+    assert 0 < live['latency_ms']['p50'] <= live['latency_ms']['p99']
+    assert report['comparison']['pixel_agreement'] == 1.0
+    assert live['miou'] == pytest.approx(report['offline']['nearest']['miou'], abs=1e-9)
+    _check_scores(live, expected['nearest'])
+    for name in PLOTS + ('latency_hist.png', 'latency_time.png'):
+        assert (out / name).is_file(), name
+    assert 'launched' in live['node'] and (out / 'node.log').is_file()
