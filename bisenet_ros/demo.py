@@ -25,7 +25,7 @@ from bisenet_ros.bags import BagError, convert_drive
 from bisenet_ros.paths import default_model_path
 from bisenet_ros.replay import DEFAULT_MODEL, ReplayError, evaluate, summary_lines
 
-DEMO_SEED = 9001      # held out: the synthetic training set uses seeds 1..6, val 1001, test 2001
+DEMO_SEED = 9001      # held out: training uses seeds 1..20, validation 1001, test 2001
 DEMO_FRAMES = 150
 DEMO_SIZE = (480, 360)
 DEMO_FPS = 10.0

@@ -202,7 +202,9 @@ def _diagnostic(h, level, after):
 
 
 def test_bad_input_is_survived_and_reported(harness):
-    h = harness()
+    # No latency budget: on a loaded machine a slow frame would turn the status to WARN,
+    # not OK; this test is about errors and recovery.
+    h = harness(latency_budget_ms=0.0)
     good = numpy_to_image(_scene(), 'rgb8')
     empty = Image(encoding='rgb8')
     short = numpy_to_image(_scene(), 'rgb8')
