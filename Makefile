@@ -7,7 +7,7 @@ ENV := source scripts/ros_env.sh &&
 STAMP := $(VENV)/.setup-stamp
 SETUP_INPUTS := setup.py setup.cfg package.xml scripts/setup_env.sh $(wildcard launch/* config/*.yaml config/train/*.yaml models/* scripts/lib/*)
 
-.PHONY: setup demo test test-run bench clean
+.PHONY: setup demo test test-run bench model clean
 
 setup: $(STAMP)
 $(STAMP): $(SETUP_INPUTS)
@@ -25,6 +25,14 @@ test-run:
 
 bench: setup
 	$(ENV) $(PY) -m bench.bench_backends
+
+# Retrain the shipped model from scratch (about an hour on 2 CPU cores) and replace models/.
+SHIPPED := models/bisenet_xception39_synthetic
+model: setup
+	$(ENV) $(PY) -m training.train --config config/train/synthetic_xception39.yaml
+	cp runs/synthetic_xception39/best_model.pt $(SHIPPED).pt
+	cp config/train/synthetic_xception39.yaml $(SHIPPED).yaml
+	$(ENV) $(PY) -m training.export --model $(SHIPPED).pt --out $(SHIPPED).onnx --dynamic
 
 clean:
 	rm -rf $(VENV) build *.egg-info out

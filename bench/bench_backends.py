@@ -29,17 +29,7 @@ from tqdm import tqdm
 from bisenet_core.inference import Segmenter
 from bisenet_core.inference.backends import cpu_threads, ort_available, ort_providers
 from bisenet_core.model import bisenet
-from bisenet_core.spec import BACKBONES, spec_for_dataset
-
-
-def parse_size(text: str) -> tuple[int, int]:
-    try:
-        width, height = (int(v) for v in text.lower().split('x'))
-    except ValueError:
-        raise argparse.ArgumentTypeError(f'size must look like 640x360, got {text!r}') from None
-    if width <= 0 or height <= 0:
-        raise argparse.ArgumentTypeError(f'size must be positive, got {text!r}')
-    return width, height
+from bisenet_core.spec import BACKBONES, size_arg, spec_for_dataset
 
 
 def backend_rows() -> list[tuple[str, str, str]]:
@@ -145,7 +135,7 @@ def main(argv: list[str] | None = None) -> int:
                     'Weights are random: speed does not depend on them.')
     parser.add_argument('--backbones', nargs='+', default=['xception39', 'resnet18'],
                         choices=BACKBONES, help='Context Path backbones (default: %(default)s)')
-    parser.add_argument('--sizes', nargs='+', type=parse_size,
+    parser.add_argument('--sizes', nargs='+', type=size_arg,
                         default=[(640, 360), (1280, 720)],
                         help='network input sizes WxH; the model pads sides to a multiple of 32 '
                              '(default: 640x360 1280x720)')

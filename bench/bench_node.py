@@ -29,17 +29,8 @@ from pathlib import Path
 import numpy as np
 from tqdm import tqdm
 
+from bisenet_core.spec import size_arg
 from bisenet_ros.ros_env import ros_child_env
-
-
-def parse_size(text: str) -> tuple[int, int]:
-    try:
-        width, height = (int(v) for v in text.lower().split('x'))
-    except ValueError:
-        raise argparse.ArgumentTypeError(f'size must look like 640x360, got {text!r}') from None
-    if width <= 0 or height <= 0:
-        raise argparse.ArgumentTypeError(f'size must be positive, got {text!r}')
-    return width, height
 
 
 def random_model(path: Path, input_size: tuple[int, int]) -> Path:
@@ -194,7 +185,7 @@ def main(argv: list[str] | None = None) -> int:
         prog='python -m bench.bench_node',
         description='segment_node overhead: end-to-end latency (Image built and published -> '
                     'label received) vs the bare Segmenter call on the same frames, on the CPU.')
-    parser.add_argument('--sizes', type=parse_size, nargs='+',
+    parser.add_argument('--sizes', type=size_arg, nargs='+',
                         default=[(640, 360), (1280, 720)],
                         help='image sizes WxH (default: 640x360 1280x720)')
     parser.add_argument('--frames', type=int, default=30, help='timed frames per size (30)')

@@ -16,7 +16,7 @@ from torch import nn
 from torch.utils.flop_counter import FlopCounterMode
 
 from bisenet_core.model import bisenet
-from bisenet_core.spec import BACKBONES, SIZE_DIVISOR
+from bisenet_core.spec import BACKBONES, SIZE_DIVISOR, size_arg
 
 # The paper's speed table sizes (Table 5) and its Cityscapes test size (1536x768).
 DEFAULT_SIZES = ((640, 360), (1280, 720), (1920, 1080), (1536, 768))
@@ -49,17 +49,6 @@ def count_macs(model: nn.Module, width: int, height: int) -> int:
     return counter.get_total_flops() // 2
 
 
-def _parse_size(text: str) -> tuple[int, int]:
-    try:
-        width, height = (int(v) for v in text.lower().split('x'))
-    except ValueError:
-        raise argparse.ArgumentTypeError(f'size {text!r} is not WIDTHxHEIGHT, e.g. 640x360'
-                                         ) from None
-    if width <= 0 or height <= 0:
-        raise argparse.ArgumentTypeError(f'size {text!r} must be positive')
-    return width, height
-
-
 def _padded(value: int) -> int:
     return -(-value // SIZE_DIVISOR) * SIZE_DIVISOR
 
@@ -90,7 +79,7 @@ def main(argv: list[str] | None = None) -> int:
                     f'Inputs are zero-padded to multiples of {SIZE_DIVISOR} as in the model.')
     parser.add_argument('--backbones', nargs='+', choices=BACKBONES, default=list(BACKBONES),
                         help='backbones to profile (default: all)')
-    parser.add_argument('--sizes', nargs='+', type=_parse_size, metavar='WxH',
+    parser.add_argument('--sizes', nargs='+', type=size_arg, metavar='WxH',
                         default=list(DEFAULT_SIZES),
                         help='input sizes, width x height (default: 640x360 1280x720 '
                              '1920x1080 1536x768)')

@@ -5,6 +5,7 @@ evaluator read it. Nothing else in the project keeps its own copy of these facts
 """
 from __future__ import annotations
 
+import argparse
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
@@ -106,6 +107,18 @@ def check_input_size(width: int, height: int) -> None:
     if not all(SIZE_DIVISOR <= int(v) <= MAX_INPUT_SIDE for v in (width, height)):
         raise ValueError(f'network input size {width}x{height}: each side must be '
                          f'{SIZE_DIVISOR}..{MAX_INPUT_SIDE} pixels')
+
+
+def size_arg(text: str) -> tuple[int, int]:
+    """'640x360' -> (640, 360), as an argparse `type=` (bad text: ArgumentTypeError)."""
+    try:
+        width, height = (int(v) for v in text.lower().split('x'))
+    except ValueError:
+        raise argparse.ArgumentTypeError(f'size {text!r} is not WIDTHxHEIGHT, e.g. 640x360'
+                                         ) from None
+    if width <= 0 or height <= 0:
+        raise argparse.ArgumentTypeError(f'size {text!r} must be positive')
+    return width, height
 
 
 def round_to_divisor(value: int, divisor: int = SIZE_DIVISOR) -> int:

@@ -10,15 +10,7 @@ import sys
 from pathlib import Path
 
 from bisenet_core.modelfile import ModelFileError, load_model
-
-
-def parse_size(text: str) -> tuple[int, int]:
-    """'960x704' -> (960, 704)."""
-    try:
-        width, height = (int(v) for v in text.lower().split('x'))
-    except ValueError:
-        raise argparse.ArgumentTypeError(f'size {text!r}: expected WIDTHxHEIGHT, e.g. 960x704')
-    return width, height
+from bisenet_core.spec import size_arg
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
@@ -36,7 +28,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
                         help='logits: 1/8-resolution scores; labels: argmax in the graph')
     parser.add_argument('--dynamic', action='store_true',
                         help='dynamic batch and image size axes')
-    parser.add_argument('--size', type=parse_size, metavar='WxH',
+    parser.add_argument('--size', type=size_arg, metavar='WxH',
                         help='input size WxH (default: the model\'s input size)')
     return parser.parse_args(argv)
 

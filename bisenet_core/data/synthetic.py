@@ -26,6 +26,7 @@ from tqdm import tqdm
 from bisenet_core.classes import CAMVID
 from bisenet_core.data.synthetic_render import render_frame
 from bisenet_core.data.synthetic_scene import make_world
+from bisenet_core.spec import size_arg
 
 DEFAULT_SIZE = (480, 360)   # CamVid 960x720 halved
 FRAME_STEP = 30             # CamVid labels one frame in 30 of its 30 fps video
@@ -172,14 +173,6 @@ def _record_drive(path: Path, drive: dict) -> None:
     os.replace(tmp, path)
 
 
-def _parse_size(text: str) -> tuple[int, int]:
-    try:
-        width, height = (int(v) for v in text.lower().split('x'))
-    except ValueError:
-        raise argparse.ArgumentTypeError(f'size {text!r} is not WIDTHxHEIGHT, e.g. 480x360')
-    return width, height
-
-
 def _parse_seeds(text: str) -> list[int]:
     try:
         return [int(v) for v in text.split(',') if v.strip()]
@@ -203,7 +196,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument('--seed', type=int, default=0, help='drive seed (default 0)')
     parser.add_argument('--frames', type=int, default=100,
                         help='labelled frames in the drive (default 100), 1 s apart')
-    parser.add_argument('--size', type=_parse_size, default=DEFAULT_SIZE,
+    parser.add_argument('--size', type=size_arg, default=DEFAULT_SIZE,
                         help='frame size WIDTHxHEIGHT (default 480x360, CamVid halved)')
     parser.add_argument('--split', default='train', help='split to write the drive into')
     parser.add_argument('--sequence', default='0001TP',
