@@ -121,12 +121,13 @@ def fresh_domain_id(avoid: int | None = None) -> int:
             return domain
 
 
-def _replay_parameters() -> dict:
+def _replay_parameters(upsample: str | None = None) -> dict:
     """The package's config/segment.yaml (what a robot would run), with reliable input QoS.
 
-    A bag replay must not lose frames on the wire.
+    A bag replay must not lose frames on the wire. `upsample` overrides the file's value.
     """
     from bisenet_ros.paths import REPO_ROOT, share_dir
+    from bisenet_ros.segment_node import DEFAULT_UPSAMPLE
 
     params: dict = {}
     for root in (share_dir(), REPO_ROOT):
@@ -136,7 +137,15 @@ def _replay_parameters() -> dict:
             break
     node_params = params.setdefault('/**', {}).setdefault('ros__parameters', {})
     node_params['qos_reliability'] = 'reliable'
+    if upsample is not None:
+        node_params['upsample'] = upsample
+    node_params.setdefault('upsample', DEFAULT_UPSAMPLE)
     return params
+
+
+def node_upsample(upsample: str | None) -> str:
+    """The upsampling the replayed node uses: `upsample`, else config/segment.yaml's."""
+    return _replay_parameters(upsample)['/**']['ros__parameters']['upsample']
 
 
 def _launch_target() -> list[str]:
@@ -165,11 +174,12 @@ class LaunchedNode:
 
     def __init__(self, model: Path, env: dict, log_path: Path, backend: str = 'auto',
                  device: str = 'auto', precision: str = 'fp32',
-                 input_size: tuple[int, int] | None = None, use_compressed: bool = False):
+                 input_size: tuple[int, int] | None = None, use_compressed: bool = False,
+                 upsample: str | None = None):
         self.log_path = log_path
         self._params = tempfile.NamedTemporaryFile('w', prefix='bisenet_replay_',
                                                    suffix='.yaml', delete=False)
-        yaml.safe_dump(_replay_parameters(), self._params)
+        yaml.safe_dump(_replay_parameters(upsample), self._params)
         self._params.close()
         self.target = ' '.join(_launch_target())
         self.command = [
@@ -341,7 +351,7 @@ def run_live(frames: Sequence[BagFrame], model: Path, out_dir: Path, rate: float
              attach: str | None = None, backend: str = 'auto', device: str = 'auto',
              precision: str = 'fp32', input_size: tuple[int, int] | None = None,
              start_timeout: float = 180.0, frame_timeout: float = 30.0,
-             progress: bool = True) -> LiveResult:
+             progress: bool = True, upsample: str | None = None) -> LiveResult:
     """Publish the frames to the node and collect its masks.
 
     Args:
@@ -351,6 +361,7 @@ def run_live(frames: Sequence[BagFrame], model: Path, out_dir: Path, rate: float
         attach: full name of a running node to use instead of launching one.
         start_timeout: seconds to wait for the node to start and match our topics.
         frame_timeout: lockstep only: seconds to wait for one mask before counting it lost.
+        upsample: the launched node's upsampling; None = config/segment.yaml's.
     """
     from bisenet_ros.ros_env import ros_child_env
 
@@ -377,7 +388,7 @@ def run_live(frames: Sequence[BagFrame], model: Path, out_dir: Path, rate: float
             node_desc = f'attached to {attach} (domain {domain_id})'
         else:
             launched = LaunchedNode(model, env, out_dir / 'node.log', backend, device,
-                                    precision, input_size)
+                                    precision, input_size, upsample=upsample)
             input_topic = INPUT_TOPIC
             label_topic = f'{LAUNCH_NAMESPACE}/{NODE_NAME}/label'
             node_desc = (f'launched `ros2 launch {launched.target}` '
@@ -515,8 +526,12 @@ def evaluate(bag: str | os.PathLike, model: str | os.PathLike | None = None,
              backend: str = 'auto', device: str = 'auto', precision: str = 'fp32',
              input_size: tuple[int, int] | None = None, attach: str | None = None,
              max_frames: int | None = None, start_timeout: float = 180.0,
-             progress: bool = True) -> dict:
-    """Run the replay (live, offline or both), write the report to `out`, return its dict."""
+             progress: bool = True, upsample: str | None = None) -> dict:
+    """Run the replay (live, offline or both), write the report to `out`, return its dict.
+
+    `upsample` is the live node's upsampling (None: config/segment.yaml's); live masks are
+    compared with the offline ones made the same way.
+    """
     if mode not in MODES:
         raise ReplayError(f'mode must be one of {MODES}, got {mode!r}')
     if rate is not None and not rate > 0:
@@ -549,9 +564,11 @@ def evaluate(bag: str | os.PathLike, model: str | os.PathLike | None = None,
     }
 
     live = offline = None
+    live_upsample = node_upsample(upsample)
     if mode in ('live', 'both'):
         live = run_live(frames, model, out, rate, attach, backend, device, precision,
-                        input_size, start_timeout=start_timeout, progress=progress)
+                        input_size, start_timeout=start_timeout, progress=progress,
+                        upsample=live_upsample)
     if mode in ('offline', 'both'):
         offline = run_offline(frames, model, backend, device, precision, input_size, progress)
 
@@ -564,15 +581,15 @@ def evaluate(bag: str | os.PathLike, model: str | os.PathLike | None = None,
         segmenter = offline['segmenter']
         entry = {'backend': segmenter.backend_name, 'device': segmenter.device,
                  'precision': segmenter.precision, 'timings_ms': offline['timings_ms']}
-        for upsample in ('nearest', 'bilinear'):
-            preds = dict(zip((f.index for f in frames), offline['predictions'][upsample]))
+        for method in ('nearest', 'bilinear'):
+            preds = dict(zip((f.index for f in frames), offline['predictions'][method]))
             confusion, scored = _score(frames, preds, spec)
-            entry[upsample] = confusion.to_dict(spec.class_names)
+            entry[method] = confusion.to_dict(spec.class_names)
             entry['frames_scored'] = scored
-            if upsample == 'nearest':
-                shown, nearest = confusion, preds
+            if method == live_upsample:
+                shown, reference = confusion, preds
         report['offline'] = entry
-        samples = _samples(frames, nearest, spec, 'offline')
+        samples = _samples(frames, reference, spec, 'offline')
     if live is not None:
         masks = {index: live.received[position][2] for index, position in live.match.matched}
         confusion, scored = _score(frames, masks, spec)
@@ -587,7 +604,7 @@ def evaluate(bag: str | os.PathLike, model: str | os.PathLike | None = None,
         duration = max(last - t0, 1e-9)
         report['live'] = {
             'node': live.node, 'input_topic': live.input_topic, 'label_topic': live.label_topic,
-            'pacing': live.pacing, 'rate': rate,
+            'pacing': live.pacing, 'rate': rate, 'upsample': live_upsample,
             'frames_sent': len(live.publish_s), 'frames_received': live.match.num_matched,
             'dropped': len(live.match.dropped), 'dropped_indices': live.match.dropped,
             'unexpected': len(live.match.unexpected), 'duplicates': len(live.match.duplicates),
@@ -600,13 +617,13 @@ def evaluate(bag: str | os.PathLike, model: str | os.PathLike | None = None,
         if offline is not None:
             agree = total = 0
             for index, _ in live.match.matched:
-                agree += int((masks[index] == nearest[index]).sum())
+                agree += int((masks[index] == reference[index]).sum())
                 total += masks[index].size
             report['comparison'] = {
                 'live_miou': report['live']['miou'],
-                'offline_miou': report['offline']['nearest']['miou'],
-                'offline_upsample': 'nearest',
-                'miou_gap': _gap(report['live']['miou'], report['offline']['nearest']['miou']),
+                'offline_miou': report['offline'][live_upsample]['miou'],
+                'offline_upsample': live_upsample,
+                'miou_gap': _gap(report['live']['miou'], report['offline'][live_upsample]['miou']),
                 'pixel_agreement': agree / total if total else None,
                 'frames_compared': live.match.num_matched,
             }
@@ -628,7 +645,8 @@ def summary_lines(report: dict) -> list[str]:
     live, offline = report.get('live'), report.get('offline')
     if live:
         lat = live['latency_ms']
-        lines.append(f'live    mIoU {_f(live["miou"])}  pixel acc {_f(live["pixel_accuracy"])}  '
+        lines.append(f'live    mIoU {_f(live["miou"])} ({live["upsample"]})  '
+                     f'pixel acc {_f(live["pixel_accuracy"])}  '
                      f'received {live["frames_received"]}/{live["frames_sent"]} '
                      f'(dropped {live["dropped"]})')
         if lat:
@@ -710,6 +728,10 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument('--attach', metavar='NODE', default=None,
                         help='live: use this running node (full name, e.g. '
                              '/bisenet/segment_node) on $ROS_DOMAIN_ID instead of launching one')
+    parser.add_argument('--upsample', choices=('nearest', 'bilinear'), default=None,
+                        help="live node's label upsampling (default: config/segment.yaml's; "
+                             'with --attach: what that node uses); the report compares it with '
+                             'the offline run made the same way')
     parser.add_argument('--max-frames', type=int, default=None,
                         help='replay only the first N frames')
     parser.add_argument('--start-timeout', type=float, default=180.0,
@@ -727,7 +749,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         report = evaluate(args.bag, args.model, args.mode, args.rate, args.out,
                           args.image_topic, args.label_topic, args.labels_dir, args.labels_key,
                           args.backend, args.device, args.precision, size, args.attach,
-                          args.max_frames, args.start_timeout, not args.no_progress)
+                          args.max_frames, args.start_timeout, not args.no_progress,
+                          args.upsample)
     except (ReplayError, BagError, ValueError, RuntimeError) as exc:
         print(f'error: {exc}', file=sys.stderr)
         return 2

@@ -165,7 +165,7 @@ def render_markdown(report: dict, plots: dict[str, str]) -> str:
         lines += ['', '## Live run', '',
                   f'- node: {live["node"]}, input `{live["input_topic"]}`, masks '
                   f'`{live["label_topic"]}`',
-                  f'- pacing: {live["pacing"]}',
+                  f'- pacing: {live["pacing"]}; node upsampling: {live.get("upsample", "n/a")}',
                   f'- frames sent {live["frames_sent"]}, masks received '
                   f'{live["frames_received"]}, dropped {live["dropped"]}'
                   + (f' (frames {live["dropped_indices"][:20]})' if live['dropped'] else '')

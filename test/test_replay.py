@@ -160,9 +160,12 @@ def test_live_replay_through_the_node(bag, tiny_model_file, expected, tmp_path, 
     assert live['dropped'] == 0 and live['unexpected'] == 0
     assert live['latency_ms']['count'] == FRAMES
     assert 0 < live['latency_ms']['p50'] <= live['latency_ms']['p99']
+    # The node runs config/segment.yaml's upsampling; the evaluator compares like with like.
+    method = live['upsample']
+    assert method == report['comparison']['offline_upsample'] == 'bilinear'
     assert report['comparison']['pixel_agreement'] == 1.0
-    assert live['miou'] == pytest.approx(report['offline']['nearest']['miou'], abs=1e-9)
-    _check_scores(live, expected['nearest'])
+    assert live['miou'] == pytest.approx(report['offline'][method]['miou'], abs=1e-9)
+    _check_scores(live, expected[method])
     for name in PLOTS + ('latency_hist.png', 'latency_time.png'):
         assert (out / name).is_file(), name
     assert 'launched' in live['node'] and (out / 'node.log').is_file()

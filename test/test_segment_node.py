@@ -24,7 +24,7 @@ from bisenet_ros.ros_env import ros_child_env  # noqa: E402
 from bisenet_ros.segment_node import SegmentNode, StartupError  # noqa: E402
 
 TIMEOUT = 20.0
-BASE = dict(backend='torch', device='cpu')
+BASE = dict(backend='torch', device='cpu', upsample='nearest')
 
 
 @pytest.fixture(scope='module')
