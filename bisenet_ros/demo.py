@@ -4,12 +4,13 @@ Steps (each prints what it does):
   1. render a synthetic CamVid-style drive the model never saw (seed 9001; training uses others),
   2. write it into an MCAP bag (rgb8 images on /camera/image_raw, labels on /camera/labels),
   3. launch segment_node with `ros2 launch bisenet_ros segment.launch.py` on the shipped model,
-     replay the bag through it (by default in lockstep: as fast as it keeps up, no frame lost),
+     replay the bag through it at the bag's 10 fps (or --rate, or --lockstep: as fast as the
+     node keeps up, no frame lost),
   4. run the same model offline (no ROS) as the reference,
   5. write report.json, report.md and plots to out/demo/ and print a summary.
 
     python -m bisenet_ros.demo                      # what `make demo` runs
-    python -m bisenet_ros.demo --frames 40 --rate 1 --out out/demo_rt
+    python -m bisenet_ros.demo --frames 40 --lockstep --out out/demo_lockstep
 """
 from __future__ import annotations
 
@@ -45,10 +46,13 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument('--seed', type=int, default=DEMO_SEED,
                         help=f'drive seed (default: {DEMO_SEED}); keep it away from the '
                              'training seeds to measure generalisation')
-    parser.add_argument('--rate', type=float, default=None,
-                        help='publish at this multiple of the 10 fps bag rate (a slow node '
-                             'drops frames, and the report counts them); default: lockstep, '
-                             'as fast as the node keeps up with no frame lost')
+    pace = parser.add_mutually_exclusive_group()
+    pace.add_argument('--rate', type=float, default=1.0,
+                      help='publish at this multiple of the 10 fps bag rate, as a camera would '
+                           '(a slow node drops frames, and the report counts them; default: 1)')
+    pace.add_argument('--lockstep', dest='rate', action='store_const', const=None,
+                      help='send the next frame when the previous mask arrived: as fast as the '
+                           'node keeps up, no frame lost')
     parser.add_argument('--model', type=Path, default=None,
                         help=f'model file (.pt or .onnx); default: the shipped {DEFAULT_MODEL}')
     parser.add_argument('--backend', choices=('auto', 'torch', 'onnxruntime', 'tensorrt'),

@@ -1,5 +1,6 @@
 """ONNX export: logits/labels, fixed/dynamic sizes, fp16, spec metadata, errors, atomic write."""
 import json
+import os
 
 import numpy as np
 import onnx
@@ -148,3 +149,16 @@ def test_read_spec_errors(model_and_spec, tmp_path):
     with pytest.raises(ModelFileError, match="plain.onnx: no 'bisenet_spec'"):
         read_onnx_spec(plain)
     assert read_onnx_export_info(plain)['output'] == 'logits'
+
+
+def test_atomic_write_gives_the_usual_file_mode(tmp_path):
+    from bisenet_core.atomic import atomic_write_bytes
+
+    old = os.umask(0o022)
+    try:
+        path = atomic_write_bytes(b'x', tmp_path / 'model.onnx')
+    finally:
+        os.umask(old)
+    assert path.read_bytes() == b'x'
+    assert path.stat().st_mode & 0o777 == 0o644  # not mkstemp's private 0600
+    assert [p.name for p in tmp_path.iterdir()] == ['model.onnx']  # no temporary left
