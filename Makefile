@@ -33,6 +33,8 @@ model: setup
 	cp runs/synthetic_xception39/best_model.pt $(SHIPPED).pt
 	cp config/train/synthetic_xception39.yaml $(SHIPPED).yaml
 	$(ENV) $(PY) -m training.export --model $(SHIPPED).pt --out $(SHIPPED).onnx --dynamic
+	$(ENV) $(PY) -m training.export --model $(SHIPPED).pt --out $(SHIPPED)_int8.onnx \
+	    --precision int8 --calib-images data/synthetic/train
 
 clean:
 	rm -rf $(VENV) build *.egg-info out

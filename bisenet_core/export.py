@@ -121,8 +121,8 @@ def export_onnx(model: nn.Module, spec: ModelSpec, path: str | os.PathLike,
                           opset_version=opset, do_constant_folding=True, dynamo=False)
     proto = onnx.load_from_string(buffer.getvalue())
 
-    _set_metadata(proto, SPEC_KEY, json.dumps(spec.to_dict(), sort_keys=True))
-    _set_metadata(proto, EXPORT_KEY, json.dumps({
+    set_onnx_metadata(proto, SPEC_KEY, json.dumps(spec.to_dict(), sort_keys=True))
+    set_onnx_metadata(proto, EXPORT_KEY, json.dumps({
         'precision': precision, 'output': output, 'dynamic': bool(dynamic),
         'input_size': [width, height], 'opset': opset}, sort_keys=True))
     proto.producer_name = 'bisenet_ros'
@@ -130,7 +130,7 @@ def export_onnx(model: nn.Module, spec: ModelSpec, path: str | os.PathLike,
     return atomic_write_bytes(proto.SerializeToString(), path)
 
 
-def _set_metadata(proto, key: str, value: str) -> None:
+def set_onnx_metadata(proto, key: str, value: str) -> None:
     for prop in proto.metadata_props:
         if prop.key == key:
             prop.value = value

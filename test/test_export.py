@@ -162,3 +162,37 @@ def test_atomic_write_gives_the_usual_file_mode(tmp_path):
     assert path.read_bytes() == b'x'
     assert path.stat().st_mode & 0o777 == 0o644  # not mkstemp's private 0600
     assert [p.name for p in tmp_path.iterdir()] == ['model.onnx']  # no temporary left
+
+
+def test_int8_quantisation_keeps_the_spec_and_runs(tiny_model_file, tmp_path):
+    from bisenet_core.inference import Segmenter
+    from bisenet_core.modelfile import load_model
+    from bisenet_core.quantize import quantize_int8
+
+    model, spec = load_model(tiny_model_file)
+    rng = np.random.default_rng(0)
+    images = [rng.integers(0, 256, (90, 120, 3), dtype=np.uint8) for _ in range(3)]
+    path = quantize_int8(model, spec, tmp_path / 'q.onnx', images)
+    graph_ops = {node.op_type for node in onnx.load(str(path)).graph.node}
+    assert {'QuantizeLinear', 'DequantizeLinear'} <= graph_ops
+    assert read_onnx_spec(path) == spec
+    info = read_onnx_export_info(path)
+    assert (info['precision'], info['output'], info['dynamic']) == ('int8', 'logits', False)
+    assert info['input_size'] == list(spec.input_size)
+    seg = Segmenter(path, backend='onnxruntime', device='cpu')
+    assert seg.precision == 'int8' and seg.input_size == spec.input_size
+    labels = seg.segment(images[0]).labels
+    assert labels.shape == (90, 120) and labels.max() < spec.num_classes
+    with pytest.raises(ValueError, match='at least one calibration image'):
+        quantize_int8(model, spec, tmp_path / 'none.onnx', [])
+    with pytest.raises(ValueError, match='uint8 H x W x 3'):
+        quantize_int8(model, spec, tmp_path / 'gray.onnx', [images[0][..., 0]])
+
+
+def test_export_cli_int8_needs_calibration_images(tiny_model_file, tmp_path, capsys):
+    from training.export import main
+
+    assert main(['--model', str(tiny_model_file), '--out', str(tmp_path / 'q.onnx'),
+                 '--precision', 'int8']) == 2
+    assert '--calib-images' in capsys.readouterr().err
+    assert not (tmp_path / 'q.onnx').exists()

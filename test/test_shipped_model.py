@@ -15,6 +15,7 @@ from bisenet_ros.paths import DEFAULT_MODEL_NAME, REPO_ROOT
 
 MODEL = REPO_ROOT / 'models' / DEFAULT_MODEL_NAME
 ONNX = MODEL.with_suffix('.onnx')
+INT8 = MODEL.with_name(MODEL.stem + '_int8.onnx')
 FRAMES = 6
 
 
@@ -40,17 +41,20 @@ def test_shipped_files_are_small_and_described():
     assert 'synthetic' in card and 'not for' in card.lower()
 
 
-def test_onnx_export_agrees_with_torch_on_held_out_frames(drive):
-    torch_seg = _segmenter(MODEL, 'torch')
-    onnx_seg = _segmenter(ONNX, 'onnxruntime')
+@pytest.mark.parametrize('path', [ONNX, INT8], ids=['fp32', 'int8'])
+def test_onnx_exports_agree_with_torch_on_held_out_frames(drive, path):
+    # The faster CPU paths must keep >= 99.5 % of torch fp32's labels (bilinear, the default).
+    torch_seg = _segmenter(MODEL, 'torch', 'bilinear')
+    onnx_seg = _segmenter(path, 'onnxruntime', 'bilinear')
     assert onnx_seg.spec.class_names == torch_seg.spec.class_names
+    assert onnx_seg.precision == ('int8' if path == INT8 else 'fp32')
     agree = total = 0
     for frame in drive:
         a = torch_seg.segment(frame.image).labels
         b = onnx_seg.segment(frame.image).labels
         agree += int((a == b).sum())
         total += a.size
-    assert agree / total >= 0.995, f'ONNX vs torch label agreement {agree / total:.4%}'
+    assert agree / total >= 0.995, f'{path.name} vs torch label agreement {agree / total:.4%}'
 
 
 def test_segments_a_held_out_drive(drive):

@@ -1,13 +1,17 @@
 """Export a model file to ONNX: `python -m training.export --model M --out X.onnx`.
 
 The ModelSpec (classes, palette, normalisation, input size) travels in the ONNX metadata,
-so the node and TensorRT builds need nothing else.
+so the node and TensorRT builds need nothing else. `--precision int8` writes a statically
+quantised graph for ONNX Runtime on the CPU, calibrated on `--calib-images`.
 """
 from __future__ import annotations
 
 import argparse
 import sys
 from pathlib import Path
+
+import cv2
+import numpy as np
 
 from bisenet_core.modelfile import ModelFileError, load_model
 from bisenet_core.spec import size_arg
@@ -22,8 +26,14 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument('--model', required=True, type=Path, help='model file (.pt)')
     parser.add_argument('--out', required=True, type=Path, help='ONNX file to write')
-    parser.add_argument('--precision', choices=('fp32', 'fp16'), default='fp32',
-                        help='weights and activations precision (default fp32)')
+    parser.add_argument('--precision', choices=('fp32', 'fp16', 'int8'), default='fp32',
+                        help='fp32 (default), fp16 (GPU), or int8 (ONNX Runtime on the CPU: '
+                             'static quantisation, needs --calib-images; fixed size, logits)')
+    parser.add_argument('--calib-images', type=Path, metavar='DIR',
+                        help='int8: folder of images like the camera\'s (png/jpg, searched '
+                             'recursively), e.g. a training split')
+    parser.add_argument('--calib-count', type=int, default=48,
+                        help='int8: images taken, evenly spaced over the folder (default 48)')
     parser.add_argument('--output', choices=('logits', 'labels'), default='logits',
                         help='logits: 1/8-resolution scores; labels: argmax in the graph')
     parser.add_argument('--dynamic', action='store_true',
@@ -33,14 +43,38 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     return parser.parse_args(argv)
 
 
+def calibration_images(folder: Path, count: int) -> list[np.ndarray]:
+    """Up to `count` RGB images, evenly spaced over the folder's sorted png/jpg files."""
+    files = sorted(f for f in folder.rglob('*') if f.suffix.lower() in ('.png', '.jpg', '.jpeg'))
+    if not files:
+        raise ValueError(f'--calib-images {folder}: no png/jpg images found')
+    step = max(1, len(files) // count)
+    images = []
+    for f in files[::step][:count]:
+        bgr = cv2.imread(str(f), cv2.IMREAD_COLOR)
+        if bgr is None:
+            raise ValueError(f'calibration image {f}: cannot be read')
+        images.append(cv2.cvtColor(bgr, cv2.COLOR_BGR2RGB))
+    return images
+
+
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
     from bisenet_core.export import export_onnx
 
     try:
         model, spec = load_model(args.model)
-        path = export_onnx(model, spec, args.out, precision=args.precision, output=args.output,
-                           dynamic=args.dynamic, input_size=args.size)
+        if args.precision == 'int8':
+            if args.calib_images is None or args.dynamic or args.output != 'logits':
+                raise ValueError('--precision int8 needs --calib-images, and exports fixed-size '
+                                 'logits (no --dynamic, no --output labels)')
+            from bisenet_core.quantize import quantize_int8
+
+            images = calibration_images(args.calib_images, args.calib_count)
+            path = quantize_int8(model, spec, args.out, images, input_size=args.size)
+        else:
+            path = export_onnx(model, spec, args.out, precision=args.precision,
+                               output=args.output, dynamic=args.dynamic, input_size=args.size)
     except (ModelFileError, ValueError) as exc:
         print(f'error: {exc}', file=sys.stderr)
         return 2
