@@ -34,7 +34,7 @@ import torch
 from torch import nn
 
 from bisenet_core.atomic import atomic_write_bytes
-from bisenet_core.modelfile import ModelFileError
+from bisenet_core.modelfile import ModelFileError, unwrap_model
 from bisenet_core.spec import ModelSpec, check_input_size
 
 # ONNX metadata_props keys.
@@ -87,13 +87,12 @@ def export_onnx(model: nn.Module, spec: ModelSpec, path: str | os.PathLike,
         raise ValueError(f'output must be one of {OUTPUTS}, got {output!r}')
     width, height = tuple(input_size) if input_size is not None else spec.input_size
     check_input_size(width, height)
-    num_classes = getattr(model, 'num_classes', spec.num_classes)
+    module = unwrap_model(model)
+    num_classes = getattr(module, 'num_classes', spec.num_classes)
     if num_classes != spec.num_classes:
         raise ValueError(f'model has {num_classes} classes but the spec lists '
                          f'{spec.num_classes}')
 
-    module = getattr(model, 'module', model)         # DDP
-    module = getattr(module, '_orig_mod', module)    # torch.compile
     # Export a copy: the caller's model keeps its device, dtype and train/eval mode.
     module = copy.deepcopy(module).cpu().float().eval()
     if precision == 'fp16':
@@ -121,22 +120,26 @@ def export_onnx(model: nn.Module, spec: ModelSpec, path: str | os.PathLike,
                           opset_version=opset, do_constant_folding=True, dynamo=False)
     proto = onnx.load_from_string(buffer.getvalue())
 
-    set_onnx_metadata(proto, SPEC_KEY, json.dumps(spec.to_dict(), sort_keys=True))
-    set_onnx_metadata(proto, EXPORT_KEY, json.dumps({
-        'precision': precision, 'output': output, 'dynamic': bool(dynamic),
-        'input_size': [width, height], 'opset': opset}, sort_keys=True))
+    return write_onnx(proto, spec, {'precision': precision, 'output': output,
+                                    'dynamic': bool(dynamic), 'input_size': [width, height],
+                                    'opset': opset}, path, full_check=True)
+
+
+def write_onnx(proto, spec: ModelSpec, export_info: dict, path: str | os.PathLike,
+               full_check: bool = False) -> Path:
+    """Stamp the spec and the export record into `proto`, check it, write it atomically."""
+    import onnx
+
+    for key, value in ((SPEC_KEY, json.dumps(spec.to_dict(), sort_keys=True)),
+                       (EXPORT_KEY, json.dumps(export_info, sort_keys=True))):
+        entry = next((p for p in proto.metadata_props if p.key == key), None)
+        if entry is None:
+            entry = proto.metadata_props.add()
+            entry.key = key
+        entry.value = value
     proto.producer_name = 'bisenet_ros'
-    onnx.checker.check_model(proto, full_check=True)
+    onnx.checker.check_model(proto, full_check=full_check)
     return atomic_write_bytes(proto.SerializeToString(), path)
-
-
-def set_onnx_metadata(proto, key: str, value: str) -> None:
-    for prop in proto.metadata_props:
-        if prop.key == key:
-            prop.value = value
-            return
-    entry = proto.metadata_props.add()
-    entry.key, entry.value = key, value
 
 
 def read_onnx_metadata(path: str | os.PathLike) -> dict[str, str]:
@@ -158,9 +161,12 @@ def read_onnx_metadata(path: str | os.PathLike) -> dict[str, str]:
     return {prop.key: prop.value for prop in proto.metadata_props}
 
 
-def read_onnx_spec(path: str | os.PathLike) -> ModelSpec:
-    """The ModelSpec stored by export_onnx, or ModelFileError if absent or unreadable."""
-    meta = read_onnx_metadata(path)
+def read_onnx_spec(path: str | os.PathLike, meta: dict[str, str] | None = None) -> ModelSpec:
+    """The ModelSpec stored by export_onnx, or ModelFileError if absent or unreadable.
+
+    `meta`: the file's read_onnx_metadata when the caller has it already (saves a read).
+    """
+    meta = read_onnx_metadata(path) if meta is None else meta
     if SPEC_KEY not in meta:
         raise ModelFileError(f'ONNX file {path}: no {SPEC_KEY!r} metadata '
                              '(not exported by bisenet_core.export.export_onnx?)')
@@ -170,12 +176,13 @@ def read_onnx_spec(path: str | os.PathLike) -> ModelSpec:
         raise ModelFileError(f'ONNX file {path}: bad {SPEC_KEY!r} metadata: {exc}') from None
 
 
-def read_onnx_export_info(path: str | os.PathLike) -> dict:
+def read_onnx_export_info(path: str | os.PathLike, meta: dict[str, str] | None = None) -> dict:
     """How the file was exported: {'precision', 'output', 'dynamic', 'input_size', 'opset'}.
 
-    Files without the record (exported elsewhere) are taken as fp32 logits.
+    Files without the record (exported elsewhere) are taken as fp32 logits. `meta` as in
+    read_onnx_spec.
     """
-    meta = read_onnx_metadata(path)
+    meta = read_onnx_metadata(path) if meta is None else meta
     info = {'precision': 'fp32', 'output': 'logits', 'dynamic': None, 'input_size': None}
     if EXPORT_KEY in meta:
         try:

@@ -22,10 +22,15 @@ class ModelFileError(RuntimeError):
     """A model file is missing, truncated, corrupt or does not fit its spec (one-line message)."""
 
 
+def unwrap_model(model: torch.nn.Module) -> torch.nn.Module:
+    """The BiSeNet inside a DistributedDataParallel and/or torch.compile wrapper."""
+    module = getattr(model, 'module', model)         # DDP
+    return getattr(module, '_orig_mod', module)      # torch.compile
+
+
 def save_model(path: str | os.PathLike, model: torch.nn.Module, spec: ModelSpec) -> Path:
     """Write weights + spec atomically. `model` may be wrapped (DDP) or compiled."""
-    module = getattr(model, 'module', model)
-    module = getattr(module, '_orig_mod', module)
+    module = unwrap_model(model)
     state = {k: v.detach().cpu() for k, v in module.state_dict().items()}
     return atomic_torch_save(
         {'format': FORMAT, 'version': VERSION, 'spec': spec.to_dict(), 'state_dict': state}, path)
@@ -62,9 +67,14 @@ def read_model_file(path: str | os.PathLike) -> tuple[dict, ModelSpec]:
 def load_model(path: str | os.PathLike, device: str | torch.device = 'cpu'
                ) -> tuple[torch.nn.Module, ModelSpec]:
     """Rebuild the BiSeNet described by the file, load its weights, return (model.eval(), spec)."""
+    state, spec = read_model_file(path)
+    return build_model(state, spec, path).to(device), spec
+
+
+def build_model(state: dict, spec: ModelSpec, path: str | os.PathLike) -> torch.nn.Module:
+    """The eval-mode BiSeNet of read_model_file's (state, spec); `path` names it in errors."""
     from bisenet_core.model import bisenet  # models know nothing of files; files know models
 
-    state, spec = read_model_file(path)
     model = bisenet(spec.num_classes, backbone=spec.backbone)
     try:
         model.load_state_dict(state, strict=True)
@@ -73,4 +83,4 @@ def load_model(path: str | os.PathLike, device: str | torch.device = 'cpu'
         detail = ' '.join(line.strip() for line in first[:3])
         raise ModelFileError(f'model file {path}: weights do not match a {spec.backbone} BiSeNet '
                              f'with {spec.num_classes} classes: {detail[:300]}') from None
-    return model.to(device).eval(), spec
+    return model.eval()

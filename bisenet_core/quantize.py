@@ -8,7 +8,6 @@ the accuracy on your own held-out data (`python -m bench.bench_int8`).
 """
 from __future__ import annotations
 
-import json
 import os
 import tempfile
 from pathlib import Path
@@ -17,8 +16,7 @@ from typing import Iterable
 import numpy as np
 from torch import nn
 
-from bisenet_core.atomic import atomic_write_bytes
-from bisenet_core.export import EXPORT_KEY, SPEC_KEY, export_onnx, set_onnx_metadata
+from bisenet_core.export import INPUT_NAME, export_onnx, write_onnx
 from bisenet_core.preprocess import normalize, resize_image
 from bisenet_core.spec import ModelSpec, check_input_size
 
@@ -56,7 +54,7 @@ def quantize_int8(model: nn.Module, spec: ModelSpec, path: str | os.PathLike,
 
         def get_next(self):
             batch = next(self.batches, None)
-            return None if batch is None else {'image': batch}
+            return None if batch is None else {INPUT_NAME: batch}
 
     with tempfile.TemporaryDirectory(prefix='bisenet_int8_') as tmp:
         fp32, prepared, int8 = (Path(tmp) / f'{name}.onnx' for name in ('fp32', 'pre', 'int8'))
@@ -68,11 +66,6 @@ def quantize_int8(model: nn.Module, spec: ModelSpec, path: str | os.PathLike,
                         per_channel=True, activation_type=QuantType.QUInt8,
                         weight_type=QuantType.QInt8)
         proto = onnx.load(str(int8))
-    set_onnx_metadata(proto, SPEC_KEY, json.dumps(spec.to_dict(), sort_keys=True))
-    set_onnx_metadata(proto, EXPORT_KEY, json.dumps({
-        'precision': 'int8', 'output': 'logits', 'dynamic': False,
-        'input_size': [width, height], 'opset': proto.opset_import[0].version},
-        sort_keys=True))
-    proto.producer_name = 'bisenet_ros'
-    onnx.checker.check_model(proto)
-    return atomic_write_bytes(proto.SerializeToString(), path)
+    return write_onnx(proto, spec, {'precision': 'int8', 'output': 'logits', 'dynamic': False,
+                                    'input_size': [width, height],
+                                    'opset': proto.opset_import[0].version}, path)

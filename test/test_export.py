@@ -196,3 +196,17 @@ def test_export_cli_int8_needs_calibration_images(tiny_model_file, tmp_path, cap
                  '--precision', 'int8']) == 2
     assert '--calib-images' in capsys.readouterr().err
     assert not (tmp_path / 'q.onnx').exists()
+
+
+def test_class_count_is_checked_through_a_ddp_wrapper(model_and_spec, tmp_path):
+    model, spec = model_and_spec
+
+    class Wrapper(torch.nn.Module):  # what DistributedDataParallel looks like from outside
+        def __init__(self, module):
+            super().__init__()
+            self.module = module
+
+    other = bisenet(spec.num_classes + 1, spec.backbone)
+    with pytest.raises(ValueError, match='classes but the spec lists'):
+        export_onnx(Wrapper(other), spec, tmp_path / 'a.onnx')
+    assert export_onnx(Wrapper(model), spec, tmp_path / 'b.onnx').is_file()

@@ -197,6 +197,9 @@ def test_onnx_file_input(segmenters, tiny_model_file, cache, tmp_path, image):
     np.testing.assert_array_equal(seg(image), segmenters['onnxruntime'](image))
     with pytest.raises(ValueError, match='torch needs a .pt'):
         Segmenter(path, backend='torch', device='cpu')
+    # The file's own precision wins over a valid request, but a bad one is still refused.
+    with pytest.raises(ValueError, match="precision must be one of .* got 'int4'"):
+        Segmenter(path, backend='onnxruntime', device='cpu', precision='int4')
     fixed = export_onnx(model, spec, tmp_path / 'fixed.onnx')
     with pytest.raises(ValueError, match='fixed input size 128x96'):
         Segmenter(fixed, backend='onnxruntime', device='cpu', input_size=(64, 64))

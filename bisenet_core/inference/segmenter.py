@@ -28,12 +28,13 @@ import cv2
 import numpy as np
 from torch import nn
 
-from bisenet_core.export import export_onnx, read_onnx_export_info, read_onnx_spec
-from bisenet_core.inference.backends import (OrtBackend, TorchBackend, resolve_backend,
-                                             resolve_device, resolve_precision)
+from bisenet_core.export import (export_onnx, read_onnx_export_info, read_onnx_metadata,
+                                 read_onnx_spec)
+from bisenet_core.inference.backends import (PRECISIONS, OrtBackend, TorchBackend,
+                                             resolve_backend, resolve_device, resolve_precision)
 from bisenet_core.inference.postprocess import (UPSAMPLE_MODES, check_labels, logits_to_labels,
                                                 palette_lut)
-from bisenet_core.modelfile import ModelFileError, load_model, read_model_file
+from bisenet_core.modelfile import ModelFileError, build_model, read_model_file
 from bisenet_core.preprocess import normalize, resize_image
 from bisenet_core.spec import ModelSpec, check_input_size
 
@@ -122,10 +123,14 @@ class Segmenter:
             raise ValueError(f'upsample must be one of {UPSAMPLE_MODES}, got {upsample!r}')
         backend = resolve_backend(backend)
         device = resolve_device(device, backend)
+        if precision not in PRECISIONS:  # also for ONNX files, whose own precision wins below
+            raise ValueError(f'precision must be one of {PRECISIONS}, got {precision!r}')
         is_onnx = path is not None and path.suffix.lower() == '.onnx'
-        onnx_info = read_onnx_export_info(path) if is_onnx else None
+        onnx_info = state = None
         if is_onnx:
-            spec = read_onnx_spec(path)
+            meta = read_onnx_metadata(path)
+            onnx_info = read_onnx_export_info(path, meta)
+            spec = read_onnx_spec(path, meta)
             if backend == 'torch':
                 raise ValueError(f'backend torch needs a .pt model file, got the ONNX file '
                                  f'{path}; use backend onnxruntime or tensorrt')
@@ -142,10 +147,10 @@ class Segmenter:
                 precision = resolve_precision(precision, device)
         else:
             precision = resolve_precision(precision, device)
-            if path is not None and backend == 'torch':
-                model, spec = load_model(path)
-            elif path is not None:
-                _, spec = read_model_file(path)  # validates the file; the export may be cached
+            if path is not None:
+                state, spec = read_model_file(path)
+                if backend == 'torch':
+                    model = build_model(state, spec, path)
 
         if input_size is None:
             fixed = onnx_info.get('input_size') if onnx_info and not onnx_info['dynamic'] else None
@@ -174,7 +179,7 @@ class Segmenter:
             if is_onnx:
                 onnx_path = path
             elif path is not None:
-                onnx_path = self._cached_onnx(path, graph_precision, input_size)
+                onnx_path = self._cached_onnx(path, state, spec, graph_precision, input_size)
             else:
                 self._tmpdir = tempfile.mkdtemp(prefix='bisenet_onnx_')
                 weakref.finalize(self, shutil.rmtree, self._tmpdir, True)
@@ -190,8 +195,12 @@ class Segmenter:
         self.spec = spec
         self._lut = palette_lut(spec)
 
-    def _cached_onnx(self, path: Path, precision: str, input_size: tuple[int, int]) -> Path:
-        """Export a .pt file to ONNX once; the key is its content, so edits invalidate it."""
+    def _cached_onnx(self, path: Path, state: dict, spec: ModelSpec, precision: str,
+                     input_size: tuple[int, int]) -> Path:
+        """Export a .pt file (read as state, spec) to ONNX once.
+
+        The cache key is the file's content, so edits invalidate it.
+        """
         digest = _file_digest(path)
         size = path.stat().st_size
         width, height = input_size
@@ -204,9 +213,9 @@ class Segmenter:
                 return cached
             except ModelFileError as exc:  # e.g. a disk filled up mid-copy by another tool
                 log.warning('re-exporting: %s', exc)
-        model, spec = load_model(path)
         log.info('exporting %s to %s (once; later starts reuse it)', path, cached)
-        return export_onnx(model, spec, cached, precision=precision, input_size=input_size)
+        return export_onnx(build_model(state, spec, path), spec, cached, precision=precision,
+                           input_size=input_size)
 
     # ---------------------------------------------------------------- pipeline
     def preprocess(self, image: np.ndarray, color_order: str = 'rgb') -> np.ndarray:
