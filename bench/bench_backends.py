@@ -64,8 +64,8 @@ def bench_config(backbone: str, size: tuple[int, int], iters: int, warmup: int,
                  rows: list[tuple[str, str, str]], threads: int) -> list[dict]:
     """Measure every row on one backbone and size, interleaved; return one dict per row."""
     torch.manual_seed(0)
-    network_size = size  # the model pads to a multiple of 32 itself
-    spec = spec_for_dataset('cityscapes', backbone=backbone, input_size=network_size)
+    # The network input is `size`; the model pads it to a multiple of 32 itself.
+    spec = spec_for_dataset('cityscapes', backbone=backbone, input_size=size)
     model = bisenet(spec.num_classes, backbone).eval()
     segmenters = []
     for backend, device, precision in rows:
@@ -90,7 +90,7 @@ def bench_config(backbone: str, size: tuple[int, int], iters: int, warmup: int,
     results = []
     for (backend, device, precision), samples, agree in zip(rows, times, agreement):
         p50, p90, p99 = np.percentile(samples, [50, 90, 99])
-        results.append({'backbone': backbone, 'size': size, 'network_size': network_size,
+        results.append({'backbone': backbone, 'size': size,
                         'backend': backend, 'device': device, 'precision': precision,
                         'p50': p50, 'p90': p90, 'p99': p99,
                         'fps': 1e3 / statistics.fmean(samples), 'agreement': agree})
@@ -103,14 +103,12 @@ def bench_config(backbone: str, size: tuple[int, int], iters: int, warmup: int,
 
 
 def markdown_table(results: list[dict]) -> str:
-    lines = ['| backbone | input (net) | backend | device | precision | p50 ms | p90 ms | p99 ms '
+    lines = ['| backbone | input | backend | device | precision | p50 ms | p90 ms | p99 ms '
              '| FPS | speed-up vs torch fp32 | p50 / fastest | labels = torch fp32 |',
              '| --- | --- | --- | --- | --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: |']
     for r in results:
         w, h = r['size']
-        nw, nh = r['network_size']
-        size = f'{w}x{h}' + (f' ({nw}x{nh})' if (nw, nh) != (w, h) else '')
-        lines.append(f"| {r['backbone']} | {size} | {r['backend']} | {r['device']} | "
+        lines.append(f"| {r['backbone']} | {w}x{h} | {r['backend']} | {r['device']} | "
                      f"{r['precision']} | {r['p50']:.1f} | {r['p90']:.1f} | {r['p99']:.1f} | "
                      f"{r['fps']:.1f} | {r['speedup']:.2f}x | {r['vs_best']:.2f} | "
                      f"{100 * r['agreement']:.2f}% |")

@@ -195,6 +195,13 @@ def test_export_cli_int8_needs_calibration_images(tiny_model_file, tmp_path, cap
     assert main(['--model', str(tiny_model_file), '--out', str(tmp_path / 'q.onnx'),
                  '--precision', 'int8']) == 2
     assert '--calib-images' in capsys.readouterr().err
+    with pytest.raises(SystemExit):
+        main(['--model', str(tiny_model_file), '--out', str(tmp_path / 'q.onnx'),
+              '--precision', 'int8', '--calib-images', str(tmp_path), '--calib-count', '0'])
+    assert '--calib-count must be >= 1' in capsys.readouterr().err
+    assert main(['--model', str(tiny_model_file), '--out', str(tmp_path / 'q.onnx'),
+                 '--precision', 'int8', '--calib-images', str(tmp_path)]) == 2
+    assert 'no png/jpg images found' in capsys.readouterr().err
     assert not (tmp_path / 'q.onnx').exists()
 
 

@@ -10,11 +10,13 @@ import argparse
 import sys
 from pathlib import Path
 
-import cv2
 import numpy as np
 
+from bisenet_core.data.base import list_images, read_image
 from bisenet_core.modelfile import ModelFileError, load_model
 from bisenet_core.spec import size_arg
+
+CALIB_EXTENSIONS = ('.png', '.jpg', '.jpeg')
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
@@ -40,22 +42,19 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
                         help='dynamic batch and image size axes')
     parser.add_argument('--size', type=size_arg, metavar='WxH',
                         help='input size WxH (default: the model\'s input size)')
-    return parser.parse_args(argv)
+    args = parser.parse_args(argv)
+    if args.calib_count < 1:
+        parser.error(f'--calib-count must be >= 1, got {args.calib_count}')
+    return args
 
 
 def calibration_images(folder: Path, count: int) -> list[np.ndarray]:
     """Up to `count` RGB images, evenly spaced over the folder's sorted png/jpg files."""
-    files = sorted(f for f in folder.rglob('*') if f.suffix.lower() in ('.png', '.jpg', '.jpeg'))
+    files = [f for f in list_images(folder, '**/*') if f.suffix.lower() in CALIB_EXTENSIONS]
     if not files:
         raise ValueError(f'--calib-images {folder}: no png/jpg images found')
     step = max(1, len(files) // count)
-    images = []
-    for f in files[::step][:count]:
-        bgr = cv2.imread(str(f), cv2.IMREAD_COLOR)
-        if bgr is None:
-            raise ValueError(f'calibration image {f}: cannot be read')
-        images.append(cv2.cvtColor(bgr, cv2.COLOR_BGR2RGB))
-    return images
+    return [read_image(f) for f in files[::step][:count]]
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -75,7 +74,7 @@ def main(argv: list[str] | None = None) -> int:
         else:
             path = export_onnx(model, spec, args.out, precision=args.precision,
                                output=args.output, dynamic=args.dynamic, input_size=args.size)
-    except (ModelFileError, ValueError) as exc:
+    except (ModelFileError, ValueError, OSError) as exc:
         print(f'error: {exc}', file=sys.stderr)
         return 2
     size = args.size or spec.input_size
