@@ -20,7 +20,6 @@ from __future__ import annotations
 import argparse
 import os
 import platform
-import random
 import tempfile
 import threading
 import time
@@ -30,7 +29,7 @@ import numpy as np
 from tqdm import tqdm
 
 from bisenet_core.spec import size_arg
-from bisenet_ros.ros_env import ros_child_env
+from bisenet_ros.ros_env import fresh_domain_id, ros_child_env
 
 
 def random_model(path: Path, input_size: tuple[int, int]) -> Path:
@@ -124,7 +123,7 @@ class Bench:
 
 def run(sizes, frames: int, warmup: int, backend: str, model: Path | None,
         color: bool = False) -> list[dict]:
-    os.environ.update(ros_child_env(random.SystemRandom().randint(10, 100)))
+    os.environ.update(ros_child_env(fresh_domain_id()))
     import rclpy
 
     context = rclpy.Context()
@@ -159,7 +158,7 @@ def run(sizes, frames: int, warmup: int, backend: str, model: Path | None,
                         'node_p50': percentile(node_ms, 50), 'node_p90': percentile(node_ms, 90),
                         'node_p99': percentile(node_ms, 99),
                         # Transport stalls show up as single frames far above the rest.
-                        'node_slow': sum(ms > 2 * percentile(bare_ms, 50) for ms in node_ms),
+                        'node_slow': int(np.sum(np.array(node_ms) > 2 * percentile(bare_ms, 50))),
                         'dropped': bench.node.frames_dropped, 'errors': bench.node.errors})
                 finally:
                     bench.close()

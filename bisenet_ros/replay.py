@@ -16,7 +16,6 @@ from __future__ import annotations
 
 import argparse
 import os
-import random
 import signal
 import subprocess
 import sys
@@ -113,14 +112,6 @@ def run_offline(frames: Sequence[BagFrame], model: Path, backend: str = 'auto',
 
 # ----------------------------------------------------------------------------- live
 
-def fresh_domain_id(avoid: int | None = None) -> int:
-    """A random ROS domain id (10..100, the range every RMW maps to ports) other than `avoid`."""
-    while True:
-        domain = random.SystemRandom().randint(10, 100)
-        if domain != avoid:
-            return domain
-
-
 def _replay_parameters(upsample: str | None = None) -> dict:
     """The package's config/segment.yaml (what a robot would run), with reliable input QoS.
 
@@ -141,11 +132,6 @@ def _replay_parameters(upsample: str | None = None) -> dict:
         node_params['upsample'] = upsample
     node_params.setdefault('upsample', DEFAULT_UPSAMPLE)
     return params
-
-
-def node_upsample(upsample: str | None) -> str:
-    """The upsampling the replayed node uses: `upsample`, else config/segment.yaml's."""
-    return _replay_parameters(upsample)['/**']['ros__parameters']['upsample']
 
 
 def _launch_target() -> list[str]:
@@ -175,15 +161,16 @@ class LaunchedNode:
     def __init__(self, model: Path, env: dict, log_path: Path, backend: str = 'auto',
                  device: str = 'auto', precision: str = 'fp32',
                  input_size: tuple[int, int] | None = None, use_compressed: bool = False,
-                 upsample: str | None = None):
+                 params: dict | None = None):
         self.log_path = log_path
         self._params = tempfile.NamedTemporaryFile('w', prefix='bisenet_replay_',
                                                    suffix='.yaml', delete=False)
-        yaml.safe_dump(_replay_parameters(upsample), self._params)
+        yaml.safe_dump(params if params is not None else _replay_parameters(), self._params)
         self._params.close()
-        self.target = ' '.join(_launch_target())
+        target = _launch_target()
+        self.target = ' '.join(target)
         self.command = [
-            'ros2', 'launch', *_launch_target(),
+            'ros2', 'launch', *target,
             f'model:={model}', f'backend:={backend}', f'device:={device}',
             f'precision:={precision}', f'image_topic:={INPUT_TOPIC}',
             f'namespace:={LAUNCH_NAMESPACE}', f'params_file:={self._params.name}',
@@ -351,7 +338,7 @@ def run_live(frames: Sequence[BagFrame], model: Path, out_dir: Path, rate: float
              attach: str | None = None, backend: str = 'auto', device: str = 'auto',
              precision: str = 'fp32', input_size: tuple[int, int] | None = None,
              start_timeout: float = 180.0, frame_timeout: float = 30.0,
-             progress: bool = True, upsample: str | None = None) -> LiveResult:
+             progress: bool = True, params: dict | None = None) -> LiveResult:
     """Publish the frames to the node and collect its masks.
 
     Args:
@@ -361,17 +348,15 @@ def run_live(frames: Sequence[BagFrame], model: Path, out_dir: Path, rate: float
         attach: full name of a running node to use instead of launching one.
         start_timeout: seconds to wait for the node to start and match our topics.
         frame_timeout: lockstep only: seconds to wait for one mask before counting it lost.
-        upsample: the launched node's upsampling; None = config/segment.yaml's.
+        params: the launched node's parameter file contents; None = _replay_parameters().
     """
-    from bisenet_ros.ros_env import ros_child_env
+    from bisenet_ros.ros_env import fresh_domain_id, ros_child_env
 
     launched = None
     client = None
-    if attach:
-        domain = os.environ.get('ROS_DOMAIN_ID')
-        env = ros_child_env(int(domain) if domain else None)
-    else:
-        env = ros_child_env(fresh_domain_id(avoid=int(os.environ.get('ROS_DOMAIN_ID', -1))))
+    env = ros_child_env()  # the caller's domain (an attached node lives there)
+    if not attach:
+        env = ros_child_env(fresh_domain_id(avoid=int(env['ROS_DOMAIN_ID'])))
     # Our own participant must be on the same loopback-only domain as the node (rclpy reads
     # these when it starts; the caller's values come back afterwards).
     saved = {k: os.environ.get(k) for k in ('ROS_AUTOMATIC_DISCOVERY_RANGE', 'ROS_DOMAIN_ID')}
@@ -388,7 +373,7 @@ def run_live(frames: Sequence[BagFrame], model: Path, out_dir: Path, rate: float
             node_desc = f'attached to {attach} (domain {domain_id})'
         else:
             launched = LaunchedNode(model, env, out_dir / 'node.log', backend, device,
-                                    precision, input_size, upsample=upsample)
+                                    precision, input_size, params=params)
             input_topic = INPUT_TOPIC
             label_topic = f'{LAUNCH_NAMESPACE}/{NODE_NAME}/label'
             node_desc = (f'launched `ros2 launch {launched.target}` '
@@ -564,11 +549,12 @@ def evaluate(bag: str | os.PathLike, model: str | os.PathLike | None = None,
     }
 
     live = offline = None
-    live_upsample = node_upsample(upsample)
+    params = _replay_parameters(upsample)
+    live_upsample = params['/**']['ros__parameters']['upsample']
     if mode in ('live', 'both'):
         live = run_live(frames, model, out, rate, attach, backend, device, precision,
                         input_size, start_timeout=start_timeout, progress=progress,
-                        upsample=live_upsample)
+                        params=params)
     if mode in ('offline', 'both'):
         offline = run_offline(frames, model, backend, device, precision, input_size, progress)
 
@@ -593,11 +579,9 @@ def evaluate(bag: str | os.PathLike, model: str | os.PathLike | None = None,
     if live is not None:
         masks = {index: live.received[position][2] for index, position in live.match.matched}
         confusion, scored = _score(frames, masks, spec)
-        stamps = {f.index: f.stamp_ns for f in frames}
-        arrival = {stamp: t for stamp, t, _ in reversed(live.received)}  # first arrival wins
         t0 = min(live.publish_s.values())
-        for index, _ in live.match.matched:
-            latencies.append((arrival[stamps[index]] - live.publish_s[index]) * 1e3)
+        for index, position in live.match.matched:  # position: the first mask with its stamp
+            latencies.append((live.received[position][1] - live.publish_s[index]) * 1e3)
             sent_s.append(live.publish_s[index] - t0)
         dropped_s = [live.publish_s[i] - t0 for i in live.match.dropped if i in live.publish_s]
         last = max((t for _, t, _ in live.received), default=t0)
@@ -729,9 +713,9 @@ def build_parser() -> argparse.ArgumentParser:
                         help='live: use this running node (full name, e.g. '
                              '/bisenet/segment_node) on $ROS_DOMAIN_ID instead of launching one')
     parser.add_argument('--upsample', choices=('nearest', 'bilinear'), default=None,
-                        help="live node's label upsampling (default: config/segment.yaml's; "
-                             'with --attach: what that node uses); the report compares it with '
-                             'the offline run made the same way')
+                        help="live node's label upsampling (default: config/segment.yaml's); "
+                             'with --attach, give the setting of that node, which is not asked; '
+                             'the report compares it with the offline run made the same way')
     parser.add_argument('--max-frames', type=int, default=None,
                         help='replay only the first N frames')
     parser.add_argument('--start-timeout', type=float, default=180.0,

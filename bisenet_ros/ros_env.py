@@ -7,6 +7,7 @@ other interfaces. Every code path that starts a ROS process passes `env=ros_chil
 from __future__ import annotations
 
 import os
+import random
 
 DEFAULT_DOMAIN_ID = 0
 
@@ -27,3 +28,11 @@ def ros_child_env(domain_id: int | None = None) -> dict[str, str]:
     # Child Python output unbuffered: logs arrive in order even when the child is killed.
     env.setdefault('PYTHONUNBUFFERED', '1')
     return env
+
+
+def fresh_domain_id(avoid: int | None = None) -> int:
+    """A random ROS domain id (10..100, the range every RMW maps to ports) other than `avoid`."""
+    while True:
+        domain = random.SystemRandom().randint(10, 100)
+        if domain != avoid:
+            return domain

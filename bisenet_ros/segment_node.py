@@ -30,6 +30,7 @@ from sensor_msgs.msg import CompressedImage, Image
 from diagnostic_msgs.msg import DiagnosticArray
 
 from bisenet_core.inference import Segmenter
+from bisenet_core.inference.backends import BACKENDS, DEVICES, PRECISIONS
 from bisenet_core.inference.postprocess import UPSAMPLE_MODES
 from bisenet_core.modelfile import ModelFileError
 from bisenet_core.spec import MAX_INPUT_SIDE
@@ -40,16 +41,12 @@ from bisenet_ros.latency import RateMeter, RollingStats
 from bisenet_ros.paths import default_model_path
 
 NODE_NAME = 'segment_node'
-BACKENDS = ('auto', 'torch', 'onnxruntime', 'tensorrt')
-DEVICES = ('auto', 'cuda', 'cpu')
-PRECISIONS = ('fp32', 'fp16')
-UPSAMPLE = UPSAMPLE_MODES
 # Bilinear logits: +10 mIoU points over nearest labels on the 480x360 demo drive, ~3 ms.
 DEFAULT_UPSAMPLE = 'bilinear'
 RELIABILITY = ('best_effort', 'reliable')
 STAGES = ('preprocess', 'inference', 'postprocess', 'publish', 'end_to_end')
 CHOICES = {'backend': BACKENDS, 'device': DEVICES, 'precision': PRECISIONS,
-           'upsample': UPSAMPLE, 'qos_reliability': RELIABILITY}
+           'upsample': UPSAMPLE_MODES, 'qos_reliability': RELIABILITY}
 RUNTIME_PARAMETERS = ('upsample', 'publish_color', 'publish_overlay', 'publish_small_label',
                       'latency_budget_ms')
 DIAGNOSTICS_PERIOD_S = 1.0
@@ -163,7 +160,7 @@ class SegmentNode(Node):
                                             "0 = the model's own", integer_range=_size_range())),
             ('upsample', DEFAULT_UPSAMPLE, _descriptor(
                 'labels to image size: nearest (argmax at 1/8, fast) or bilinear (smoother '
-                'boundaries, slower)', UPSAMPLE, read_only=False)),
+                'boundaries, slower)', UPSAMPLE_MODES, read_only=False)),
             ('publish_color', True, _descriptor('publish ~/color (rgb8 colour mask)',
                                                 read_only=False)),
             ('publish_overlay', False, _descriptor('publish ~/overlay (mask blended over the '
@@ -222,10 +219,11 @@ class SegmentNode(Node):
             if param.name not in RUNTIME_PARAMETERS:
                 return SetParametersResult(
                     successful=False, reason=f'{param.name} is read-only: it needs a restart')
-            if param.name == 'upsample' and param.value not in UPSAMPLE:
+            choices = CHOICES.get(param.name)
+            if choices and param.value not in choices:
                 return SetParametersResult(
                     successful=False,
-                    reason=f'upsample={param.value!r}: must be one of {", ".join(UPSAMPLE)}')
+                    reason=f'{param.name}={param.value!r}: must be one of {", ".join(choices)}')
             if param.name.startswith('publish_') and param.type_ != ParameterType.PARAMETER_BOOL:
                 return SetParametersResult(successful=False,
                                            reason=f'{param.name} must be true or false')

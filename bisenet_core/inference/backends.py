@@ -16,8 +16,8 @@ import numpy as np
 import torch
 from torch import nn
 
-BACKENDS = ('torch', 'onnxruntime', 'tensorrt', 'auto')
-DEVICES = ('auto', 'cpu', 'cuda')
+BACKENDS = ('auto', 'torch', 'onnxruntime', 'tensorrt')
+DEVICES = ('auto', 'cuda', 'cpu')
 PRECISIONS = ('fp32', 'fp16')
 
 _PROVIDER = {'cpu': 'CPUExecutionProvider', 'cuda': 'CUDAExecutionProvider',
