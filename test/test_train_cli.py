@@ -56,7 +56,9 @@ def test_evaluate_cli_writes_results(tiny_model_file, tiny_drive, tmp_path, caps
     assert code == 0
     printed = capsys.readouterr().out
     assert 'full label resolution' in printed and 'reduced resolution' in printed
-    results = json.loads((out / 'results.json').read_text())
+    # Strict JSON: a class absent from the images is null, not NaN.
+    results = json.loads((out / 'results.json').read_text(),
+                         parse_constant=lambda c: pytest.fail(f'{c} in results.json'))
     assert results['images'] == 2 and results['flip'] is True
     assert results['scales'] == [0.75, 1.0, 1.25, 1.5, 1.75]
     assert set(results['iou']) >= {'sky', 'road', 'bicyclist'} and 0 <= results['miou'] <= 1

@@ -6,7 +6,7 @@ import torch
 
 from bisenet_core.modelfile import load_model
 from bisenet_core.train.checkpoint import load_checkpoint
-from bisenet_core.train.config import load_config
+from bisenet_core.train.config import ConfigError, load_config
 from bisenet_core.train.data import build_datasets, build_train_loader
 from bisenet_core.train.runtime import Runtime
 from training.train import train
@@ -133,3 +133,11 @@ def test_schedule_and_logging_settings_reach_the_log(drive_root, tmp_path):
     assert [float(r['lr']) for r in rows] == pytest.approx([0.03, 0.01])
     assert [int(r['step']) for r in read_csv(tmp_path / 'val.csv')] == [2, 4]
     assert load_checkpoint(tmp_path / 'last.ckpt')['step'] == 4
+
+
+def test_data_with_another_class_count_than_the_model_is_refused(drive_root, tmp_path):
+    # Synthetic drives carry the 11 CamVid classes; a 19-class Cityscapes model must not
+    # train on them (its loss would silently learn the wrong classes).
+    config = tiny_config(drive_root, tmp_path, 'model.dataset=cityscapes')
+    with pytest.raises(ConfigError, match='has 11 classes but the model has 19'):
+        build_datasets(config, CPU)

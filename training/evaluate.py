@@ -88,7 +88,7 @@ def main(argv: list[str] | None = None) -> int:
         return 2
     data_format = args.format or guess_format(spec.dataset)
     try:
-        dataset = open_dataset(data_format, args.data, args.split)
+        dataset = open_dataset(data_format, args.data, args.split, spec.num_classes)
     except (OSError, ValueError) as exc:
         print(f'error: dataset {args.data} ({data_format}, split {args.split}): {exc}',
               file=sys.stderr)
@@ -127,8 +127,9 @@ def main(argv: list[str] | None = None) -> int:
     results = {'model': str(args.model), 'data': str(args.data), 'format': data_format,
                'split': args.split, 'images': count, 'backend': args.backend,
                'scales': list(scales), 'flip': args.flip,
-               'resolution': 'full label resolution', 'miou': miou, 'pixel_accuracy': accuracy,
-               'iou': dict(zip(spec.class_names, iou)), 'spec_info': spec.info}
+               'resolution': 'full label resolution',
+               # miou, pixel_accuracy, iou per class, ...: NaN (class absent) as null, valid JSON
+               **confusion.to_dict(spec.class_names), 'spec_info': spec.info}
     (out / 'results.json').write_text(json.dumps(results, indent=2) + '\n')
     confusion.plot_confusion(out / 'confusion.png', class_names=spec.class_names)
     print(f'wrote {out / "results.json"} and {out / "confusion.png"}')

@@ -21,12 +21,18 @@ def build_datasets(config: RunConfig, runtime: Runtime | None = None):
     d = config.data
     if d.format == 'synthetic':
         prepare_synthetic(config, runtime)
-    train_set = open_dataset(d.format, d.root, d.train_split)
-    return train_set, open_dataset(d.format, d.root, d.val_split)
+    classes = config.model_spec().num_classes
+    train_set = open_dataset(d.format, d.root, d.train_split, classes)
+    return train_set, open_dataset(d.format, d.root, d.val_split, classes)
 
 
-def open_dataset(data_format: str, root: str | Path, split: str):
-    """The loader of `data_format` on root/split (synthetic drives use the CamVid layout)."""
+def open_dataset(data_format: str, root: str | Path, split: str,
+                 num_classes: int | None = None):
+    """The loader of `data_format` on root/split (synthetic drives use the CamVid layout).
+
+    num_classes: the model's; a dataset with another class count is a ConfigError (its labels
+    would index past the model's logits).
+    """
     from bisenet_core import data as datasets
 
     loaders = {
@@ -36,7 +42,12 @@ def open_dataset(data_format: str, root: str | Path, split: str):
         'cocostuff': 'COCOStuffDataset',
         'folder': 'FolderDataset',
     }
-    return getattr(datasets, loaders[data_format])(Path(root), split)
+    dataset = getattr(datasets, loaders[data_format])(Path(root), split)
+    if num_classes is not None and dataset.num_classes != num_classes:
+        raise ConfigError(f'{data_format} data in {root} has {dataset.num_classes} classes but '
+                          f'the model has {num_classes}; they must match (training: '
+                          'model.dataset or model.classes)')
+    return dataset
 
 
 def prepare_synthetic(config: RunConfig, runtime: Runtime | None = None) -> None:
