@@ -17,11 +17,10 @@ from tqdm import tqdm
 
 from bisenet_core.metrics import ConfusionMatrix
 from bisenet_core.modelfile import ModelFileError, load_model
+from bisenet_core.train.config import DATA_FORMATS
 from bisenet_core.train.data import open_dataset
 from bisenet_core.train.evaluation import MULTI_SCALES, evaluate_dataset
 from bisenet_core.train.runtime import resolve_amp
-
-FORMATS = ('camvid', 'cityscapes', 'cocostuff', 'folder', 'synthetic')
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
@@ -41,7 +40,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
                              'torch|onnxruntime|tensorrt: score what the node runs, through '
                              'bisenet_core.inference.Segmenter (single scale)')
     parser.add_argument('--data', required=True, type=Path, help='dataset root folder')
-    parser.add_argument('--format', choices=FORMATS,
+    parser.add_argument('--format', choices=DATA_FORMATS,
                         help='dataset layout (default: from the model, e.g. camvid)')
     parser.add_argument('--split', default='val', help='split to score (default: val)')
     parser.add_argument('--multiscale', action='store_true',

@@ -154,10 +154,7 @@ def validate(model, val_set, config: RunConfig, runtime: Runtime, progress: bool
     module = getattr(model, 'module', model)  # no DDP forward: ranks see different counts
     evaluate_dataset(module, val_set, spec, runtime.device, confusion, indices=indices,
                      autocast=runtime.autocast, progress=progress and runtime.is_main)
-    if runtime.distributed:
-        matrix = torch.as_tensor(confusion.matrix, dtype=torch.float64, device=runtime.device)
-        confusion.matrix[...] = all_reduce_sum(matrix, runtime).cpu().numpy()
-    return confusion
+    return confusion.all_reduce()  # sums over ranks when distributed
 
 
 def train(config: RunConfig, runtime: Runtime, resume: dict | None = None,

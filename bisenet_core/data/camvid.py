@@ -8,7 +8,7 @@ import numpy as np
 
 from bisenet_core.classes import CAMVID, CAMVID32_TO_11, IGNORE_INDEX
 from bisenet_core.data.base import (DatasetLayoutError, LabelError, SegmentationDataset,
-                                    list_images, pair_by_stem, require_files)
+                                    list_images, pair_by_stem, require_dir, require_files)
 
 LAYOUT = """\
   11-class ids (SegNet layout; also what bisenet_core.data.synthetic writes):
@@ -66,9 +66,7 @@ class CamVidDataset(SegmentationDataset):
 
     def __init__(self, root: str | Path, split: str = 'train', transform: Callable | None = None,
                  check_labels: bool = True):
-        root = Path(root)
-        if not root.is_dir():
-            raise DatasetLayoutError(f'{root}: CamVid folder not found; expected layout:\n{LAYOUT}')
+        root = require_dir(Path(root), 'CamVid', LAYOUT)
         if (root / split).is_dir() and (root / f'{split}annot').is_dir():
             files = pair_by_stem(list_images(root / split), root / f'{split}annot', layout=LAYOUT)
         elif (root / split).is_dir() and (root / f'{split}_labels').is_dir():

@@ -23,6 +23,7 @@ import cv2
 import numpy as np
 from tqdm import tqdm
 
+from bisenet_core.atomic import atomic_write_bytes
 from bisenet_core.classes import CAMVID
 from bisenet_core.data.synthetic_render import render_frame
 from bisenet_core.data.synthetic_scene import make_world
@@ -30,7 +31,6 @@ from bisenet_core.spec import size_arg
 
 DEFAULT_SIZE = (480, 360)   # CamVid 960x720 halved
 FRAME_STEP = 30             # CamVid labels one frame in 30 of its 30 fps video
-VOID = 11                   # CamVid's void id; the renderer never leaves a pixel void
 
 
 @dataclass(frozen=True)
@@ -168,9 +168,7 @@ def _record_drive(path: Path, drive: dict) -> None:
             raise ValueError(f'{path}: not valid JSON ({err}); delete it to start over') from None
     meta['drives'] = [d for d in meta.get('drives', []) if d['sequence'] != drive['sequence']]
     meta['drives'].append(drive)
-    tmp = path.with_suffix('.json.tmp')
-    tmp.write_text(json.dumps(meta, indent=1))
-    os.replace(tmp, path)
+    atomic_write_bytes(json.dumps(meta, indent=1).encode(), path)
 
 
 def _parse_seeds(text: str) -> list[int]:

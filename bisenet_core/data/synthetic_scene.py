@@ -155,7 +155,6 @@ class World:
     poles: list = field(default_factory=list)
     movers: list = field(default_factory=list)
     markings: list = field(default_factory=list)   # ground quads (x0, x1, z0, z1), road colour
-    crossings: list = field(default_factory=list)  # z of zebra crossings
     _chunks: set = field(default_factory=set)
 
     def ensure(self, duration: float) -> None:
@@ -227,7 +226,6 @@ def _fill_chunk(world: World, chunk: int) -> None:
         world.markings.append((edge - 0.07, edge + 0.07, z_lo, z_hi))
     if rng.random() < 0.35:
         zc = float(rng.uniform(z_lo + 5, z_hi - 8))
-        world.crossings.append(zc)
         for x in np.arange(-s.road_half + 0.6, s.road_half - 0.6, 1.0):
             world.markings.append((float(x), float(x) + 0.5, zc, zc + 3.0))
 

@@ -11,6 +11,7 @@ from pathlib import Path
 
 from torch.utils.data import DataLoader
 
+from bisenet_core.atomic import atomic_write_bytes
 from bisenet_core.train.config import ConfigError, RunConfig
 from bisenet_core.train.runtime import Runtime
 from bisenet_core.train.sampler import SeededDataset, StepBatchSampler
@@ -73,7 +74,7 @@ def prepare_synthetic(config: RunConfig, runtime: Runtime | None = None) -> None
                      val_seed=s.val_seed, val_frames=s.val_frames, test_seed=s.test_seed,
                      test_frames=s.test_frames, size=tuple(s.size))
         # Written last: its presence means the drives are complete.
-        marker.write_text(json.dumps(settings, indent=2) + '\n')
+        atomic_write_bytes((json.dumps(settings, indent=2) + '\n').encode(), marker)
     if runtime is not None and runtime.distributed:
         dist.barrier()  # other ranks wait for rank 0 to finish writing
 
