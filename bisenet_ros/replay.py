@@ -30,7 +30,7 @@ import numpy as np
 import yaml
 from tqdm import tqdm
 
-from bisenet_core.inference.postprocess import logits_to_labels, palette_lut
+from bisenet_core.inference.postprocess import blend_labels, logits_to_labels, palette_lut
 from bisenet_core.metrics import ConfusionMatrix
 from bisenet_core.spec import MAX_INPUT_SIDE, SIZE_DIVISOR, ModelSpec
 from bisenet_ros.bags import BagError, BagFrame, bag_info, choose_topics, read_frames
@@ -478,8 +478,6 @@ def _score(frames: Sequence[BagFrame], predictions: dict[int, np.ndarray], spec:
 def _samples(frames: Sequence[BagFrame], predictions: dict[int, np.ndarray], spec: ModelSpec,
              which: str) -> list[dict]:
     """Up to NUM_SAMPLES evenly spaced frames that have a prediction, as overlay pictures."""
-    import cv2
-
     lut = palette_lut(spec)
     usable = [f for f in frames if f.index in predictions]
     if not usable:
@@ -488,10 +486,7 @@ def _samples(frames: Sequence[BagFrame], predictions: dict[int, np.ndarray], spe
     positions = sorted({round(i * (len(usable) - 1) / max(1, count - 1)) for i in range(count)})
 
     def blend(image: np.ndarray, labels: np.ndarray) -> np.ndarray:
-        mixed = cv2.addWeighted(image, 0.35, lut[labels], 0.65, 0.0)
-        void = labels >= spec.num_classes
-        mixed[void] = image[void]  # void pixels stay as they are
-        return mixed
+        return blend_labels(image, labels, lut, spec.num_classes, alpha=0.65)
 
     samples = []
     for frame in (usable[p] for p in positions):

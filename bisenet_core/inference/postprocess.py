@@ -43,6 +43,15 @@ def palette_lut(spec: ModelSpec) -> np.ndarray:
     return lut
 
 
+def blend_labels(image_rgb: np.ndarray, labels: np.ndarray, lut: np.ndarray, num_classes: int,
+                 alpha: float) -> np.ndarray:
+    """Colour mask (palette_lut) blended over an H x W x 3 image; void pixels keep the image."""
+    blended = cv2.addWeighted(image_rgb, 1.0 - alpha, lut[labels], alpha, 0.0)
+    void = labels >= num_classes
+    blended[void] = image_rgb[void]
+    return blended
+
+
 def check_labels(labels: np.ndarray) -> None:
     if not isinstance(labels, np.ndarray) or labels.dtype != np.uint8 or labels.ndim != 2:
         desc = (f'{labels.dtype} {labels.shape}' if isinstance(labels, np.ndarray)

@@ -32,8 +32,8 @@ from bisenet_core.export import (export_onnx, read_onnx_export_info, read_onnx_m
                                  read_onnx_spec)
 from bisenet_core.inference.backends import (PRECISIONS, OrtBackend, TorchBackend,
                                              resolve_backend, resolve_device, resolve_precision)
-from bisenet_core.inference.postprocess import (UPSAMPLE_MODES, check_labels, logits_to_labels,
-                                                palette_lut)
+from bisenet_core.inference.postprocess import (UPSAMPLE_MODES, blend_labels, check_labels,
+                                                logits_to_labels, palette_lut)
 from bisenet_core.modelfile import ModelFileError, build_model, read_model_file
 from bisenet_core.preprocess import normalize, resize_image
 from bisenet_core.spec import ModelSpec, check_input_size
@@ -284,10 +284,7 @@ class Segmenter:
             raise ValueError(f'alpha must be in [0, 1], got {alpha}')
         if image_rgb.ndim == 2 or image_rgb.shape[2] == 1:
             image_rgb = cv2.cvtColor(image_rgb.reshape(labels.shape), cv2.COLOR_GRAY2RGB)
-        blended = cv2.addWeighted(image_rgb, 1.0 - alpha, self.colorize(labels), alpha, 0.0)
-        keep = labels >= self.spec.num_classes
-        blended[keep] = image_rgb[keep]
-        return blended
+        return blend_labels(image_rgb, labels, self._lut, self.spec.num_classes, alpha)
 
     def __repr__(self) -> str:
         w, h = self.input_size
