@@ -27,6 +27,7 @@ from tqdm import tqdm
 from bisenet_core.metrics import ConfusionMatrix
 from bisenet_core.model import bisenet, load_backbone_weights
 from bisenet_core.modelfile import save_model
+from bisenet_core.spec import ModelSpec
 from bisenet_core.train.checkpoint import load_checkpoint, save_checkpoint, set_rng_states
 from bisenet_core.train.config import ConfigError, RunConfig, config_from_dict, load_config
 from bisenet_core.train.data import build_datasets, build_train_loader
@@ -86,9 +87,9 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     return args
 
 
-def build_model(config: RunConfig, runtime: Runtime) -> torch.nn.Module:
-    """A BiSeNet for the config's classes, optionally ImageNet-initialised, on the device."""
-    model = bisenet(config.model_spec().num_classes, backbone=config.model.backbone)
+def build_model(config: RunConfig, runtime: Runtime, spec: ModelSpec) -> torch.nn.Module:
+    """A BiSeNet for the spec's classes, optionally ImageNet-initialised, on the device."""
+    model = bisenet(spec.num_classes, backbone=config.model.backbone)
     if config.model.pretrained:
         load_backbone_weights(model, config.model.pretrained)
     if runtime.distributed and config.train.sync_bn and runtime.device.type == 'cuda':
@@ -142,10 +143,9 @@ class StopFlag:
             signal.signal(sig, handler)
 
 
-def validate(model, val_set, config: RunConfig, runtime: Runtime, progress: bool
-             ) -> ConfusionMatrix:
+def validate(model, val_set, spec: ModelSpec, config: RunConfig, runtime: Runtime,
+             progress: bool) -> ConfusionMatrix:
     """Confusion matrix over the validation set, images shared out over ranks."""
-    spec = config.model_spec()
     confusion = ConfusionMatrix(spec.num_classes, ignore_index=spec.ignore_index)
     count = len(val_set)
     if config.train.eval_max_images:
@@ -176,9 +176,10 @@ def train(config: RunConfig, runtime: Runtime, resume: dict | None = None,
         raise ConfigError(f'train.batch_size {t.batch_size} must split into grad_accum '
                           f'{t.grad_accum} x {world} processes x >= 2 images')
 
+    spec = config.model_spec()  # classes, palette, input size; `info` is added when saving
     # Same initial weights on every rank (DDP also broadcasts them), same on resume.
     torch.manual_seed(t.seed)
-    model = build_model(config, runtime)
+    model = build_model(config, runtime, spec)
     optimizer = build_optimizer(model, t.lr, t.momentum, t.weight_decay, t.head_lr_multiplier)
     scheduler = warmup_poly_scheduler(optimizer, t.iterations, t.warmup_iters, t.warmup_factor,
                                       t.poly_power)
@@ -208,13 +209,12 @@ def train(config: RunConfig, runtime: Runtime, resume: dict | None = None,
     loader = build_train_loader(train_set, config, runtime, micro_batch,
                                 start_batch=step * t.grad_accum)
     batches = iter(loader)
-    criterion = OhemCrossEntropy(t.ohem_thresh, t.ohem_min_fraction,
-                                 config.model_spec().ignore_index)
+    criterion = OhemCrossEntropy(t.ohem_thresh, t.ohem_min_fraction, spec.ignore_index)
 
     main = runtime.is_main
     log = CsvLog(out / 'log.csv', ['step', 'loss', 'loss_principal', 'loss_aux0', 'loss_aux1',
                                    'lr', 'images_per_s', 'elapsed_s'], enabled=main)
-    spec_names = config.model_spec().class_names
+    spec_names = spec.class_names
     val_log = CsvLog(out / 'val.csv', ['step', 'miou', 'pixel_accuracy', *spec_names],
                      enabled=main)
     writer = _tensorboard(out) if main else None
@@ -234,7 +234,7 @@ def train(config: RunConfig, runtime: Runtime, resume: dict | None = None,
         if main:
             info = {'iterations': step, 'val_miou': round(float(miou), 4),
                     'config': config.name, 'data': config.data.format}
-            save_model(path, model, config.model_spec(info))
+            save_model(path, model, spec.replace(info=info))
 
     losses: list[float] = []
     bar = tqdm(total=t.iterations, initial=step, desc='train', dynamic_ncols=True,
@@ -304,7 +304,7 @@ def train(config: RunConfig, runtime: Runtime, resume: dict | None = None,
 
                 # Periodic validation; the best model so far is kept as best.ckpt/best_model.pt.
                 if (t.eval_interval and step % t.eval_interval == 0) or step == t.iterations:
-                    confusion = validate(model, val_set, config, runtime, progress)
+                    confusion = validate(model, val_set, spec, config, runtime, progress)
                     last_miou = float(confusion.miou())
                     iou = confusion.iou()
                     val_log.write({'step': step, 'miou': round(last_miou, 5),
