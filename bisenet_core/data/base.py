@@ -91,8 +91,9 @@ class SegmentationDataset(Dataset):
                           disable=not progress):
             try:
                 _, label = self.load(index)
-                check_label_values(label, self.num_classes, self.files[index][1],
-                                   self.ignore_index)
+                if not self.check_labels:  # load() has checked them otherwise
+                    check_label_values(label, self.num_classes, self.files[index][1],
+                                       self.ignore_index)
             except (OSError, ValueError) as err:
                 problems.append(str(err).splitlines()[0])
                 if len(problems) >= max_problems:
