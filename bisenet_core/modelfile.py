@@ -75,12 +75,13 @@ def build_model(state: dict, spec: ModelSpec, path: str | os.PathLike) -> torch.
     """The eval-mode BiSeNet of read_model_file's (state, spec); `path` names it in errors."""
     from bisenet_core.model import bisenet  # models know nothing of files; files know models
 
-    model = bisenet(spec.num_classes, backbone=spec.backbone)
+    model = bisenet(spec.num_classes, backbone=spec.backbone, architecture=spec.architecture)
     try:
         model.load_state_dict(state, strict=True)
     except RuntimeError as exc:
         first = str(exc).strip().splitlines()
         detail = ' '.join(line.strip() for line in first[:3])
         raise ModelFileError(f'model file {path}: weights do not match a {spec.backbone} BiSeNet '
-                             f'with {spec.num_classes} classes: {detail[:300]}') from None
+                             f'({spec.architecture}) with {spec.num_classes} classes: '
+                             f'{detail[:300]}') from None
     return model.eval()

@@ -1,6 +1,7 @@
 """Parameters and multiply-accumulates (MACs) of BiSeNet per backbone and input size.
 
     python -m bisenet_core.profile [--backbones xception39 resnet18] [--sizes 640x360 ...]
+                                   [--architectures torchseg bisenet-ros-v1]
 
 Counts come from torch.utils.flop_counter.FlopCounterMode (convolutions and matrix
 products; BatchNorm, ReLU, pooling and resizing are not counted), with 1 MAC = 2 FLOPs.
@@ -16,7 +17,7 @@ from torch import nn
 from torch.utils.flop_counter import FlopCounterMode
 
 from bisenet_core.model import bisenet
-from bisenet_core.spec import BACKBONES, SIZE_DIVISOR, size_arg
+from bisenet_core.spec import ARCHITECTURES, BACKBONES, SIZE_DIVISOR, size_arg
 
 # The paper's speed table sizes (Table 5) and its Cityscapes test size (1536x768).
 DEFAULT_SIZES = ((640, 360), (1280, 720), (1920, 1080), (1536, 768))
@@ -53,19 +54,21 @@ def _padded(value: int) -> int:
     return -(-value // SIZE_DIVISOR) * SIZE_DIVISOR
 
 
-def profile_table(backbones, sizes, num_classes: int) -> str:
-    """The table the CLI prints (markdown), one row per backbone."""
-    header = ['backbone', 'params (M)', 'fp32 MiB', 'backbone params (M)']
+def profile_table(backbones, sizes, num_classes: int,
+                  architectures=(ARCHITECTURES[0],)) -> str:
+    """The table the CLI prints (markdown), one row per architecture and backbone."""
+    header = ['architecture', 'backbone', 'params (M)', 'fp32 MiB', 'backbone params (M)']
     header += [f'GMACs {w}x{h}' for w, h in sizes]
     rows = [header, ['---'] * len(header)]
-    for name in backbones:
-        with torch.device('meta'):
-            model = bisenet(num_classes, name)
-        params = count_params(model)
-        row = [name, f'{params / 1e6:.2f}', f'{params * 4 / 2 ** 20:.1f}',
-               f'{count_params(model.context_path.backbone) / 1e6:.2f}']
-        row += [f'{count_macs(model, w, h) / 1e9:.2f}' for w, h in sizes]
-        rows.append(row)
+    for architecture in architectures:
+        for name in backbones:
+            with torch.device('meta'):
+                model = bisenet(num_classes, name, architecture)
+            params = count_params(model)
+            row = [architecture, name, f'{params / 1e6:.3f}', f'{params * 4 / 2 ** 20:.1f}',
+                   f'{count_params(model.context_path.backbone) / 1e6:.3f}']
+            row += [f'{count_macs(model, w, h) / 1e9:.2f}' for w, h in sizes]
+            rows.append(row)
     return '\n'.join('| ' + ' | '.join(r) + ' |' for r in rows)
 
 
@@ -79,6 +82,10 @@ def main(argv: list[str] | None = None) -> int:
                     f'Inputs are zero-padded to multiples of {SIZE_DIVISOR} as in the model.')
     parser.add_argument('--backbones', nargs='+', choices=BACKBONES, default=list(BACKBONES),
                         help='backbones to profile (default: all)')
+    parser.add_argument('--architectures', nargs='+', choices=ARCHITECTURES,
+                        default=list(ARCHITECTURES),
+                        help='network layouts (default: all): torchseg = the authors\' code, '
+                             'bisenet-ros-v1 = this project\'s first layout (docs/model.md)')
     parser.add_argument('--sizes', nargs='+', type=size_arg, metavar='WxH',
                         default=list(DEFAULT_SIZES),
                         help='input sizes, width x height (default: 640x360 1280x720 '
@@ -88,7 +95,7 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     if args.classes < 1:
         parser.error(f'--classes must be >= 1, got {args.classes}')
-    print(profile_table(args.backbones, args.sizes, args.classes))
+    print(profile_table(args.backbones, args.sizes, args.classes, args.architectures))
     padded = [f'{w}x{h}->{_padded(w)}x{_padded(h)}' for w, h in args.sizes
               if (w, h) != (_padded(w), _padded(h))]
     if padded:

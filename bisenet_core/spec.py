@@ -22,7 +22,19 @@ MAX_INPUT_SIDE = 8192
 IMAGENET_MEAN = (0.485, 0.456, 0.406)
 IMAGENET_STD = (0.229, 0.224, 0.225)
 
-BACKBONES = ('xception39', 'resnet18', 'resnet101')
+# 'resnet101_deepstem': ResNet-101 with TorchSeg's three-conv stem (its ImageNet weights are
+# TorchSeg's resnet101_v1c.pth; torchvision's fit 'resnet101').
+BACKBONES = ('xception39', 'resnet18', 'resnet101', 'resnet101_deepstem')
+
+# Network layouts (bisenet_core/model/bisenet.py, docs/model.md): 'torchseg' is the authors'
+# own code and the default for new models; 'bisenet-ros-v1' is this project's first layout
+# (the shipped model), which files without an `architecture` field were built with.
+TORCHSEG = 'torchseg'
+BISENET_ROS_V1 = 'bisenet-ros-v1'
+ARCHITECTURES = (TORCHSEG, BISENET_ROS_V1)
+DEFAULT_ARCHITECTURE = TORCHSEG
+# What a model file, ONNX metadata or checkpoint config without the field was built with.
+UNRECORDED_ARCHITECTURE = BISENET_ROS_V1
 
 
 @dataclass(frozen=True)
@@ -33,6 +45,8 @@ class ModelSpec:
         backbone: Context Path backbone, one of BACKBONES.
         class_names: one name per output channel; the class id is the index.
         palette: one (r, g, b) per class, for colour masks.
+        architecture: network layout, one of ARCHITECTURES (from_dict reads a dict without
+            it as UNRECORDED_ARCHITECTURE, the layout of files written before the field).
         input_size: network input (width, height); multiples of SIZE_DIVISOR need no padding.
         mean, std: RGB normalisation of [0, 1] images.
         ignore_index: label value that is not a class (void).
@@ -44,6 +58,7 @@ class ModelSpec:
     backbone: str
     class_names: tuple[str, ...]
     palette: tuple[tuple[int, int, int], ...]
+    architecture: str = DEFAULT_ARCHITECTURE
     input_size: tuple[int, int] = (960, 720)
     mean: tuple[float, float, float] = IMAGENET_MEAN
     std: tuple[float, float, float] = IMAGENET_STD
@@ -68,6 +83,9 @@ class ModelSpec:
         """Raise ValueError with a clear message if any field is unusable."""
         if self.backbone not in BACKBONES:
             raise ValueError(f'unknown backbone {self.backbone!r}; choose one of {BACKBONES}')
+        if self.architecture not in ARCHITECTURES:
+            raise ValueError(f'unknown architecture {self.architecture!r}; choose one of '
+                             f'{ARCHITECTURES}')
         if not 1 <= self.num_classes <= 255:
             raise ValueError(f'need 1..255 classes (labels are uint8), got {self.num_classes}')
         if len(self.palette) != self.num_classes:
@@ -96,6 +114,7 @@ class ModelSpec:
     @classmethod
     def from_dict(cls, d: dict[str, Any]) -> 'ModelSpec':
         known = {k: v for k, v in d.items() if k in cls.__dataclass_fields__}
+        known.setdefault('architecture', UNRECORDED_ARCHITECTURE)
         return cls(**known)
 
     def replace(self, **changes) -> 'ModelSpec':

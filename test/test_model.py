@@ -26,7 +26,7 @@ def out_size(height, width, stride=OUTPUT_STRIDE):
 
 @pytest.mark.parametrize('backbone', BACKBONES)
 def test_eval_output_shape_small_and_odd_sizes(models, backbone):
-    sizes = [(64, 96)] if backbone == 'resnet101' else [(64, 96), (33, 47), (100, 75), (31, 31)]
+    sizes = [(64, 96)] if backbone.startswith('resnet101') else [(64, 96), (33, 47), (100, 75), (31, 31)]
     for height, width in sizes:
         with torch.no_grad():
             out = models[backbone](torch.randn(2, 3, height, width))
@@ -60,27 +60,33 @@ def test_padding_is_zeros_at_bottom_right(models):
     torch.testing.assert_close(direct, padded)
 
 
-def test_aux_heads_only_in_training():
+@pytest.mark.parametrize('architecture, aux_shapes', [
+    ('torchseg', [(2, 5, 9, 13), (2, 5, 5, 7)]),         # ceil(/8), ceil(/16)
+    ('bisenet-ros-v1', [(2, 5, 5, 7), (2, 5, 3, 4)]),    # ceil(/16), ceil(/32)
+])
+def test_aux_heads_only_in_training(architecture, aux_shapes):
     torch.manual_seed(0)
-    model = bisenet(5).train()
+    model = bisenet(5, architecture=architecture).train()
     out = model(torch.randn(2, 3, 70, 100))
     assert out.logits.shape == (2, 5, 9, 13)
-    assert [a.shape for a in out.aux] == [(2, 5, 5, 7), (2, 5, 3, 4)]  # ceil(/16), ceil(/32)
+    assert [a.shape for a in out.aux] == aux_shapes
     model.eval()
     with torch.no_grad():
         assert model(torch.randn(2, 3, 70, 100)).aux == ()
 
 
-def test_gradients_reach_all_three_heads_and_both_paths():
+@pytest.mark.parametrize('architecture', ['torchseg', 'bisenet-ros-v1'])
+def test_gradients_reach_all_three_heads_and_both_paths(architecture):
     torch.manual_seed(0)
-    model = bisenet(3).train()
+    model = bisenet(3, architecture=architecture).train()
     x = torch.randn(2, 3, 64, 64)
     out = model(x)
     loss = out.logits.logsumexp(1).mean() + sum(a.logsumexp(1).mean() for a in out.aux)
     loss.backward()
     for part in (model.head, model.aux_head16, model.aux_head32, model.ffm,
                  model.spatial_path, model.context_path.backbone, model.context_path.arm16,
-                 model.context_path.arm32, model.context_path.global_context):
+                 model.context_path.arm32, model.context_path.global_context,
+                 model.context_path.refine16, model.context_path.refine32):
         for name, p in part.named_parameters():
             assert p.grad is not None and p.grad.abs().sum() > 0, name
 
@@ -101,6 +107,7 @@ def test_bad_input_raises_one_line(models, bad):
 
 def test_builder_names_and_errors():
     assert type(bisenet(2, 'xception39').context_path.backbone) is Xception39
+    assert type(bisenet(2, 'xception39', 'bisenet-ros-v1').context_path.backbone) is Xception39
     with pytest.raises(ValueError, match="unknown backbone 'resnet50'"):
         bisenet(2, 'resnet50')
     with pytest.raises(ValueError, match='num_classes'):
@@ -112,14 +119,21 @@ def test_submodules_named_after_the_paper(models):
     assert set(names) == {'spatial_path', 'context_path', 'ffm', 'head', 'aux_head16',
                           'aux_head32'}
     context = dict(models['xception39'].context_path.named_children())
-    assert {'backbone', 'arm16', 'arm32', 'global_context'} <= set(context)
+    assert {'backbone', 'arm16', 'arm32', 'global_context', 'refine16', 'refine32'} == set(context)
 
 
-def test_spatial_path_is_three_stride2_layers_to_128_channels(models):
-    sp = models['xception39'].spatial_path
+@pytest.mark.parametrize('architecture, strides, kernels, widths', [
+    # TorchSeg SpatialPath: 7x7/2, 3x3/2, 3x3/2 to 64 channels, then a 1x1 conv to 128.
+    ('torchseg', [2, 2, 2, 1], [7, 3, 3, 1], [64, 64, 64, 128]),
+    ('bisenet-ros-v1', [2, 2, 2], [7, 3, 3], [64, 64, 128]),     # the paper's three layers
+])
+def test_spatial_path_is_three_stride2_layers_to_128_channels(architecture, strides, kernels,
+                                                              widths):
+    sp = bisenet(4, architecture=architecture).eval().spatial_path
     convs = [m for m in sp.modules() if isinstance(m, nn.Conv2d)]
-    assert [c.stride for c in convs] == [(2, 2)] * 3
-    assert convs[-1].out_channels == 128
+    assert [c.stride[0] for c in convs] == strides
+    assert [c.kernel_size[0] for c in convs] == kernels
+    assert [c.out_channels for c in convs] == widths
     with torch.no_grad():
         assert sp(torch.randn(1, 3, 64, 96)).shape == (1, 128, 8, 12)
 

@@ -89,7 +89,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
 
 def build_model(config: RunConfig, runtime: Runtime, spec: ModelSpec) -> torch.nn.Module:
     """A BiSeNet for the spec's classes, optionally ImageNet-initialised, on the device."""
-    model = bisenet(spec.num_classes, backbone=config.model.backbone)
+    model = bisenet(spec.num_classes, backbone=spec.backbone, architecture=spec.architecture)
     if config.model.pretrained:
         load_backbone_weights(model, config.model.pretrained)
     if runtime.distributed and config.train.sync_bn and runtime.device.type == 'cuda':

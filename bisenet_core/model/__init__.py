@@ -1,9 +1,9 @@
-"""BiSeNet model: `bisenet(num_classes, backbone)` and its parts, named after the paper."""
+"""BiSeNet model: `bisenet(num_classes, backbone, architecture)` and its parts, named after the paper."""
 from bisenet_core.model.bisenet import (AttentionRefinementModule, BiSeNet, BiSeNetOutput,
-                                        ContextPath, FeatureFusionModule, SegmentationHead,
-                                        SpatialPath, bisenet)
+                                        ContextPath, FeatureFusionModule, RefineFirstContextPath,
+                                        SegmentationHead, SpatialPath, bisenet)
 from bisenet_core.model.pretrained import load_backbone_weights
 
 __all__ = ['AttentionRefinementModule', 'BiSeNet', 'BiSeNetOutput', 'ContextPath',
-           'FeatureFusionModule', 'SegmentationHead', 'SpatialPath', 'bisenet',
-           'load_backbone_weights']
+           'FeatureFusionModule', 'RefineFirstContextPath', 'SegmentationHead', 'SpatialPath',
+           'bisenet', 'load_backbone_weights']

@@ -1,10 +1,18 @@
 """BiSeNet: Bilateral Segmentation Network (Yu et al., ECCV 2018, arXiv:1808.00897).
 
-Module names follow the paper's Figure 2: a Spatial Path (three stride-2 convs, 1/8) and a
+Module names follow the paper's Figure 2: a Spatial Path (stride-2 convs, 1/8) and a
 Context Path (light backbone + global average pooling + Attention Refinement Modules,
 U-shape fused to 1/8) meet in the Feature Fusion Module; the head predicts at 1/8. Two
-auxiliary heads supervise the Context Path at 1/16 and 1/32 during training only.
-Where the paper leaves a choice open we follow the authors' TorchSeg code (docs/model.md).
+auxiliary heads supervise the Context Path during training only.
+
+Two layouts (`ModelSpec.architecture`) share every part and differ only where the paper is
+silent (docs/model.md compares them):
+- 'torchseg', the default: the authors' own code (TorchSeg, model/bisenet/cityscapes.bisenet.*
+  /network.py): each Context Path branch is upsampled, then refined by a 3x3 conv at 1/16 and
+  1/8 (bilinear, align_corners=True); the auxiliary heads read those refined features.
+- 'bisenet-ros-v1': this project's first layout (the shipped model): refine at 1/32 and 1/16,
+  then upsample, auxiliary heads at 1/16 and 1/32; three-conv Spatial Path, BatchNorm after
+  Xception39's depthwise convs, biased FFM attention, 256-wide auxiliary heads.
 """
 from __future__ import annotations
 
@@ -17,21 +25,16 @@ from torch import nn
 from bisenet_core.model.layers import ConvBNReLU, init_weights
 from bisenet_core.model.resnet import resnet18, resnet101
 from bisenet_core.model.xception39 import Xception39
-from bisenet_core.spec import BACKBONES, OUTPUT_STRIDE, SIZE_DIVISOR
-
-# Backbone name -> builder; the names are those of spec.BACKBONES.
-_BACKBONE_BUILDERS: dict[str, Callable[[], nn.Module]] = {
-    'xception39': Xception39,
-    'resnet18': resnet18,
-    'resnet101': resnet101,
-}
+from bisenet_core.spec import (ARCHITECTURES, BACKBONES, BISENET_ROS_V1, DEFAULT_ARCHITECTURE,
+                               OUTPUT_STRIDE, SIZE_DIVISOR, TORCHSEG)
 
 
 class BiSeNetOutput(NamedTuple):
     """Network outputs.
 
-    logits: N x C x ceil(H/8) x ceil(W/8). aux: (1/16 logits, 1/32 logits) in training, ()
-    in eval mode.
+    logits: N x C x ceil(H/8) x ceil(W/8). aux: training: (logits of the 1/16-stage branch,
+    logits of the 1/32-stage branch), at (1/8, 1/16) in 'torchseg', (1/16, 1/32) in
+    'bisenet-ros-v1'; () in eval mode.
     """
 
     logits: torch.Tensor
@@ -39,21 +42,27 @@ class BiSeNetOutput(NamedTuple):
 
 
 class SpatialPath(nn.Sequential):
-    """Three conv(stride 2)-BN-ReLU layers: a wide, shallow path that keeps detail at 1/8.
+    """Three conv(stride 2)-BN-ReLU layers (+ an optional 1x1 conv): detail kept at 1/8.
 
     Args:
-        channels: output channels of the three layers; the last is the path's width.
-        kernel_sizes: the first layer is 7x7 (as in the authors' code: a large field on raw
+        channels: output channels of the three stride-2 layers.
+        kernel_sizes: the first layer is 7x7 in the authors' code (a large field on raw
             pixels, like a ResNet stem), the other two 3x3.
+        projection_channels: if > 0, a fourth 1x1 conv-BN-ReLU to this width (TorchSeg's
+            `conv_1x1` to 128 after three 64-channel layers).
     """
 
     def __init__(self, channels: tuple[int, int, int] = (64, 64, 128),
-                 kernel_sizes: tuple[int, int, int] = (7, 3, 3)):
+                 kernel_sizes: tuple[int, int, int] = (7, 3, 3), projection_channels: int = 0):
         super().__init__()
         in_channels = 3
         for i, (out_channels, k) in enumerate(zip(channels, kernel_sizes), start=1):
             self.add_module(f'conv{i}', ConvBNReLU(in_channels, out_channels, k, stride=2))
             in_channels = out_channels
+        if projection_channels:
+            self.add_module(f'conv{len(channels) + 1}',
+                            ConvBNReLU(in_channels, projection_channels, 1))
+            in_channels = projection_channels
         self.out_channels = in_channels
 
 
@@ -86,12 +95,20 @@ class AttentionRefinementModule(nn.Module):
 class ContextPath(nn.Module):
     """Backbone + global average pooling tail + ARMs, fused U-shape style up to 1/8.
 
+    The authors' order (TorchSeg): the 1/32 branch (ARM + global context) is upsampled to 1/16
+    and refined there (`refine32`); added to the ARM'd 1/16 stage, upsampled to 1/8 and
+    refined there (`refine16`). The refined features feed the auxiliary heads.
+
     Args:
         backbone: module returning the (1/16, 1/32) feature maps, with a `channels` attribute.
         channels: Context Path width.
+        align_corners: of the bilinear upsampling (TorchSeg: True).
     """
 
-    def __init__(self, backbone: nn.Module, channels: int = 128):
+    # Output strides of the features forward() returns for the two auxiliary heads.
+    aux_strides = (8, 16)
+
+    def __init__(self, backbone: nn.Module, channels: int = 128, align_corners: bool = True):
         super().__init__()
         channels16, channels32 = backbone.channels
         self.backbone = backbone
@@ -103,18 +120,46 @@ class ContextPath(nn.Module):
         self.refine32 = ConvBNReLU(channels, channels, 3)
         self.refine16 = ConvBNReLU(channels, channels, 3)
         self.out_channels = channels
+        self.align_corners = align_corners
+
+    def upsample(self, x: torch.Tensor, size) -> torch.Tensor:
+        """Bilinear resize to `size` (from tensor shapes: ONNX-friendly)."""
+        return F.interpolate(x, size=size, mode='bilinear', align_corners=self.align_corners)
 
     def forward(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-        """x: padded input (H, W multiples of 32). Returns the context at (1/8, 1/16, 1/32)."""
+        """x: padded input (H, W multiples of 32).
+
+        Returns (1/8 context for the FFM, feature for aux_head16, feature for aux_head32).
+        """
         feat16, feat32 = self.backbone(x)
-        # The pooled vector broadcasts over the 1/32 map (= upsampling a 1x1 map).
-        context32 = self.refine32(self.arm32(feat32) + self.global_context(feat32))
-        up32 = F.interpolate(context32, size=feat16.shape[-2:], mode='bilinear',
-                             align_corners=False)
-        context16 = self.refine16(self.arm16(feat16) + up32)
         size8 = (feat16.shape[-2] * 2, feat16.shape[-1] * 2)
-        context8 = F.interpolate(context16, size=size8, mode='bilinear', align_corners=False)
-        return context8, context16, context32
+        # The pooled vector broadcasts over the 1/32 map (= upsampling a 1x1 map).
+        branch32 = self.arm32(feat32) + self.global_context(feat32)
+        context16 = self.refine32(self.upsample(branch32, feat16.shape[-2:]))
+        context8 = self.refine16(self.upsample(self.arm16(feat16) + context16, size8))
+        return context8, context8, context16
+
+
+class RefineFirstContextPath(ContextPath):
+    """The 'bisenet-ros-v1' order: refine each branch at its own stride, then upsample.
+
+    `refine32` works at 1/32 and `refine16` at 1/16 (4x fewer MACs than TorchSeg's order),
+    the 1/16 result is upsampled to 1/8 with no learned layer there; the auxiliary heads read
+    the 1/16 and 1/32 features.
+    """
+
+    aux_strides = (16, 32)
+
+    def __init__(self, backbone: nn.Module, channels: int = 128, align_corners: bool = False):
+        super().__init__(backbone, channels, align_corners)
+
+    def forward(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        feat16, feat32 = self.backbone(x)
+        size8 = (feat16.shape[-2] * 2, feat16.shape[-1] * 2)
+        context32 = self.refine32(self.arm32(feat32) + self.global_context(feat32))
+        context16 = self.refine16(self.arm16(feat16) + self.upsample(context32,
+                                                                      feat16.shape[-2:]))
+        return self.upsample(context16, size8), context16, context32
 
 
 class FeatureFusionModule(nn.Module):
@@ -124,16 +169,18 @@ class FeatureFusionModule(nn.Module):
         in_channels: Spatial Path + Context Path channels.
         out_channels: fused width.
         reduction: squeeze ratio of the attention (1 in the authors' code).
+        bias: biases in the two attention convs (TorchSeg: none).
     """
 
-    def __init__(self, in_channels: int, out_channels: int, reduction: int = 1):
+    def __init__(self, in_channels: int, out_channels: int, reduction: int = 1,
+                 bias: bool = False):
         super().__init__()
         self.fuse = ConvBNReLU(in_channels, out_channels, 1)
         self.attention = nn.Sequential(
             nn.AdaptiveAvgPool2d(1),
-            nn.Conv2d(out_channels, out_channels // reduction, 1),
+            nn.Conv2d(out_channels, out_channels // reduction, 1, bias=bias),
             nn.ReLU(inplace=True),
-            nn.Conv2d(out_channels // reduction, out_channels, 1),
+            nn.Conv2d(out_channels // reduction, out_channels, 1, bias=bias),
             nn.Sigmoid(),
         )
 
@@ -152,31 +199,32 @@ class SegmentationHead(nn.Sequential):
 
 
 class BiSeNet(nn.Module):
-    """BiSeNet (Yu et al., ECCV 2018). Build it with `bisenet(num_classes, backbone)`.
+    """BiSeNet (Yu et al., ECCV 2018). Build it with `bisenet(num_classes, backbone, ...)`.
 
     forward(x: N x 3 x H x W normalised RGB, any H, W) -> BiSeNetOutput(logits, aux).
 
     Args:
         num_classes: output channels of the heads.
-        backbone: Context Path backbone (returns 1/16 and 1/32 maps, has `channels`).
-        spatial_channels: the three Spatial Path layer widths.
-        context_channels: Context Path width.
+        spatial_path: the Spatial Path (has `out_channels`).
+        context_path: the Context Path with its backbone (has `out_channels`, `aux_strides`).
         fusion_channels: Feature Fusion Module width.
+        fusion_bias: biases in the FFM attention convs.
         head_channels: hidden width of the main head.
         aux_head_channels: hidden width of the auxiliary heads (training only).
     """
 
-    def __init__(self, num_classes: int, backbone: nn.Module,
-                 spatial_channels: tuple[int, int, int] = (64, 64, 128),
-                 context_channels: int = 128, fusion_channels: int = 256,
-                 head_channels: int = 64, aux_head_channels: int = 256):
+    def __init__(self, num_classes: int, spatial_path: SpatialPath, context_path: ContextPath,
+                 fusion_channels: int = 256, fusion_bias: bool = False, head_channels: int = 64,
+                 aux_head_channels: int = 128):
         super().__init__()
         if num_classes < 1:
             raise ValueError(f'num_classes must be >= 1, got {num_classes}')
         self.num_classes = num_classes
-        self.spatial_path = SpatialPath(spatial_channels)
-        self.context_path = ContextPath(backbone, context_channels)
-        self.ffm = FeatureFusionModule(spatial_channels[-1] + context_channels, fusion_channels)
+        self.spatial_path = spatial_path
+        self.context_path = context_path
+        context_channels = context_path.out_channels
+        self.ffm = FeatureFusionModule(spatial_path.out_channels + context_channels,
+                                       fusion_channels, bias=fusion_bias)
         self.head = SegmentationHead(fusion_channels, head_channels, num_classes)
         self.aux_head16 = SegmentationHead(context_channels, aux_head_channels, num_classes)
         self.aux_head32 = SegmentationHead(context_channels, aux_head_channels, num_classes)
@@ -204,13 +252,14 @@ class BiSeNet(nn.Module):
         x = F.pad(x, (0, (-width) % SIZE_DIVISOR, 0, (-height) % SIZE_DIVISOR))
 
         spatial = self.spatial_path(x)
-        context8, context16, context32 = self.context_path(x)
+        context8, branch16, branch32 = self.context_path(x)
         logits = self.head(self.ffm(spatial, context8))
         logits = _crop(logits, height, width, OUTPUT_STRIDE)
         if not self.training:
             return BiSeNetOutput(logits, ())
-        aux = (_crop(self.aux_head16(context16), height, width, OUTPUT_STRIDE * 2),
-               _crop(self.aux_head32(context32), height, width, OUTPUT_STRIDE * 4))
+        stride16, stride32 = self.context_path.aux_strides
+        aux = (_crop(self.aux_head16(branch16), height, width, stride16),
+               _crop(self.aux_head32(branch32), height, width, stride32))
         return BiSeNetOutput(logits, aux)
 
 
@@ -219,13 +268,60 @@ def _crop(x: torch.Tensor, height, width, stride: int) -> torch.Tensor:
     return x[:, :, :(height + stride - 1) // stride, :(width + stride - 1) // stride]
 
 
-def bisenet(num_classes: int, backbone: str = 'xception39') -> BiSeNet:
-    """A randomly initialised BiSeNet; backbone is one of 'xception39', 'resnet18', 'resnet101'.
+def _backbone(name: str, depthwise_bn: bool) -> nn.Module:
+    """The named backbone, randomly initialised; depthwise_bn matters for Xception39 only."""
+    if name == 'xception39':
+        return Xception39(depthwise_bn=depthwise_bn)
+    if name == 'resnet18':
+        return resnet18()
+    if name in ('resnet101', 'resnet101_deepstem'):
+        return resnet101(deep_stem=name == 'resnet101_deepstem')
+    raise ValueError(f'unknown backbone {name!r}; choose one of {BACKBONES}')
 
-    For ImageNet-initialised ResNets see `bisenet_core.model.pretrained.load_backbone_weights`.
+
+# TorchSeg's BiSeNetHead widths per backbone (main head, auxiliary heads): X39 and R18
+# network.py use 64 for the main head and 128 (X39) / 256 (R18) for the auxiliary heads;
+# R101 uses 256 for all three.
+_TORCHSEG_HEAD_CHANNELS = {'xception39': (64, 128), 'resnet18': (64, 256),
+                           'resnet101': (256, 256), 'resnet101_deepstem': (256, 256)}
+
+
+def _torchseg_bisenet(num_classes: int, backbone: str) -> BiSeNet:
+    """The authors' network (TorchSeg model/bisenet/cityscapes.bisenet.{X39,R18,R101})."""
+    context_path = ContextPath(_backbone(backbone, depthwise_bn=False), align_corners=True)
+    head_channels, aux_head_channels = _TORCHSEG_HEAD_CHANNELS[backbone]
+    return BiSeNet(num_classes, SpatialPath((64, 64, 64), (7, 3, 3), projection_channels=128),
+                   context_path, fusion_bias=False, head_channels=head_channels,
+                   aux_head_channels=aux_head_channels)
+
+
+def _bisenet_ros_v1(num_classes: int, backbone: str) -> BiSeNet:
+    """This project's first layout, kept so the models built with it load unchanged."""
+    context_path = RefineFirstContextPath(_backbone(backbone, depthwise_bn=True))
+    return BiSeNet(num_classes, SpatialPath((64, 64, 128), (7, 3, 3)), context_path,
+                   fusion_bias=True, head_channels=64, aux_head_channels=256)
+
+
+# Architecture name (spec.ARCHITECTURES) -> builder(num_classes, backbone).
+_ARCHITECTURE_BUILDERS: dict[str, Callable[[int, str], BiSeNet]] = {
+    TORCHSEG: _torchseg_bisenet,
+    BISENET_ROS_V1: _bisenet_ros_v1,
+}
+
+
+def bisenet(num_classes: int, backbone: str = 'xception39',
+            architecture: str = DEFAULT_ARCHITECTURE) -> BiSeNet:
+    """A randomly initialised BiSeNet.
+
+    backbone: one of spec.BACKBONES; architecture: one of spec.ARCHITECTURES ('torchseg',
+    the authors' layout, by default). For ImageNet-initialised ResNets see
+    `bisenet_core.model.pretrained.load_backbone_weights`.
     """
+    if backbone not in BACKBONES:
+        raise ValueError(f'unknown backbone {backbone!r}; choose one of {BACKBONES}')
     try:
-        build = _BACKBONE_BUILDERS[backbone]
+        build = _ARCHITECTURE_BUILDERS[architecture]
     except KeyError:
-        raise ValueError(f'unknown backbone {backbone!r}; choose one of {BACKBONES}') from None
-    return BiSeNet(num_classes, build())
+        raise ValueError(f'unknown architecture {architecture!r}; choose one of '
+                         f'{ARCHITECTURES}') from None
+    return build(num_classes, backbone)

@@ -7,7 +7,7 @@ from torch import nn
 
 
 class ConvBNReLU(nn.Sequential):
-    """Conv (no bias, 'same' padding) -> BatchNorm -> optional ReLU.
+    """Conv (no bias, 'same' padding) -> optional BatchNorm -> optional ReLU.
 
     Args:
         in_channels, out_channels: channel counts.
@@ -15,15 +15,17 @@ class ConvBNReLU(nn.Sequential):
         stride: convolution stride.
         groups: convolution groups (in_channels for a depthwise conv).
         relu: append a ReLU (off for the last conv of a residual branch).
+        bn: BatchNorm after the conv (TorchSeg's Xception39 has none after its depthwise convs).
     """
 
     def __init__(self, in_channels: int, out_channels: int, kernel_size: int = 3,
-                 stride: int = 1, groups: int = 1, relu: bool = True):
+                 stride: int = 1, groups: int = 1, relu: bool = True, bn: bool = True):
         layers = [
             ('conv', nn.Conv2d(in_channels, out_channels, kernel_size, stride, kernel_size // 2,
                                groups=groups, bias=False)),
-            ('bn', nn.BatchNorm2d(out_channels)),
         ]
+        if bn:
+            layers.append(('bn', nn.BatchNorm2d(out_channels)))
         if relu:
             layers.append(('relu', nn.ReLU(inplace=True)))
         super().__init__(OrderedDict(layers))

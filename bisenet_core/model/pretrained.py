@@ -101,11 +101,12 @@ def _strip_prefixes(state: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
 
 
 def _network_name(state: dict) -> str:
-    """'resnet18', 'resnet101', ... from the keys, else 'unrecognised'."""
+    """'resnet18', 'resnet101', 'resnet101_deepstem', ... from the keys, else 'unrecognised'."""
     blocks = [{int(m.group(2)) for k in state
                if (m := re.match(r'layer(\d)\.(\d+)\.', k)) and m.group(1) == str(stage)}
               for stage in range(1, 5)]
     if not all(blocks):
         return 'xception39' if any(k.startswith('stem.') for k in state) else 'unrecognised'
     bottleneck = any('.conv3.' in k for k in state)
-    return _RESNETS.get((bottleneck, tuple(max(b) + 1 for b in blocks)), 'unrecognised ResNet')
+    name = _RESNETS.get((bottleneck, tuple(max(b) + 1 for b in blocks)), 'unrecognised ResNet')
+    return name + '_deepstem' if 'conv1.0.weight' in state else name

@@ -4,6 +4,11 @@ Parameter names match torchvision's ResNet (conv1, bn1, layer1.0.conv1,
 layer1.0.downsample.0, ...) so ImageNet weights from torchvision or timm load by name
 (see pretrained.py). The classifier (avgpool, fc) is left out: BiSeNet uses layer3 (1/16)
 and layer4 (1/32). Bottleneck strides on its 3x3 conv ("ResNet v1.5"), as torchvision does.
+
+`deep_stem=True` replaces the 7x7 stem conv by three 3x3 convs (64, 64, 128 channels), as the
+authors' ResNet-101 BiSeNet does (TorchSeg furnace/base_model/resnet.py, `deep_stem=True,
+stem_width=64`, ImageNet weights `resnet101_v1c.pth`); its parameter names (`conv1.0`,
+`conv1.1`, `conv1.3`, ...) are TorchSeg's, so their weight file loads by name.
 """
 from __future__ import annotations
 
@@ -74,16 +79,30 @@ class ResNet(nn.Module):
     Args:
         block: BasicBlock or Bottleneck.
         depths: blocks in layer1..layer4.
+        deep_stem: three 3x3 stem convs (stem_width, stem_width, 2 x stem_width channels)
+            instead of one 7x7 conv to 64.
+        stem_width: width of the deep stem.
     """
 
     def __init__(self, block: type[BasicBlock] | type[Bottleneck],
-                 depths: tuple[int, int, int, int]):
+                 depths: tuple[int, int, int, int], deep_stem: bool = False,
+                 stem_width: int = 64):
         super().__init__()
-        self.conv1 = nn.Conv2d(3, 64, 7, 2, 3, bias=False)
-        self.bn1 = nn.BatchNorm2d(64)
+        if deep_stem:
+            stem_channels = stem_width * 2
+            self.conv1 = nn.Sequential(
+                _conv3x3(3, stem_width, stride=2), nn.BatchNorm2d(stem_width),
+                nn.ReLU(inplace=True),
+                _conv3x3(stem_width, stem_width), nn.BatchNorm2d(stem_width),
+                nn.ReLU(inplace=True),
+                _conv3x3(stem_width, stem_channels))
+        else:
+            stem_channels = 64
+            self.conv1 = nn.Conv2d(3, stem_channels, 7, 2, 3, bias=False)
+        self.bn1 = nn.BatchNorm2d(stem_channels)
         self.relu = nn.ReLU(inplace=True)
         self.maxpool = nn.MaxPool2d(kernel_size=3, stride=2, padding=1)
-        self._in_channels = 64
+        self._in_channels = stem_channels
         self.layer1 = self._make_layer(block, 64, depths[0], stride=1)
         self.layer2 = self._make_layer(block, 128, depths[1], stride=2)
         self.layer3 = self._make_layer(block, 256, depths[2], stride=2)
@@ -116,6 +135,6 @@ def resnet18() -> ResNet:
     return ResNet(BasicBlock, (2, 2, 2, 2))
 
 
-def resnet101() -> ResNet:
+def resnet101(deep_stem: bool = False) -> ResNet:
     """ResNet-101 trunk (Bottleneck, [3, 4, 23, 3]); Context Path channels (1024, 2048)."""
-    return ResNet(Bottleneck, (3, 4, 23, 3))
+    return ResNet(Bottleneck, (3, 4, 23, 3), deep_stem=deep_stem)

@@ -18,7 +18,9 @@ from typing import Any
 import yaml
 
 from bisenet_core.classes import DATASETS
-from bisenet_core.spec import BACKBONES, SIZE_DIVISOR, ModelSpec, spec_for_classes, spec_for_dataset
+from bisenet_core.spec import (ARCHITECTURES, BACKBONES, DEFAULT_ARCHITECTURE, SIZE_DIVISOR,
+                               UNRECORDED_ARCHITECTURE, ModelSpec, spec_for_classes,
+                               spec_for_dataset)
 
 DATA_FORMATS = ('cityscapes', 'camvid', 'cocostuff', 'folder', 'synthetic')
 AMP_DTYPES = ('auto', 'bf16', 'fp16', 'none')
@@ -35,6 +37,7 @@ class ModelConfig:
 
     Args:
         backbone: Context Path backbone, one of spec.BACKBONES.
+        architecture: network layout, one of spec.ARCHITECTURES ('torchseg': the authors').
         dataset: a known class list ('camvid', 'cityscapes', 'cocostuff') or '' with `classes`
             given (or, for data.format folder, '' to use data.root/classes.txt).
         classes: your own class names (index = label id) when `dataset` has no class list.
@@ -43,6 +46,7 @@ class ModelConfig:
     """
 
     backbone: str = 'xception39'
+    architecture: str = DEFAULT_ARCHITECTURE
     dataset: str = 'camvid'
     classes: list[str] = field(default_factory=list)
     input_size: tuple[int, int] = (960, 704)
@@ -167,6 +171,8 @@ class RunConfig:
         """Raise ConfigError naming the first bad key."""
         m, d, t = self.model, self.data, self.train
         _check(m.backbone in BACKBONES, 'model.backbone', m.backbone, f'one of {BACKBONES}')
+        _check(m.architecture in ARCHITECTURES, 'model.architecture', m.architecture,
+               f'one of {ARCHITECTURES}')
         if m.classes:
             _check(1 <= len(m.classes) <= 255, 'model.classes', len(m.classes), '1..255 names')
         elif d.format != 'folder' or m.dataset:  # folder: classes.txt in data.root
@@ -217,7 +223,8 @@ class RunConfig:
     def model_spec(self, info: dict[str, Any] | None = None) -> ModelSpec:
         """The ModelSpec the trained weights are saved with."""
         m = self.model
-        kw = dict(backbone=m.backbone, input_size=tuple(m.input_size), info=dict(info or {}))
+        kw = dict(backbone=m.backbone, architecture=m.architecture,
+                  input_size=tuple(m.input_size), info=dict(info or {}))
         classes = m.classes
         if not classes and not m.dataset and self.data.format == 'folder':
             from bisenet_core.data import read_class_list  # the folder dataset's own list
@@ -281,7 +288,12 @@ def load_config(path: str | os.PathLike | None = None,
 
 
 def config_from_dict(raw: dict[str, Any]) -> RunConfig:
-    """Rebuild a validated RunConfig from `RunConfig.to_dict()` (e.g. from a checkpoint)."""
+    """Rebuild a validated RunConfig from `RunConfig.to_dict()` (e.g. from a checkpoint).
+
+    A config saved before `model.architecture` existed describes a 'bisenet-ros-v1' network.
+    """
+    raw = copy.deepcopy(raw)
+    raw.setdefault('model', {}).setdefault('architecture', UNRECORDED_ARCHITECTURE)
     config = _build(RunConfig, raw, '')
     config.validate()
     return config
