@@ -75,8 +75,8 @@ def test_hand_counts_are_the_issue_figures():
     # 64->128 with BN(64) x 2 + bn1 BN(128), + layer1.0 conv1 and downsample reading 128
     # instead of 64 channels (64*64 and 64*256 more). Heads: 256 for all three.
     ('resnet101_deepstem',
-     44_549_160 - 2_049_000 - 9_408 - 128 + (27 * 64 + 128 + 9 * 64 * 64 + 128 + 9 * 64 * 128
-                                               + 256) + 64 * 64 + 64 * 256,
+     44_549_160 - 2_049_000 - 9_408 - 128
+     + (27 * 64 + 128 + 9 * 64 * 64 + 128 + 9 * 64 * 128 + 256) + 64 * 64 + 64 * 256,
      (1024, 2048), (256, 256)),
 ])
 def test_torchseg_parameter_counts_match_the_authors_network(backbone, backbone_params, channels,
@@ -145,9 +145,8 @@ def test_context_path_order_feature_shapes(architecture, refine_strides, aux_str
         up32 = F.interpolate(branch32, size=(height // 16, width // 16), mode='bilinear',
                              align_corners=True)
         torch.testing.assert_close(seen['refine32'][0], up32)
-        up16 = F.interpolate(seen['arm16'][1] + seen['refine32'][1], size=(height // 8,
-                                                                          width // 8),
-                             mode='bilinear', align_corners=True)
+        up16 = F.interpolate(seen['arm16'][1] + seen['refine32'][1],
+                             size=(height // 8, width // 8), mode='bilinear', align_corners=True)
         torch.testing.assert_close(seen['refine16'][0], up16)
     else:
         torch.testing.assert_close(seen['refine32'][0], branch32)
@@ -190,8 +189,8 @@ def test_model_files_record_and_rebuild_their_layout(tmp_path):
         save_model(path, bisenet(spec.num_classes, 'xception39', architecture).eval(), spec)
         model, loaded = load_model(path)
         assert loaded.architecture == architecture
-        assert type(model.context_path) is type(bisenet(11, 'xception39',
-                                                          architecture).context_path)
+        fresh = bisenet(11, 'xception39', architecture)
+        assert type(model.context_path) is type(fresh.context_path)
     # A v1 file whose spec claims 'torchseg' does not fit: one clear line.
     blob = torch.load(tmp_path / 'bisenet-ros-v1.pt', weights_only=True)
     blob['spec']['architecture'] = 'torchseg'

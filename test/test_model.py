@@ -26,7 +26,9 @@ def out_size(height, width, stride=OUTPUT_STRIDE):
 
 @pytest.mark.parametrize('backbone', BACKBONES)
 def test_eval_output_shape_small_and_odd_sizes(models, backbone):
-    sizes = [(64, 96)] if backbone.startswith('resnet101') else [(64, 96), (33, 47), (100, 75), (31, 31)]
+    sizes = [(64, 96), (33, 47), (100, 75), (31, 31)]
+    if backbone.startswith('resnet101'):
+        sizes = sizes[:1]
     for height, width in sizes:
         with torch.no_grad():
             out = models[backbone](torch.randn(2, 3, height, width))

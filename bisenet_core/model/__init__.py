@@ -1,4 +1,4 @@
-"""BiSeNet model: `bisenet(num_classes, backbone, architecture)` and its parts, named after the paper."""
+"""BiSeNet model: `bisenet(num_classes, backbone, architecture)` and its parts (paper names)."""
 from bisenet_core.model.bisenet import (AttentionRefinementModule, BiSeNet, BiSeNetOutput,
                                         ContextPath, FeatureFusionModule, RefineFirstContextPath,
                                         SegmentationHead, SpatialPath, bisenet)

@@ -157,8 +157,8 @@ class RefineFirstContextPath(ContextPath):
         feat16, feat32 = self.backbone(x)
         size8 = (feat16.shape[-2] * 2, feat16.shape[-1] * 2)
         context32 = self.refine32(self.arm32(feat32) + self.global_context(feat32))
-        context16 = self.refine16(self.arm16(feat16) + self.upsample(context32,
-                                                                      feat16.shape[-2:]))
+        up32 = self.upsample(context32, feat16.shape[-2:])
+        context16 = self.refine16(self.arm16(feat16) + up32)
         return self.upsample(context16, size8), context16, context32
 
 
