@@ -34,7 +34,7 @@ import torch
 from torch import nn
 
 from bisenet_core.atomic import atomic_write_bytes
-from bisenet_core.modelfile import ModelFileError, unwrap_model
+from bisenet_core.modelfile import ModelFileError, check_file, unwrap_model
 from bisenet_core.spec import ModelSpec, check_input_size
 
 # ONNX metadata_props keys.
@@ -146,11 +146,7 @@ def read_onnx_metadata(path: str | os.PathLike) -> dict[str, str]:
     """All metadata_props of an ONNX file, or ModelFileError naming the file and the problem."""
     import onnx
 
-    path = Path(path)
-    if not path.is_file():
-        raise ModelFileError(f'ONNX file {path}: not found')
-    if path.stat().st_size == 0:
-        raise ModelFileError(f'ONNX file {path}: empty file')
+    path = check_file(path, 'ONNX file')
     try:
         proto = onnx.load(str(path), load_external_data=False)
     except Exception as exc:  # protobuf DecodeError and friends
@@ -158,7 +154,32 @@ def read_onnx_metadata(path: str | os.PathLike) -> dict[str, str]:
                              f'{type(exc).__name__}') from None
     if not proto.graph.node:
         raise ModelFileError(f'ONNX file {path}: not an ONNX model (empty graph)')
-    return {prop.key: prop.value for prop in proto.metadata_props}
+    meta = {prop.key: prop.value for prop in proto.metadata_props}
+    _check_output_classes(proto, meta, path)
+    return meta
+
+
+def _check_output_classes(proto, meta: dict[str, str], path: Path) -> None:
+    """A graph whose logits have another class count than its spec lists is refused.
+
+    Otherwise the node would publish label ids its class list (and palette) does not have.
+    Only fixed class axes of float N x C x h x w outputs are checked.
+    """
+    import onnx
+
+    try:
+        listed = len(json.loads(meta[SPEC_KEY])['class_names'])
+    except (KeyError, TypeError, ValueError):
+        return  # no or bad spec: read_onnx_spec says so
+    for output in proto.graph.output:
+        tensor = output.type.tensor_type
+        dims = tensor.shape.dim
+        if (tensor.elem_type in (onnx.TensorProto.FLOAT, onnx.TensorProto.FLOAT16)
+                and len(dims) == 4 and dims[1].HasField('dim_value')
+                and dims[1].dim_value != listed):
+            raise ModelFileError(f'ONNX file {path}: output {output.name!r} has '
+                                 f'{dims[1].dim_value} classes but its {SPEC_KEY!r} metadata '
+                                 f'lists {listed}; re-export it with the matching spec')
 
 
 def read_onnx_spec(path: str | os.PathLike, meta: dict[str, str] | None = None) -> ModelSpec:

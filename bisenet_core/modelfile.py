@@ -7,6 +7,8 @@ A model file is a `torch.save`d dict of plain types and tensors, loaded with
 from __future__ import annotations
 
 import os
+import pickle
+import re
 from pathlib import Path
 
 import torch
@@ -28,6 +30,21 @@ def unwrap_model(model: torch.nn.Module) -> torch.nn.Module:
     return getattr(module, '_orig_mod', module)      # torch.compile
 
 
+def check_file(path: str | os.PathLike, kind: str = 'model file') -> Path:
+    """`path` as a Path, or ModelFileError when it is missing, a folder or empty.
+
+    The one check before reading a model file (`kind` names it: 'model file', 'ONNX file').
+    """
+    path = Path(path)
+    if path.is_dir():
+        raise ModelFileError(f'{kind} {path}: is a folder, not a file')
+    if not path.is_file():
+        raise ModelFileError(f'{kind} {path}: not found')
+    if path.stat().st_size == 0:
+        raise ModelFileError(f'{kind} {path}: empty file')
+    return path
+
+
 def save_model(path: str | os.PathLike, model: torch.nn.Module, spec: ModelSpec) -> Path:
     """Write weights + spec atomically. `model` may be wrapped (DDP) or compiled."""
     module = unwrap_model(model)
@@ -38,14 +55,17 @@ def save_model(path: str | os.PathLike, model: torch.nn.Module, spec: ModelSpec)
 
 def read_model_file(path: str | os.PathLike) -> tuple[dict, ModelSpec]:
     """Load (state_dict, spec) safely, or raise ModelFileError naming the file and the problem."""
-    path = Path(path)
-    if not path.is_file():
-        raise ModelFileError(f'model file {path}: not found')
-    if path.stat().st_size == 0:
-        raise ModelFileError(f'model file {path}: empty file')
+    path = check_file(path)
     try:
         blob = torch.load(path, map_location='cpu', weights_only=True)
-    except Exception as exc:  # truncated zip, pickle error, not a torch file ...
+    except pickle.UnpicklingError as exc:
+        # weights_only refuses pickled code (a payload, or a whole pickled nn.Module).
+        found = re.search(r'GLOBAL (\S+)', str(exc))
+        what = f' (it imports {found.group(1)})' if found else ''
+        raise ModelFileError(f'model file {path}: not a plain weights file{what}; refused for '
+                             'safety: loading it could run code. Save models with '
+                             'bisenet_core.modelfile.save_model') from None
+    except Exception as exc:  # truncated zip, not a torch file ...
         reason = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
         raise ModelFileError(f'model file {path}: cannot be read (truncated or corrupt?): '
                              f'{reason[:200]}') from None

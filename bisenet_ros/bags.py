@@ -248,6 +248,19 @@ def image_topics(bag: str | os.PathLike) -> dict[str, str]:
             if entry['type'] in IMAGE_TYPES}
 
 
+def _topic_listing(bag: str | os.PathLike, images: dict[str, str]) -> str:
+    """The image topics for an error message; where there are none, every topic there is."""
+    def listing(topics: dict[str, str]) -> str:
+        return ', '.join(f'{t} ({m.rsplit("/", 1)[-1]})' for t, m in sorted(topics.items()))
+
+    if images:
+        return listing(images)
+    others = {t: e['type'] for t, e in bag_info(bag)['topics'].items()}
+    if not others:
+        return 'no topics at all'
+    return f'no Image/CompressedImage topic, only {listing(others)}'
+
+
 def choose_topics(bag: str | os.PathLike, image_topic: str | None = None,
                   label_topic: str | None = None, want_labels: bool = True
                   ) -> tuple[str, str | None]:
@@ -258,17 +271,16 @@ def choose_topics(bag: str | os.PathLike, image_topic: str | None = None,
     topic is the only one left. Raise BagError listing the candidates when it is ambiguous.
     """
     topics = image_topics(bag)
-    listing = ', '.join(f'{t} ({m.rsplit("/", 1)[-1]})' for t, m in sorted(topics.items()))
     for name, kind in ((image_topic, 'image'), (label_topic, 'label')):
         if name is not None and name not in topics:
             raise BagError(f'bag {bag}: no Image/CompressedImage topic {name!r} for the {kind}s; '
-                           f'it has: {listing or "none"}')
+                           f'it has: {_topic_listing(bag, topics)}')
     label_like = sorted(t for t in topics if _LABEL_WORDS.search(t))
     if image_topic is None:
         cameras = sorted(t for t in topics if t not in label_like and t != label_topic)
         if len(cameras) != 1:
             raise BagError(f'bag {bag}: {"several" if cameras else "no"} camera topics to choose '
-                           f'from; pass --image-topic (topics: {listing or "none"})')
+                           f'from; pass --image-topic (topics: {_topic_listing(bag, topics)})')
         image_topic = cameras[0]
     if label_topic is None and want_labels:
         candidates = [t for t in label_like if t != image_topic and topics[t] == IMAGE_TYPE]
@@ -334,20 +346,21 @@ def match_label_files(files: Sequence[Path], stamps: Sequence[int], key: str = '
     """Frame index -> label file.
 
     Files are keyed by 'stamp' (name = stamp in ns), 'index' (name = 0-based frame index,
-    e.g. 000012.png) or 'order' (n-th file in name order labels the n-th frame). 'auto'
-    picks stamp, then index, then order.
+    e.g. 000012.png) or 'order' (n-th file in name order labels the n-th frame). 'auto':
+    order unless every name is a number, else whichever of stamp and index names more
+    frames (stamp on a tie: a bag whose first stamp is 0 has a frame 0 both ways).
     """
     numbered = {}
     for path in files:
         if path.stem.isdigit():
             numbered[int(path.stem)] = path
     if key == 'auto':
-        if len(numbered) == len(files) and set(numbered) & set(stamps):
-            key = 'stamp'
-        elif len(numbered) == len(files):
-            key = 'index'
-        else:
+        if len(numbered) < len(files):
             key = 'order'
+        else:
+            by_stamp = len(set(numbered) & set(stamps))
+            by_index = sum(0 <= n < len(stamps) for n in numbered)
+            key = 'stamp' if by_stamp >= by_index else 'index'
     if key == 'stamp':
         by_stamp = {s: i for i, s in enumerate(stamps)}
         return {by_stamp[s]: p for s, p in numbered.items() if s in by_stamp}
@@ -390,7 +403,12 @@ def read_frames(bag: str | os.PathLike, image_topic: str | None = None,
     if not frames:
         raise BagError(f'bag {bag}: no messages on {image_topic}')
     if labels_dir is not None:
-        files = match_label_files(label_files(labels_dir), [s for s, _ in frames], labels_key)
+        found = label_files(labels_dir)
+        files = match_label_files(found, [s for s, _ in frames], labels_key)
+        if not files:
+            raise BagError(f'labels folder {labels_dir}: none of its {len(found)} PNGs '
+                           f'({found[0].name}, ...) names one of the {len(frames)} frames by '
+                           f'stamp (first {frames[0][0]}) or index; see --labels-key')
         labels = {frames[i][0]: _to_label(_read_png(p, cv2.IMREAD_GRAYSCALE), str(p))
                   for i, p in files.items()}
     out = []

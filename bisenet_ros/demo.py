@@ -24,7 +24,8 @@ from typing import Sequence
 from bisenet_core.data.synthetic import write_drive
 from bisenet_ros.bags import BagError, convert_drive
 from bisenet_ros.paths import default_model_path
-from bisenet_ros.replay import DEFAULT_MODEL, ReplayError, evaluate, summary_lines
+from bisenet_ros.replay import (DEFAULT_MODEL, ReplayError, add_node_options, evaluate,
+                                summary_lines)
 
 DEMO_SEED = 9001      # held out: training uses seeds 1..20, validation 1001, test 2001
 DEMO_FRAMES = 150
@@ -46,18 +47,9 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument('--seed', type=int, default=DEMO_SEED,
                         help=f'drive seed (default: {DEMO_SEED}); keep it away from the '
                              'training seeds to measure generalisation')
-    pace = parser.add_mutually_exclusive_group()
-    pace.add_argument('--rate', type=float, default=1.0,
-                      help='publish at this multiple of the 10 fps bag rate, as a camera would '
-                           '(a slow node drops frames, and the report counts them; default: 1)')
-    pace.add_argument('--lockstep', dest='rate', action='store_const', const=None,
-                      help='send the next frame when the previous mask arrived: as fast as the '
-                           'node keeps up, no frame lost')
     parser.add_argument('--model', type=Path, default=None,
                         help=f'model file (.pt or .onnx); default: the shipped {DEFAULT_MODEL}')
-    parser.add_argument('--backend', choices=('auto', 'torch', 'onnxruntime', 'tensorrt'),
-                        default='auto',
-                        help='inference backend of the node and the reference (default: auto)')
+    add_node_options(parser)  # --rate (default: the bag's 10 fps), --lockstep, --backend, ...
     parser.add_argument('--out', type=Path, default=Path('out/demo'),
                         help='output folder: drive/, drive_bag/, node.log and the report, '
                              'replaced on each run (default: out/demo)')
@@ -90,7 +82,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         print(f'[3/4] live replay through segment_node ({pace}), model {model}')
         print('[4/4] then the offline reference (same model, no ROS)')
         report = evaluate(bag, model, mode='both', rate=args.rate, out=out,
-                          backend=args.backend)
+                          backend=args.backend, device=args.device, precision=args.precision)
     except (ReplayError, BagError, ValueError, RuntimeError) as exc:
         print(f'error: {exc}', file=sys.stderr)
         return 2

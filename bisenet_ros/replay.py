@@ -9,7 +9,7 @@ live numbers must reproduce (a gap means lost, late or corrupted frames).
 
     python -m bisenet_ros.replay drive.bag --model models/bisenet_xception39_synthetic.pt
     python -m bisenet_ros.replay drive.bag --mode offline --labels-dir gt/ --out out/eval
-    python -m bisenet_ros.replay theirs.bag --image-topic /cam/front/compressed --max-rate
+    python -m bisenet_ros.replay theirs.bag --image-topic /cam/front/compressed --lockstep
     python -m bisenet_ros.replay drive.bag --attach /bisenet/segment_node --rate 0.5
 """
 from __future__ import annotations
@@ -30,7 +30,9 @@ import numpy as np
 import yaml
 from tqdm import tqdm
 
-from bisenet_core.inference.postprocess import blend_labels, logits_to_labels, palette_lut
+from bisenet_core.inference.backends import BACKENDS, PRECISIONS
+from bisenet_core.inference.postprocess import (UPSAMPLE_MODES, blend_labels, logits_to_labels,
+                                                palette_lut)
 from bisenet_core.metrics import ConfusionMatrix
 from bisenet_core.spec import MAX_INPUT_SIDE, SIZE_DIVISOR, ModelSpec
 from bisenet_ros.bags import BagError, BagFrame, bag_info, choose_topics, read_frames
@@ -516,26 +518,32 @@ def evaluate(bag: str | os.PathLike, model: str | os.PathLike | None = None,
         raise ReplayError(f'mode must be one of {MODES}, got {mode!r}')
     if rate is not None and not rate > 0:
         raise ReplayError(f'rate must be > 0, got {rate}')
+    if max_frames is not None and max_frames < 1:
+        raise ReplayError(f'max_frames must be >= 1, got {max_frames}')
     model = Path(model) if model else default_model_path()
     if not model.is_file():
         raise ReplayError(f'model file {model}: not found (pass --model)')
     spec = read_spec(model)
     out = Path(out)
-    out.mkdir(parents=True, exist_ok=True)
+    if out.exists() and not out.is_dir():
+        raise ReplayError(f'--out {out}: exists and is not a folder')
+    # The folder is made by what writes into it (node.log, the report): a run that fails
+    # before leaves none behind.
 
     image_topic, label_topic = choose_topics(bag, image_topic, label_topic,
                                              want_labels=labels_dir is None)
     frames = read_frames(bag, image_topic, label_topic, labels_dir, labels_key, max_frames)
+    # Frames without ground truth are replayed (latency, drops, samples), just not scored.
     labelled = sum(f.label is not None for f in frames)
-    if labelled == 0:
-        raise ReplayError(f'bag {bag}: no ground truth for any of its {len(frames)} frames on '
-                          f'{image_topic}; pass --label-topic or --labels-dir')
     info = bag_info(bag)
     height, width = frames[0].image.shape[:2]
+    if labels_dir is not None:
+        ground_truth = f'folder {labels_dir}'
+    else:
+        ground_truth = f'topic {label_topic}' if label_topic else 'none'
     report: dict = {
         'bag': {'path': str(bag), 'storage': info['storage'], 'image_topic': image_topic,
-                'ground_truth': (f'folder {labels_dir}' if labels_dir is not None
-                                 else f'topic {label_topic}'),
+                'ground_truth': ground_truth,
                 'frames': len(frames), 'labelled_frames': labelled,
                 'width': width, 'height': height},
         'model': {'path': str(model), 'backbone': spec.backbone, 'dataset': spec.dataset,
@@ -568,7 +576,7 @@ def evaluate(bag: str | os.PathLike, model: str | os.PathLike | None = None,
             entry[method] = confusion.to_dict(spec.class_names)
             entry['frames_scored'] = scored
             if method == live_upsample:
-                shown, reference = confusion, preds
+                shown, reference = (confusion if scored else None), preds
         report['offline'] = entry
         samples = _samples(frames, reference, spec, 'offline')
     if live is not None:
@@ -591,7 +599,7 @@ def evaluate(bag: str | os.PathLike, model: str | os.PathLike | None = None,
             'latency_ms': latency_stats(latencies),
             'throughput_fps': live.match.num_matched / duration, 'duration_s': duration,
         }
-        shown = confusion
+        shown = confusion if scored else None
         samples = _samples(frames, masks, spec, 'live')
         if offline is not None:
             agree = total = 0
@@ -634,6 +642,10 @@ def summary_lines(report: dict) -> list[str]:
     if offline:
         lines.append(f'offline mIoU {_f(offline["nearest"]["miou"])} (nearest), '
                      f'{_f(offline["bilinear"]["miou"])} (bilinear upsampling)')
+    bag = report['bag']
+    if bag['labelled_frames'] < bag['frames']:
+        lines.append(f'ground truth for {bag["labelled_frames"]} of {bag["frames"]} frames '
+                     f'({bag["ground_truth"]}); only those are scored')
     if 'comparison' in report and report['comparison']['pixel_agreement'] is not None:
         lines.append(f'live masks equal offline ones on '
                      f'{100 * report["comparison"]["pixel_agreement"]:.3f} % of pixels')
@@ -650,6 +662,42 @@ def _size(text: str) -> int:
     if not SIZE_DIVISOR <= value <= MAX_INPUT_SIDE:
         raise argparse.ArgumentTypeError(f'{text} is not in {SIZE_DIVISOR}..{MAX_INPUT_SIDE}')
     return value
+
+
+def _positive_int(text: str) -> int:
+    value = int(text)
+    if value < 1:
+        raise argparse.ArgumentTypeError(f'{text} is not >= 1')
+    return value
+
+
+def _positive_float(text: str) -> float:
+    value = float(text)
+    if not value > 0:  # also NaN
+        raise argparse.ArgumentTypeError(f'{text} is not > 0')
+    return value
+
+
+def add_node_options(parser: argparse.ArgumentParser) -> None:
+    """Add the pacing, backend, device and precision options of a live replay.
+
+    One definition for the replay and the demo, so both read them with the same defaults.
+    """
+    pace = parser.add_mutually_exclusive_group()
+    pace.add_argument('--rate', type=_positive_float, default=1.0, metavar='R',
+                      help='live: publish at R times the bag\'s frame rate, as a camera would '
+                           '(frames the node cannot keep up with are dropped and counted); '
+                           'default: 1 (real time)')
+    pace.add_argument('--lockstep', '--max-rate', dest='rate', action='store_const', const=None,
+                      help='live: send the next frame when the previous mask arrived: as fast '
+                           'as the node keeps up, no frame lost')
+    parser.add_argument('--backend', choices=BACKENDS, default='auto',
+                        help='inference backend of the node and the offline reference '
+                             '(default: auto, onnxruntime when installed)')
+    parser.add_argument('--device', default='auto', metavar='{auto,cpu,cuda,cuda:N}',
+                        help='default: auto (CUDA when available)')
+    parser.add_argument('--precision', choices=PRECISIONS, default='fp32',
+                        help='fp16 on CUDA only (default: fp32)')
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -670,14 +718,7 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument('--mode', choices=MODES, default='both',
                         help='live: through the ROS 2 node; offline: Segmenter without ROS; '
                              'both (default): live, with offline as the reference')
-    pace = parser.add_mutually_exclusive_group()
-    pace.add_argument('--rate', type=float, default=None,
-                      help='live: publish at this multiple of the bag\'s frame rate (frames '
-                           'the node cannot keep up with are dropped and counted); '
-                           'default: --max-rate')
-    pace.add_argument('--max-rate', action='store_true',
-                      help='live: as fast as the node keeps up, no frame lost (next frame '
-                           'when the previous mask arrived); the default')
+    add_node_options(parser)
     parser.add_argument('--out', type=Path, default=Path('out/replay'),
                         help='report folder (default: out/replay)')
     parser.add_argument('--image-topic', default=None,
@@ -692,14 +733,6 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument('--labels-key', choices=('auto', 'stamp', 'index', 'order'),
                         default='auto',
                         help='how --labels-dir files map to frames (default: auto)')
-    parser.add_argument('--backend', choices=('auto', 'torch', 'onnxruntime', 'tensorrt'),
-                        default='auto',
-                        help='inference backend of the node and the offline run (default: auto, '
-                             'onnxruntime when installed)')
-    parser.add_argument('--device', choices=('auto', 'cpu', 'cuda'), default='auto',
-                        help='default: auto (CUDA when available)')
-    parser.add_argument('--precision', choices=('fp32', 'fp16'), default='fp32',
-                        help='fp16 on CUDA only (default: fp32)')
     parser.add_argument('--width', type=_size, default=None,
                         help='network input width (default: the model\'s)')
     parser.add_argument('--height', type=_size, default=None,
@@ -707,12 +740,12 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument('--attach', metavar='NODE', default=None,
                         help='live: use this running node (full name, e.g. '
                              '/bisenet/segment_node) on $ROS_DOMAIN_ID instead of launching one')
-    parser.add_argument('--upsample', choices=('nearest', 'bilinear'), default=None,
+    parser.add_argument('--upsample', choices=UPSAMPLE_MODES, default=None,
                         help="live node's label upsampling (default: config/segment.yaml's); "
                              'with --attach, give the setting of that node, which is not asked; '
                              'the report compares it with the offline run made the same way')
-    parser.add_argument('--max-frames', type=int, default=None,
-                        help='replay only the first N frames')
+    parser.add_argument('--max-frames', type=_positive_int, default=None, metavar='N',
+                        help='replay only the first N frames (N >= 1)')
     parser.add_argument('--start-timeout', type=float, default=180.0,
                         help='live: seconds to wait for the node to come up (default: 180)')
     parser.add_argument('--no-progress', action='store_true', help='no progress bars')

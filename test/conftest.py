@@ -9,6 +9,16 @@ os.environ['ROS_AUTOMATIC_DISCOVERY_RANGE'] = 'LOCALHOST'
 os.environ.setdefault('ROS_DOMAIN_ID', str(random.Random(os.getpid()).randint(10, 99)))
 
 
+@pytest.fixture(scope='module')
+def context():
+    """An rclpy context of the test module's own, on this process's domain."""
+    rclpy = pytest.importorskip('rclpy')
+    ctx = rclpy.Context()
+    rclpy.init(context=ctx, domain_id=int(os.environ['ROS_DOMAIN_ID']))
+    yield ctx
+    ctx.try_shutdown()
+
+
 @pytest.fixture(scope='session')
 def tiny_model_file(tmp_path_factory):
     """A randomly initialised Xception39 BiSeNet with the CamVid classes at 128x96 input."""

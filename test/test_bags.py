@@ -165,3 +165,45 @@ def test_command_line(drive, tmp_path, capsys):
     assert 'duration: 2.000 s' in text  # 5 frames at 2 fps
     assert bags.main(['info', str(tmp_path / 'nothing')]) == 2
     assert 'not found' in capsys.readouterr().err
+
+
+def _raw_bag(path: Path, images, stamps) -> Path:
+    """rgb8 Images whose header stamps and bag times are `stamps` (the first may be 0)."""
+    store = bags.typestore()
+    with Writer(path, version=8, storage_plugin=StoragePlugin.MCAP) as writer:
+        conn = writer.add_connection('/cam/image_raw', bags.IMAGE_TYPE, typestore=store)
+        for image, stamp in zip(images, stamps):
+            msg = bags.image_message(store, image, 'rgb8', stamp)
+            writer.write(conn, stamp, store.serialize_cdr(msg, conn.msgtype))
+    return path
+
+
+@pytest.mark.parametrize('naming', ['index', 'stamp'])
+def test_labels_key_auto_when_the_first_stamp_is_zero(drive, tmp_path, naming):
+    """Stamps 0, 0.1 s, 0.2 s ...: 000000.png is frame 0 both ways, but only one naming
+    labels every frame; auto must find it, not stop at the first coincidence."""
+    images, labels = _drive_pngs(drive)
+    stamps = [i * 100_000_000 for i in range(FRAMES)]
+    bag = _raw_bag(tmp_path / 'from_zero', images, stamps)
+    gt = tmp_path / 'gt'
+    gt.mkdir()
+    for i, label in enumerate(labels):
+        name = f'{i:06d}' if naming == 'index' else f'{stamps[i]:06d}'
+        cv2.imwrite(str(gt / f'{name}.png'), label)
+    frames = bags.read_frames(bag, labels_dir=gt)
+    assert [f.stamp_ns for f in frames] == stamps
+    for frame, label in zip(frames, labels):
+        assert frame.label is not None, f'frame {frame.index} lost its ground truth'
+        np.testing.assert_array_equal(frame.label, label)
+
+
+def test_a_labels_folder_that_names_no_frame_is_an_error(drive, tmp_path):
+    images, labels = _drive_pngs(drive)
+    bag = _raw_bag(tmp_path / 'bag', images, [10**18 + i * 10**8 for i in range(FRAMES)])
+    gt = tmp_path / 'gt'
+    gt.mkdir()
+    cv2.imwrite(str(gt / '123456789.png'), labels[0])  # neither a stamp nor an index here
+    with pytest.raises(bags.BagError, match='none of its 1 PNGs .*123456789.png'):
+        bags.read_frames(bag, labels_dir=gt, labels_key='stamp')
+    with pytest.raises(bags.BagError, match='names one of the 5 frames'):
+        bags.read_frames(bag, labels_dir=gt)

@@ -7,6 +7,7 @@ from pathlib import Path
 import cv2
 import numpy as np
 import pytest
+from rosbags.rosbag2 import StoragePlugin, Writer
 
 from bisenet_core.data.synthetic import write_drive
 from bisenet_ros import bags, replay
@@ -30,10 +31,20 @@ def one_torch_thread():
     torch.set_num_threads(threads)
 
 
+VOID = 11  # CamVid's void id: no class of the 11-class model, never scored
+
+
 @pytest.fixture(scope='module')
 def drive(tmp_path_factory) -> Path:
+    """A rendered drive whose ground truth also has void: id 11 in the top rows, the ignore
+    value 255 in a corner, as real CamVid/Cityscapes labels do."""
     root = tmp_path_factory.mktemp('drive')
     write_drive(root, seed=11, num_frames=FRAMES, size=SIZE, split='test', progress=False)
+    for _, label_path in bags.drive_frames(root, 'test'):
+        label = cv2.imread(str(label_path), cv2.IMREAD_GRAYSCALE)
+        label[:12] = VOID
+        label[-10:, :16] = 255
+        cv2.imwrite(str(label_path), label)
     return root
 
 
@@ -103,6 +114,9 @@ def test_offline_report_numbers(bag, tiny_model_file, expected, tmp_path):
     for mode in ('nearest', 'bilinear'):
         _check_scores(on_disk['offline'][mode], expected[mode])
     assert on_disk['offline']['frames_scored'] == FRAMES
+    # Void (id 11 and 255) is not scored: what is left of each 128 x 96 frame.
+    scored_pixels = FRAMES * (128 * 96 - 12 * 128 - 10 * 16)
+    assert on_disk['offline']['nearest']['pixels'] == scored_pixels
     assert on_disk['bag']['frames'] == FRAMES and 'live' not in on_disk
     assert report['offline']['nearest']['miou'] == on_disk['offline']['nearest']['miou']
     for name in PLOTS:
@@ -142,6 +156,71 @@ def test_replay_errors(bag, tiny_model_file, tmp_path, capsys):
     assert replay.main([str(bag), '--model', str(tiny_model_file), '--mode', 'offline',
                         '--image-topic', '/camera/nothing', '--out', str(tmp_path / 'o')]) == 2
     assert "no Image/CompressedImage topic '/camera/nothing'" in capsys.readouterr().err
+
+
+def _string_only_bag(path: Path) -> Path:
+    store = bags.typestore()
+    with Writer(path, version=8, storage_plugin=StoragePlugin.MCAP) as writer:
+        for topic in ('/chatter', '/notes'):
+            conn = writer.add_connection(topic, 'std_msgs/msg/String', typestore=store)
+            note = store.types['std_msgs/msg/String'](data='hello')
+            writer.write(conn, 10**9, store.serialize_cdr(note, conn.msgtype))
+    return path
+
+
+def test_a_bag_without_images_names_the_topics_it_has(tiny_model_file, tmp_path, capsys):
+    bag = _string_only_bag(tmp_path / 'strings')
+    out = tmp_path / 'report'
+    assert replay.main([str(bag), '--model', str(tiny_model_file), '--mode', 'offline',
+                        '--out', str(out)]) == 2
+    err = capsys.readouterr().err
+    assert 'no Image/CompressedImage topic, only /chatter (String), /notes (String)' in err
+    assert not out.exists()  # a failed run leaves no empty report folder behind
+
+
+def test_a_bag_without_ground_truth_is_replayed_but_not_scored(drive, tiny_model_file, tmp_path):
+    images = [cv2.cvtColor(cv2.imread(str(i)), cv2.COLOR_BGR2RGB)
+              for i, _ in bags.drive_frames(drive, 'test')]
+    stamps = [1_600_000_000_000_000_000 + i * 50_000_000 for i in range(len(images))]
+    unlabelled = _hand_made_bag(tmp_path / 'unlabelled', images, stamps)
+    out = tmp_path / 'report'
+    report = replay.evaluate(unlabelled, tiny_model_file, mode='offline', out=out,
+                             backend='torch', device='cpu', progress=False)
+    assert report['bag']['labelled_frames'] == 0 and report['bag']['ground_truth'] == 'none'
+    assert report['offline']['frames_scored'] == 0
+    assert report['offline']['nearest']['miou'] is None
+    assert (out / 'samples.png').is_file() and not (out / 'confusion.png').exists()
+    assert 'ground truth for 0 of 6 frames' in '\n'.join(replay.summary_lines(report))
+
+
+def test_bad_arguments_are_refused_before_any_work(bag, tiny_model_file, tmp_path, capsys):
+    out = tmp_path / 'report'
+    with pytest.raises(SystemExit):
+        replay.main([str(bag), '--max-frames', '0', '--out', str(out)])
+    assert '--max-frames: 0 is not >= 1' in capsys.readouterr().err
+    with pytest.raises(replay.ReplayError, match='max_frames must be >= 1, got 0'):
+        replay.evaluate(bag, tiny_model_file, mode='offline', out=out, max_frames=0)
+    with pytest.raises(SystemExit):
+        replay.main([str(bag), '--rate', '0'])
+    assert not out.exists()
+    a_file = tmp_path / 'a_file'
+    a_file.write_text('x')
+    with pytest.raises(replay.ReplayError, match='exists and is not a folder'):
+        replay.evaluate(bag, tiny_model_file, mode='offline', out=a_file)
+
+
+def test_demo_and_replay_share_their_node_options():
+    from bisenet_ros import demo
+
+    parsers = {'demo': demo.build_parser(), 'replay': replay.build_parser()}
+    base = {'demo': [], 'replay': ['some_bag']}
+    for name, parser in parsers.items():
+        args = parser.parse_args(base[name])
+        assert (args.rate, args.backend, args.device, args.precision) == \
+            (1.0, 'auto', 'auto', 'fp32'), name
+        for flag in ('--lockstep', '--max-rate'):
+            assert parser.parse_args(base[name] + [flag]).rate is None, (name, flag)
+        assert parser.parse_args(base[name] + ['--rate', '0.5']).rate == 0.5
 
 
 @pytest.mark.skipif(shutil.which('ros2') is None, reason='needs the ros2 command (make setup)')

@@ -27,14 +27,6 @@ TIMEOUT = 20.0
 BASE = dict(backend='torch', device='cpu', upsample='nearest')
 
 
-@pytest.fixture(scope='module')
-def context():
-    ctx = rclpy.Context()
-    rclpy.init(context=ctx, domain_id=int(os.environ['ROS_DOMAIN_ID']))
-    yield ctx
-    ctx.try_shutdown()
-
-
 class Harness:
     """A SegmentNode and a test node (publishers, collected outputs) spun on one executor."""
 
@@ -279,11 +271,6 @@ def test_startup_errors_in_process(context, tiny_model_file, tmp_path):
         overrides = [Parameter(k, value=v) for k, v in {**BASE, **params}.items()]
         with pytest.raises(StartupError, match=message):
             SegmentNode(context=context, parameter_overrides=overrides)
-
-
-def test_fp16_on_cpu_warns_and_runs_fp32(harness):
-    node = harness(precision='fp16').node
-    assert node.segmenter.precision == 'fp32'
 
 
 def test_missing_model_exits_1_with_one_line(tmp_path):

@@ -1,7 +1,8 @@
-"""The shipped model in models/: it loads, its ONNX export is the same network, it segments.
+"""The shipped model in models/: it loads, its ONNX exports are the same network, and it
+scores the held-out test street within reach of the figure its model card gives.
 
-Scored on a few frames of a synthetic drive that no training or validation run used (seed
-9100); the full held-out figure is in models/MODEL_CARD.md and comes from `make demo`.
+The exports are compared on a few frames of a drive no training or validation run used (seed
+9100); the accuracy floor is checked on the whole test street (seed 2001, 100 frames).
 """
 import warnings
 
@@ -57,17 +58,20 @@ def test_onnx_exports_agree_with_torch_on_held_out_frames(drive, path):
     assert agree / total >= 0.995, f'{path.name} vs torch label agreement {agree / total:.4%}'
 
 
-def test_segments_a_held_out_drive(drive):
-    matrices = {}
-    for upsample in ('nearest', 'bilinear'):
-        seg = _segmenter(MODEL, 'auto', upsample)
-        cm = ConfusionMatrix(seg.spec.num_classes)
-        for frame in drive:
-            cm.update(seg.segment(frame.image).labels, frame.label)
-        matrices[upsample] = cm
-    # Loose floor: a broken export, a palette/class-order mix-up or a wrong normalisation
-    # falls far below it (a random model scores under 0.1).
-    assert matrices['nearest'].miou() > 0.6, matrices['nearest'].miou()
-    assert matrices['bilinear'].miou() > 0.6, matrices['bilinear'].miou()
-    road = matrices['nearest'].iou()[seg.spec.class_names.index('road')]
-    assert road > 0.8, road
+# The test street of the shipped model's training config (config/train/synthetic_xception39:
+# data.synthetic.test_seed/test_frames), as `training.evaluate --split test` renders it.
+TEST_STREET_SEED, TEST_STREET_FRAMES = 2001, 100
+# Today's figure is 0.814 (README, MODEL_CARD). The floor sits between it and what plausible
+# preprocessing bugs score on the same frames: mean/std in BGR order 0.739, the mean not
+# divided by std 0.343 (measured by planting each bug, 2-core EPYC VM, 2026-12).
+TEST_STREET_FLOOR = 0.78
+
+
+def test_scores_the_test_street_like_the_model_card():
+    seg = _segmenter(MODEL, 'auto', 'bilinear')  # what the node runs by default
+    cm = ConfusionMatrix(seg.spec.num_classes)
+    for frame in render_drive(TEST_STREET_SEED, TEST_STREET_FRAMES, (480, 360)):
+        cm.update(seg.segment(frame.image).labels, frame.label)
+    assert cm.miou() >= TEST_STREET_FLOOR, cm.miou()
+    road = cm.iou()[seg.spec.class_names.index('road')]
+    assert road > 0.9, road

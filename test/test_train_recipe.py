@@ -42,20 +42,37 @@ def test_ohem_keeps_at_least_n_min_hardest_and_ignores_void():
     assert zero.item() == 0.0 and zero.requires_grad
 
 
-def test_bisenet_loss_sums_principal_and_aux_at_label_size():
+def test_bisenet_loss_parts_are_the_losses_of_their_own_heads():
+    """Constant logits per head, so every pixel's cross-entropy is known by hand (class 0 is
+    right everywhere): principal softmax(0, 0) -> -ln 1/2 = 0.693147; aux0 at 1/32 (one
+    cell) softmax(0, ln 3) -> -ln 1/4 = 1.386294; aux1 softmax(ln 2, 0) -> -ln 2/3 =
+    0.405465. Total with alpha 0.5: 0.693147 + 0.5 * (1.386294 + 0.405465) = 1.589027."""
+    labels = torch.zeros(2, 16, 24, dtype=torch.long)
+    principal = torch.zeros(2, 2, 2, 3, requires_grad=True)
+    aux = (torch.tensor([0.0, math.log(3)]).view(1, 2, 1, 1).repeat(2, 1, 1, 1),
+           torch.tensor([math.log(2), 0.0]).view(1, 2, 1, 1).repeat(2, 1, 1, 1))
+    total, parts = bisenet_loss(principal, aux, labels, torch.nn.CrossEntropyLoss(),
+                                aux_weight=0.5)
+    assert parts == pytest.approx({'loss_principal': 0.693147, 'loss_aux0': 1.386294,
+                                   'loss_aux1': 0.405465}, abs=1e-6)
+    assert total.item() == pytest.approx(1.589027, abs=1e-6)
+    total.backward()  # the total is one graph through the principal head
+    assert principal.grad is not None
+
+
+def test_bisenet_loss_upsamples_each_head_to_the_labels():
+    """Varying logits at 1/8, 1/16, 1/32: each part equals plain cross-entropy of that head's
+    own logits upsampled by F.interpolate, computed here without the loss module."""
     torch.manual_seed(0)
     labels = torch.randint(0, 3, (2, 32, 48))
-    logits = torch.randn(2, 3, 4, 6, requires_grad=True)
+    logits = torch.randn(2, 3, 4, 6)
     aux = (torch.randn(2, 3, 2, 3), torch.randn(2, 3, 1, 2))
-    ce = OhemCrossEntropy(thresh=1.0, min_kept_fraction=0.0)  # plain CE on all pixels
-    total, parts = bisenet_loss(logits, aux, labels, ce, aux_weight=0.5)
-    assert set(parts) == {'loss_principal', 'loss_aux0', 'loss_aux1'}
-    expected = parts['loss_principal'] + 0.5 * (parts['loss_aux0'] + parts['loss_aux1'])
-    assert total.item() == pytest.approx(expected, rel=1e-5)
-    up = torch.nn.functional.interpolate(logits, size=(32, 48), mode='bilinear',
-                                         align_corners=False)
-    plain = torch.nn.functional.cross_entropy(up, labels)
-    assert parts['loss_principal'] == pytest.approx(plain.item(), rel=1e-5)
+    _, parts = bisenet_loss(logits, aux, labels, torch.nn.CrossEntropyLoss(), aux_weight=1.0)
+    for name, head in zip(('loss_principal', 'loss_aux0', 'loss_aux1'), (logits, *aux)):
+        up = torch.nn.functional.interpolate(head, size=(32, 48), mode='bilinear',
+                                             align_corners=False)
+        expected = torch.nn.functional.cross_entropy(up, labels).item()
+        assert parts[name] == pytest.approx(expected, rel=1e-5), name
 
 
 def test_warmup_then_poly_values():

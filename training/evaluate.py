@@ -17,8 +17,9 @@ from tqdm import tqdm
 
 from bisenet_core.metrics import ConfusionMatrix
 from bisenet_core.modelfile import ModelFileError, load_model
-from bisenet_core.train.config import DATA_FORMATS
-from bisenet_core.train.data import open_dataset
+from bisenet_core.spec import ModelSpec
+from bisenet_core.train.config import DATA_FORMATS, ConfigError, RunConfig, load_config
+from bisenet_core.train.data import open_dataset, prepare_synthetic
 from bisenet_core.train.evaluation import MULTI_SCALES, evaluate_dataset
 from bisenet_core.train.runtime import resolve_amp
 
@@ -43,6 +44,10 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument('--format', choices=DATA_FORMATS,
                         help='dataset layout (default: from the model, e.g. camvid)')
     parser.add_argument('--split', default='val', help='split to score (default: val)')
+    parser.add_argument('--config', type=Path,
+                        help='synthetic drives only: the training config whose data.synthetic '
+                             'settings render --data when it is not there yet (default: '
+                             "config/train/<the model's config>.yaml)")
     parser.add_argument('--multiscale', action='store_true',
                         help=f'average over scales {MULTI_SCALES} of the model input size')
     parser.add_argument('--scales', type=float, nargs='+',
@@ -63,6 +68,36 @@ def guess_format(dataset_name: str) -> str:
         if name in dataset_name:
             return name
     return 'folder'
+
+
+PRESETS = Path(__file__).resolve().parents[1] / 'config' / 'train'
+
+
+def synthetic_config(spec: ModelSpec, config: Path | None = None) -> RunConfig:
+    """The training config that rendered a synthetic model's drives (its data.synthetic).
+
+    `config` if given, else the preset the model was trained with (spec.info['config']).
+    """
+    if config is None:
+        name = spec.info.get('config')
+        if not name:
+            raise ConfigError('the model file names no training config; pass --config')
+        config = PRESETS / f'{name}.yaml'
+        if not config.is_file():
+            raise ConfigError(f'the model was trained with config {name!r}, not found as '
+                              f'{config}; pass --config')
+    return load_config(config)
+
+
+def prepare_data(args: argparse.Namespace, spec: ModelSpec) -> None:
+    """Render a synthetic model's drives into --data on first use, as training does."""
+    synthetic = args.format == 'synthetic' or (
+        args.format is None and spec.info.get('data') == 'synthetic')
+    if not synthetic or (args.data / args.split).is_dir():
+        return
+    config = synthetic_config(spec, args.config)
+    config.data.root = str(args.data)
+    prepare_synthetic(config)
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -87,6 +122,7 @@ def main(argv: list[str] | None = None) -> int:
         return 2
     data_format = args.format or guess_format(spec.dataset)
     try:
+        prepare_data(args, spec)
         dataset = open_dataset(data_format, args.data, args.split, spec.num_classes)
     except (OSError, ValueError) as exc:
         print(f'error: dataset {args.data} ({data_format}, split {args.split}): {exc}',
