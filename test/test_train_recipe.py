@@ -1,6 +1,5 @@
 """The recipe pieces: OHEM, warm-up + poly schedule, parameter groups, config validation."""
 import math
-from pathlib import Path
 
 import pytest
 import torch
@@ -92,7 +91,7 @@ def test_scheduler_drives_every_group_keeping_ratios():
                           head_lr_multiplier=10)
     sched = warmup_poly_scheduler(opt, total=20, warmup_iters=4, warmup_factor=0.25, power=0.9)
     lrs = {g['name']: g['lr'] for g in opt.param_groups}
-    assert lrs['backbone'] == pytest.approx(0.005) and lrs['head'] == pytest.approx(0.05)
+    assert lrs['base'] == pytest.approx(0.005) and lrs['head'] == pytest.approx(0.05)
     for _ in range(12):
         opt.step()
         sched.step()
@@ -117,9 +116,9 @@ def test_param_groups_no_decay_on_bn_and_bias_and_head_multiplier():
             assert g['weight_decay'] == 0.0
         else:
             assert g['weight_decay'] == 1e-4 and not ids & (bn_params | biases)
-        assert (ids <= backbone) == name.startswith('backbone')
+        assert (ids <= backbone) == name.startswith('base')
         assert g['lr'] == pytest.approx(1.0 if name.startswith('head') else 0.1)
-    assert bn_params <= {id(p) for n in ('backbone_no_decay', 'head_no_decay')
+    assert bn_params <= {id(p) for n in ('base_no_decay', 'head_no_decay')
                          for p in groups[n]['params']}
 
 
@@ -141,7 +140,7 @@ def test_config_overrides_and_types(tmp_path):
     ('train.lr=-1', 'train.lr'),
     ('train.lrr=0.1', 'train.lrr'),
     ('model.backbone=vgg', 'model.backbone'),
-    ('model.input_size=[100, 96]', 'model.input_size'),
+    ('model.input_size=[16, 96]', 'model.input_size'),
     ('train.iterations=ten', 'train.iterations'),
     ('train.grad_accum=3', 'train.grad_accum'),
     ('data.format=kitti', 'data.format'),
@@ -165,33 +164,3 @@ def test_config_file_errors(tmp_path):
     with pytest.raises(ConfigError, match='not valid YAML'):
         load_config(bad)
     assert math.isclose(load_config().train.ohem_min_fraction, 1 / 16)
-
-
-PRESETS = sorted((Path(__file__).resolve().parents[1] / 'config' / 'train').glob('*.yaml'))
-
-
-@pytest.mark.parametrize('preset', PRESETS, ids=[p.stem for p in PRESETS])
-def test_presets_load_and_follow_the_paper(preset):
-    config = load_config(preset)
-    spec = config.model_spec()
-    assert config.name == preset.stem and preset.stem.startswith(config.data.format)
-    assert config.model.backbone == preset.stem.split('_')[1] == spec.backbone
-    assert (config.train.momentum, config.train.weight_decay, config.train.poly_power) == \
-        (0.9, 1e-4, 0.9)
-    assert config.train.lr == 2.5e-2 and config.train.aux_weight == 1.0
-    assert (config.train.ohem_thresh, config.train.ohem_min_fraction) == (0.7, 1 / 16)
-    if config.data.format != 'synthetic':
-        assert config.train.batch_size == 16
-        assert config.data.scales == [0.75, 1.0, 1.5, 1.75, 2.0]
-    paper_crops = {'cityscapes': (1024, 1024), 'camvid': (960, 720), 'cocostuff': (640, 640)}
-    if config.data.format in paper_crops:
-        assert config.data.crop_size == paper_crops[config.data.format]
-    assert '#' in preset.read_text()  # commented
-
-
-def test_preset_count():
-    names = {p.stem for p in PRESETS}
-    assert {'cityscapes_xception39', 'cityscapes_resnet18', 'cityscapes_resnet101',
-            'camvid_xception39', 'camvid_resnet18', 'cocostuff_xception39',
-            'cocostuff_resnet18', 'cocostuff_resnet101', 'synthetic_xception39',
-            'synthetic_resnet18'} <= names

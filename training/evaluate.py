@@ -1,8 +1,11 @@
 """Evaluate a trained model: `python -m training.evaluate --model M --data ROOT`.
 
-Scores at the labels' full resolution (logits upsampled bilinearly), single-scale by default
-or multi-scale (0.75 .. 1.75) with horizontal flips (--multiscale --flip, the paper's
-"MS + flip"). Prints a per-class IoU table, writes results.json and a confusion-matrix plot.
+--protocol picks how predictions are made and scored (bisenet_core/train/evaluation.py):
+'full' (default: the model's input size, logits upsampled to the full label resolution,
+optionally multi-scale + flip), 'paper' (the paper's 1536x768 Cityscapes test, single scale),
+'torchseg' (the authors' sliding-window evaluation) or 'torchseg-speed' (the authors'
+real-time evaluation, scored at 1/8). Prints a per-class IoU table and the protocol, writes
+results.json (which records the protocol) and a confusion-matrix plot.
 """
 from __future__ import annotations
 
@@ -20,7 +23,9 @@ from bisenet_core.modelfile import ModelFileError, load_model
 from bisenet_core.spec import ModelSpec
 from bisenet_core.train.config import DATA_FORMATS, ConfigError, RunConfig, load_config
 from bisenet_core.train.data import open_dataset, prepare_synthetic
-from bisenet_core.train.evaluation import MULTI_SCALES, evaluate_dataset
+from bisenet_core.train.evaluation import (MULTI_SCALES, PROTOCOLS, RESOLUTIONS,
+                                           TORCHSEG_MULTI_SCALES, check_protocol,
+                                           evaluate_dataset)
 from bisenet_core.train.runtime import resolve_amp
 
 
@@ -28,9 +33,25 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(
         prog='python -m training.evaluate',
         description='Mean IoU, per-class IoU and pixel accuracy of a model file on a dataset '
-                    'split, at full label resolution.',
-        epilog='example:\n  python -m training.evaluate --model runs/synthetic_xception39/'
-               'best_model.pt --data data/synthetic --split test --multiscale --flip',
+                    'split, by a named protocol (--protocol): a number is comparable only with '
+                    'one measured the same way.',
+        epilog='protocols:\n'
+               '  full            resize to the model\'s input size (x --scales), upsample the '
+               'logits to the\n                  full label resolution (default; what the '
+               'node does)\n'
+               '  paper           the paper\'s Table 6 test: Cityscapes scaled to 1536x768, '
+               'other datasets at\n                  their own size; single scale; full label '
+               'resolution\n'
+               '  torchseg        the authors\' TorchSeg evaluation: full-resolution image, '
+               '1024x1024 sliding\n                  windows (stride 854), summed softmax; '
+               '--multiscale uses 0.5..1.75\n'
+               '  torchseg-speed  TorchSeg\'s real-time evaluation: image resized to the '
+               'model\'s input size,\n                  scored at 1/8 against '
+               'nearest-downsampled labels\n'
+               'examples:\n  python -m training.evaluate --model runs/synthetic_xception39/'
+               'best_model.pt --data data/synthetic --split test --multiscale --flip\n'
+               '  python -m training.evaluate --model runs/cityscapes_resnet18/model.pt '
+               '--data /data/cityscapes --protocol paper',
         formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument('--model', required=True, type=Path,
                         help='model file (.pt) written by training.train, or an .onnx export '
@@ -48,8 +69,11 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
                         help='synthetic drives only: the training config whose data.synthetic '
                              'settings render --data when it is not there yet (default: '
                              "config/train/<the model's config>.yaml)")
+    parser.add_argument('--protocol', choices=PROTOCOLS, default='full',
+                        help='how to predict and score (see below; default: full)')
     parser.add_argument('--multiscale', action='store_true',
-                        help=f'average over scales {MULTI_SCALES} of the model input size')
+                        help=f'average over scales {MULTI_SCALES} of the model input size '
+                             f'(--protocol torchseg: {TORCHSEG_MULTI_SCALES} of the image)')
     parser.add_argument('--scales', type=float, nargs='+',
                         help='explicit scales instead of 1.0 or the --multiscale set')
     parser.add_argument('--flip', action='store_true', help='also average horizontal flips')
@@ -105,8 +129,16 @@ def main(argv: list[str] | None = None) -> int:
     device = torch.device('cuda' if args.device == 'auto' and torch.cuda.is_available()
                           else ('cpu' if args.device == 'auto' else args.device))
     multiscale = args.multiscale or args.flip or args.scales
-    if args.backend != 'model' and multiscale:
-        print('error: --multiscale/--scales/--flip need --backend model', file=sys.stderr)
+    if args.backend != 'model' and (multiscale or args.protocol != 'full'):
+        print('error: --multiscale/--scales/--flip and --protocol other than full need '
+              '--backend model', file=sys.stderr)
+        return 2
+    default_scales = TORCHSEG_MULTI_SCALES if args.protocol == 'torchseg' else MULTI_SCALES
+    scales = tuple(args.scales or (default_scales if args.multiscale else (1.0,)))
+    try:
+        check_protocol(args.protocol, scales, args.flip)
+    except ValueError as exc:
+        print(f'error: {exc}', file=sys.stderr)
         return 2
     try:
         if args.backend == 'model':
@@ -128,14 +160,13 @@ def main(argv: list[str] | None = None) -> int:
         print(f'error: dataset {args.data} ({data_format}, split {args.split}): {exc}',
               file=sys.stderr)
         return 2
-    scales = tuple(args.scales or (MULTI_SCALES if args.multiscale else (1.0,)))
     count = min(len(dataset), args.max_images) if args.max_images else len(dataset)
     width, height = spec.input_size
-    print(f'evaluating {args.model} with {args.backend} ({spec.backbone}, input {width}x'
-          f'{height}) on {count} {args.split} images of {args.data}, scales {list(scales)}, '
-          f'flip {args.flip}, device {device}')
-    print('note: scored at full label resolution; the reference code (TorchSeg) scores '
-          'at reduced resolution, so its numbers are not directly comparable')
+    print(f'evaluating {args.model} with {args.backend} ({spec.backbone}, {spec.architecture}, '
+          f'input {width}x{height}) on {count} {args.split} images of {args.data}, protocol '
+          f'{args.protocol}, scales {list(scales)}, flip {args.flip}, device {device}')
+    print(f'protocol {args.protocol}: scored at {RESOLUTIONS[args.protocol]}; compare only '
+          'with numbers measured by the same protocol (docs/training.md)')
 
     amp = resolve_amp('auto', device)
     autocast = (lambda: torch.autocast(device.type, dtype=amp)) if amp is not None else None
@@ -143,7 +174,8 @@ def main(argv: list[str] | None = None) -> int:
     if args.backend == 'model':
         evaluate_dataset(model, dataset, spec, device, confusion, scales=scales, flip=args.flip,
                          indices=range(count), autocast=autocast,
-                         progress=not args.no_progress, desc=args.split)
+                         progress=not args.no_progress, desc=args.split,
+                         protocol=args.protocol, data_format=data_format)
     else:
         for i in tqdm(range(count), desc=args.split, disable=args.no_progress):
             image, label = dataset[i]
@@ -156,13 +188,14 @@ def main(argv: list[str] | None = None) -> int:
         print(f'{name:<{width}}  {value:.4f}')
     miou, accuracy = float(confusion.miou()), float(confusion.pixel_accuracy())
     print(f'{"mIoU":<{width}}  {miou:.4f}\n{"pixel acc":<{width}}  {accuracy:.4f}')
+    print(f'(protocol {args.protocol}, {RESOLUTIONS[args.protocol]})')
 
     out = args.out or args.model.parent / f'eval_{args.split}'
     out.mkdir(parents=True, exist_ok=True)
     results = {'model': str(args.model), 'data': str(args.data), 'format': data_format,
                'split': args.split, 'images': count, 'backend': args.backend,
-               'scales': list(scales), 'flip': args.flip,
-               'resolution': 'full label resolution',
+               'protocol': args.protocol, 'scales': list(scales), 'flip': args.flip,
+               'resolution': RESOLUTIONS[args.protocol],
                # miou, pixel_accuracy, iou per class, ...: NaN (class absent) as null, valid JSON
                **confusion.to_dict(spec.class_names), 'spec_info': spec.info}
     (out / 'results.json').write_text(json.dumps(results, indent=2) + '\n')

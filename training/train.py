@@ -1,8 +1,8 @@
 """Train BiSeNet: `python -m training.train --config config/train/camvid_xception39.yaml`.
 
-The recipe is the paper's (section 4.1): SGD, momentum 0.9, weight decay 1e-4, lr 2.5e-2
-with poly decay (power 0.9), batch 16, random scale/crop/flip, principal + two auxiliary
-losses (alpha = 1); plus the authors' OHEM cross-entropy and a short linear warm-up.
+The recipe: SGD with poly decay (power 0.9), batch 16, random scale/crop/flip, principal +
+two auxiliary losses (alpha = 1), OHEM cross-entropy; the presets in config/train/ set the
+paper's (section 4.1) or the authors' TorchSeg values and say which (docs/training.md).
 Several processes: `torchrun --nproc_per_node=N -m training.train --config ...`.
 
 Outputs in train.output_dir: last.ckpt (resumable), best.ckpt, model.pt and best_model.pt
@@ -17,6 +17,7 @@ import math
 import signal
 import sys
 import time
+import warnings
 from pathlib import Path
 from typing import Any
 
@@ -26,8 +27,11 @@ from tqdm import tqdm
 
 from bisenet_core.metrics import ConfusionMatrix
 from bisenet_core.model import bisenet, load_backbone_weights
+from bisenet_core.model.pretrained import BackboneWeightsError
 from bisenet_core.modelfile import save_model
 from bisenet_core.spec import ModelSpec
+from bisenet_core.train.batchnorm import (MIN_BATCHNORM_BATCH, batchnorm_batch, set_train_mode,
+                                          small_batchnorm_warning)
 from bisenet_core.train.checkpoint import load_checkpoint, save_checkpoint, set_rng_states
 from bisenet_core.train.config import ConfigError, RunConfig, config_from_dict, load_config
 from bisenet_core.train.data import build_datasets, build_train_loader
@@ -92,7 +96,7 @@ def build_model(config: RunConfig, runtime: Runtime, spec: ModelSpec) -> torch.n
     model = bisenet(spec.num_classes, backbone=spec.backbone, architecture=spec.architecture)
     if config.model.pretrained:
         load_backbone_weights(model, config.model.pretrained)
-    if runtime.distributed and config.train.sync_bn and runtime.device.type == 'cuda':
+    if _sync_bn(config, runtime):
         # Per-GPU batches are small (16 / N); BatchNorm statistics over all ranks stay sound.
         # (torch's SyncBatchNorm is GPU-only; on CPU, DDP broadcasts rank 0's BN buffers.)
         model = torch.nn.SyncBatchNorm.convert_sync_batchnorm(model)
@@ -153,7 +157,8 @@ def validate(model, val_set, spec: ModelSpec, config: RunConfig, runtime: Runtim
     indices = range(runtime.rank, count, runtime.world_size)
     module = getattr(model, 'module', model)  # no DDP forward: ranks see different counts
     evaluate_dataset(module, val_set, spec, runtime.device, confusion, indices=indices,
-                     autocast=runtime.autocast, progress=progress and runtime.is_main)
+                     autocast=runtime.autocast, progress=progress and runtime.is_main,
+                     protocol=config.train.eval_protocol, data_format=config.data.format)
     return confusion.all_reduce()  # sums over ranks when distributed
 
 
@@ -180,7 +185,8 @@ def train(config: RunConfig, runtime: Runtime, resume: dict | None = None,
     # Same initial weights on every rank (DDP also broadcasts them), same on resume.
     torch.manual_seed(t.seed)
     model = build_model(config, runtime, spec)
-    optimizer = build_optimizer(model, t.lr, t.momentum, t.weight_decay, t.head_lr_multiplier)
+    optimizer = build_optimizer(model, t.lr, t.momentum, t.weight_decay, t.head_lr_multiplier,
+                                t.head_lr_parts)
     scheduler = warmup_poly_scheduler(optimizer, t.iterations, t.warmup_iters, t.warmup_factor,
                                       t.poly_power)
     scaler = runtime.grad_scaler()
@@ -202,14 +208,20 @@ def train(config: RunConfig, runtime: Runtime, resume: dict | None = None,
     if runtime.distributed:
         model = DistributedDataParallel(
             model, device_ids=[runtime.device.index] if runtime.device.type == 'cuda' else None)
-    model.train()
+    set_train_mode(model, t.freeze_bn)
+    synced = _sync_bn(config, runtime)
+    bn_batch = batchnorm_batch(micro_batch, world, synced)
+    if runtime.is_main and not t.freeze_bn and bn_batch < MIN_BATCHNORM_BATCH:
+        warnings.warn(small_batchnorm_warning(micro_batch, world, synced, t.grad_accum),
+                      stacklevel=2)
 
     # Data: the batch of step s depends only on (seed, s), so resuming continues the sequence.
     train_set, val_set = build_datasets(config, runtime)
     loader = build_train_loader(train_set, config, runtime, micro_batch,
                                 start_batch=step * t.grad_accum)
     batches = iter(loader)
-    criterion = OhemCrossEntropy(t.ohem_thresh, t.ohem_min_fraction, spec.ignore_index)
+    criterion = OhemCrossEntropy(t.ohem_thresh, t.ohem_min_fraction, spec.ignore_index,
+                                 t.ohem_min_fraction_of)
 
     main = runtime.is_main
     log = CsvLog(out / 'log.csv', ['step', 'loss', 'loss_principal', 'loss_aux0', 'loss_aux1',
@@ -223,6 +235,11 @@ def train(config: RunConfig, runtime: Runtime, resume: dict | None = None,
               f'{len(val_set)} val images, batch {t.batch_size} = {world} process(es) x '
               f'{t.grad_accum} accumulation x {micro_batch}, device {runtime.device}, '
               f'amp {runtime.amp_dtype or "off"}, steps {step} -> {t.iterations}, out {out}')
+        print(f'{spec.architecture} layout; lr {t.lr:g}, x{t.head_lr_multiplier:g} on '
+              f'{", ".join(t.head_lr_parts) or "nothing"}; BatchNorm '
+              + ('frozen' if t.freeze_bn else f'statistics over {bn_batch} images')
+              + f'; validation protocol {t.eval_protocol}'
+              + (f'; recipe: {config.source}' if config.source else ''))
 
     def checkpoint(path: Path) -> None:
         if main:
@@ -233,7 +250,8 @@ def train(config: RunConfig, runtime: Runtime, resume: dict | None = None,
     def model_file(path: Path, miou: float) -> None:
         if main:
             info = {'iterations': step, 'val_miou': round(float(miou), 4),
-                    'config': config.name, 'data': config.data.format}
+                    'val_protocol': t.eval_protocol, 'config': config.name,
+                    'data': config.data.format, 'recipe_source': config.source}
             save_model(path, model, spec.replace(info=info))
 
     losses: list[float] = []
@@ -258,7 +276,7 @@ def train(config: RunConfig, runtime: Runtime, resume: dict | None = None,
                     with no_sync, runtime.autocast():
                         output = model(images)
                         loss, parts = bisenet_loss(output.logits, output.aux, labels, criterion,
-                                                   t.aux_weight)
+                                                   t.aux_weight, t.label_downsample)
                         loss = loss / t.grad_accum
                     if scaler is not None:
                         scaler.scale(loss).backward()
@@ -305,6 +323,7 @@ def train(config: RunConfig, runtime: Runtime, resume: dict | None = None,
                 # Periodic validation; the best model so far is kept as best.ckpt/best_model.pt.
                 if (t.eval_interval and step % t.eval_interval == 0) or step == t.iterations:
                     confusion = validate(model, val_set, spec, config, runtime, progress)
+                    set_train_mode(model, t.freeze_bn)  # validation left it in train mode
                     last_miou = float(confusion.miou())
                     iou = confusion.iou()
                     val_log.write({'step': step, 'miou': round(last_miou, 5),
@@ -343,6 +362,11 @@ def train(config: RunConfig, runtime: Runtime, resume: dict | None = None,
             'model_path': None if interrupted else model_path, 'interrupted': interrupted}
 
 
+def _sync_bn(config: RunConfig, runtime: Runtime) -> bool:
+    """SyncBatchNorm is used: several CUDA processes and train.sync_bn."""
+    return runtime.distributed and config.train.sync_bn and runtime.device.type == 'cuda'
+
+
 def _should_stop(requested: bool, runtime: Runtime) -> bool:
     """All ranks stop together when any of them was asked to."""
     if not runtime.distributed:
@@ -377,6 +401,11 @@ def main(argv: list[str] | None = None) -> int:
     runtime = setup_runtime(config.train.device, config.train.amp_dtype)
     try:
         result = train(config, runtime, resume=resume, progress=not args.no_progress)
+    except BackboneWeightsError as exc:
+        print(f'error: {exc} (model.pretrained: put the ImageNet weights the config names '
+              "there, or --set model.pretrained='' to train from scratch, expect a lower "
+              'mIoU)', file=sys.stderr)
+        return 2
     finally:
         teardown_runtime()
     return 130 if result['interrupted'] else 0

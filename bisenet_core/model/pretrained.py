@@ -1,7 +1,8 @@
 """ImageNet initialisation of the Context Path backbone from torchvision or timm ResNet weights.
 
 Nothing is downloaded: give the path of a state dict you have, e.g. torchvision's
-`resnet18-f37072fd.pth` or timm's `pytorch_model.bin` / `model.safetensors`. The file may
+`resnet18-f37072fd.pth`, timm's `pytorch_model.bin` / `model.safetensors`, or for the
+'resnet101_deepstem' backbone TorchSeg's `resnet101_v1c.pth` (same key names). The file may
 hold the state dict directly or under 'state_dict' / 'model' (training checkpoints), with
 'module.' (DataParallel), '_orig_mod.' (torch.compile) or 'backbone.' prefixes. The
 classifier (fc.*) is dropped; everything else must match the backbone exactly.

@@ -18,9 +18,11 @@ from typing import Any
 import yaml
 
 from bisenet_core.classes import DATASETS
-from bisenet_core.spec import (ARCHITECTURES, BACKBONES, DEFAULT_ARCHITECTURE, SIZE_DIVISOR,
-                               UNRECORDED_ARCHITECTURE, ModelSpec, spec_for_classes,
-                               spec_for_dataset)
+from bisenet_core.spec import (ARCHITECTURES, BACKBONES, DEFAULT_ARCHITECTURE, MAX_INPUT_SIDE,
+                               SIZE_DIVISOR, UNRECORDED_ARCHITECTURE, ModelSpec,
+                               spec_for_classes, spec_for_dataset)
+from bisenet_core.train.evaluation import PROTOCOLS
+from bisenet_core.train.optim import HEAD_PARTS
 
 DATA_FORMATS = ('cityscapes', 'camvid', 'cocostuff', 'folder', 'synthetic')
 AMP_DTYPES = ('auto', 'bf16', 'fp16', 'none')
@@ -41,7 +43,9 @@ class ModelConfig:
         dataset: a known class list ('camvid', 'cityscapes', 'cocostuff') or '' with `classes`
             given (or, for data.format folder, '' to use data.root/classes.txt).
         classes: your own class names (index = label id) when `dataset` has no class list.
-        input_size: network input [width, height] the node runs at (32..8192 per side).
+        input_size: network input [width, height] the node runs at (32..8192 per side; the
+            model zero-pads to a multiple of 32 itself, so e.g. CamVid's 960x720 needs no
+            resampling).
         pretrained: optional ImageNet backbone weights (torchvision/timm ResNet state dict).
     """
 
@@ -116,15 +120,28 @@ class TrainConfig:
         warmup_iters: linear warm-up steps before the poly decay.
         warmup_factor: lr fraction at step 0 of the warm-up.
         poly_power: lr = base * (1 - t)^power (paper: 0.9).
-        head_lr_multiplier: lr multiplier for everything but the backbone (10 when the
-            backbone is ImageNet-initialised, 1 from scratch).
+        head_lr_multiplier: lr multiplier for the parts in head_lr_parts (TorchSeg: 10).
+        head_lr_parts: the parts that get head_lr_multiplier x lr, of 'spatial_path',
+            'context' (global context, ARMs, refine convs), 'ffm', 'heads' (main + aux);
+            the backbone always trains at lr. TorchSeg: all four for ResNets, ffm and heads
+            for Xception39.
         ohem_thresh: keep pixels whose true-class probability is below this.
-        ohem_min_fraction: but at least this fraction of the valid pixels (the hardest).
+        ohem_min_fraction: but at least this fraction of the pixels (the hardest).
+        ohem_min_fraction_of: 'valid' (labelled pixels) or 'all' (every pixel of the batch,
+            as TorchSeg counts min_kept; if that exceeds the labelled pixels, all labelled
+            pixels count).
+        label_downsample: 1 = the loss sees full-resolution labels (logits upsampled);
+            8 = labels nearest-downsampled to the 1/8 output (TorchSeg's ".speed" recipes,
+            gt_down_sampling = 8).
         aux_weight: alpha, weight of each of the two auxiliary losses (paper: 1).
+        freeze_bn: keep BatchNorm in eval mode while training (running statistics frozen,
+            affine weights still learn): for fine-tuning with small batches.
         amp_dtype: auto | bf16 | fp16 | none; mixed precision is used on CUDA only.
         device: auto | cpu | cuda.
         sync_bn: SyncBatchNorm when training on several processes.
         eval_interval: validate every N steps (and at the end); 0 = only at the end.
+        eval_protocol: how validation predicts, one of evaluation.PROTOCOLS (training.evaluate
+            --protocol; 'full' = the model's input size, scored at full label resolution).
         eval_max_images: cap validation images (0 = all) for quick checks.
         log_interval: console/CSV log every N steps.
         checkpoint_interval: write last.ckpt every N steps (and at the end / on Ctrl-C).
@@ -143,13 +160,18 @@ class TrainConfig:
     warmup_factor: float = 0.1
     poly_power: float = 0.9
     head_lr_multiplier: float = 1.0
+    head_lr_parts: list[str] = field(default_factory=lambda: list(HEAD_PARTS))
     ohem_thresh: float = 0.7
     ohem_min_fraction: float = 1 / 16
+    ohem_min_fraction_of: str = 'valid'
+    label_downsample: int = 1
     aux_weight: float = 1.0
+    freeze_bn: bool = False
     amp_dtype: str = 'auto'
     device: str = 'auto'
     sync_bn: bool = True
     eval_interval: int = 2000
+    eval_protocol: str = 'full'
     eval_max_images: int = 0
     log_interval: int = 20
     checkpoint_interval: int = 1000
@@ -160,9 +182,16 @@ class TrainConfig:
 
 @dataclass
 class RunConfig:
-    """A whole training run: name + model + data + train."""
+    """A whole training run: name + model + data + train.
+
+    Args:
+        name: run name (recorded in the model file).
+        source: which published recipe the values follow (free text, e.g. "TorchSeg
+            cityscapes.bisenet.R18 @99ab13df"); recorded in the model file.
+    """
 
     name: str = 'bisenet'
+    source: str = ''
     model: ModelConfig = field(default_factory=ModelConfig)
     data: DataConfig = field(default_factory=DataConfig)
     train: TrainConfig = field(default_factory=TrainConfig)
@@ -178,7 +207,10 @@ class RunConfig:
         elif d.format != 'folder' or m.dataset:  # folder: classes.txt in data.root
             _check(m.dataset in DATASETS, 'model.dataset', m.dataset,
                    f'one of {sorted(DATASETS)} (or give model.classes)')
-        _check_size('model.input_size', m.input_size, SIZE_DIVISOR)
+        _check_size('model.input_size', m.input_size, 1)
+        _check(all(SIZE_DIVISOR <= v <= MAX_INPUT_SIDE for v in m.input_size),
+               'model.input_size', list(m.input_size),
+               f'{SIZE_DIVISOR}..{MAX_INPUT_SIDE} pixels per side')
         _check(d.format in DATA_FORMATS, 'data.format', d.format, f'one of {DATA_FORMATS}')
         _check(bool(d.root), 'data.root', d.root, 'a folder')
         _check_size('data.crop_size', d.crop_size, 1)
@@ -209,9 +241,19 @@ class RunConfig:
         _check(0 < t.warmup_factor <= 1, 'train.warmup_factor', t.warmup_factor, 'in (0, 1]')
         _check(t.poly_power >= 0, 'train.poly_power', t.poly_power, '>= 0')
         _check(t.head_lr_multiplier > 0, 'train.head_lr_multiplier', t.head_lr_multiplier, '> 0')
+        _check(set(t.head_lr_parts) <= set(HEAD_PARTS)
+               and len(set(t.head_lr_parts)) == len(t.head_lr_parts),
+               'train.head_lr_parts', t.head_lr_parts, f'distinct names of {HEAD_PARTS}')
         _check(0 < t.ohem_thresh <= 1, 'train.ohem_thresh', t.ohem_thresh, 'in (0, 1]')
         _check(0 <= t.ohem_min_fraction <= 1, 'train.ohem_min_fraction', t.ohem_min_fraction,
                'in [0, 1]')
+        _check(t.ohem_min_fraction_of in ('valid', 'all'), 'train.ohem_min_fraction_of',
+               t.ohem_min_fraction_of, "'valid' or 'all'")
+        _check(t.label_downsample >= 1 and all(v % t.label_downsample == 0 for v in d.crop_size),
+               'train.label_downsample', t.label_downsample,
+               f'>= 1 and a divisor of data.crop_size {list(d.crop_size)}')
+        _check(t.eval_protocol in PROTOCOLS, 'train.eval_protocol', t.eval_protocol,
+               f'one of {PROTOCOLS}')
         _check(t.aux_weight >= 0, 'train.aux_weight', t.aux_weight, '>= 0')
         _check(t.amp_dtype in AMP_DTYPES, 'train.amp_dtype', t.amp_dtype, f'one of {AMP_DTYPES}')
         _check(t.device in DEVICES, 'train.device', t.device, f'one of {DEVICES}')

@@ -9,7 +9,7 @@ import dataclasses
 import json
 from pathlib import Path
 
-from torch.utils.data import DataLoader
+from torch.utils.data import ConcatDataset, DataLoader
 
 from bisenet_core.atomic import atomic_write_bytes
 from bisenet_core.train.config import ConfigError, RunConfig
@@ -27,10 +27,24 @@ def build_datasets(config: RunConfig, runtime: Runtime | None = None):
     return train_set, open_dataset(d.format, d.root, d.val_split, classes)
 
 
+class JoinedSplits(ConcatDataset):
+    """Several splits of one dataset as one (e.g. CamVid 'train+val', as the paper trains
+    for its test-set numbers); keeps the class list of the parts."""
+
+    def __init__(self, parts):
+        super().__init__(parts)
+        self.class_names = parts[0].class_names
+
+    @property
+    def num_classes(self) -> int:
+        return len(self.class_names)
+
+
 def open_dataset(data_format: str, root: str | Path, split: str,
                  num_classes: int | None = None):
     """The loader of `data_format` on root/split (synthetic drives use the CamVid layout).
 
+    split: a split name, or several joined with '+' ('train+val').
     num_classes: the model's; a dataset with another class count is a ConfigError (its labels
     would index past the model's logits).
     """
@@ -43,7 +57,9 @@ def open_dataset(data_format: str, root: str | Path, split: str,
         'cocostuff': 'COCOStuffDataset',
         'folder': 'FolderDataset',
     }
-    dataset = getattr(datasets, loaders[data_format])(Path(root), split)
+    loader = getattr(datasets, loaders[data_format])
+    parts = [loader(Path(root), name) for name in split.split('+')]
+    dataset = parts[0] if len(parts) == 1 else JoinedSplits(parts)
     if num_classes is not None and dataset.num_classes != num_classes:
         raise ConfigError(f'{data_format} data in {root} has {dataset.num_classes} classes but '
                           f'the model has {num_classes}; they must match (training: '
