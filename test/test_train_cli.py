@@ -93,7 +93,7 @@ def test_evaluate_cli_scores_a_known_model(road_everywhere, tiny_drive, tmp_path
                           '--out', str(out), '--no-progress'])
     assert code == 0
     printed = capsys.readouterr().out
-    assert 'full label resolution' in printed and 'reduced resolution' in printed
+    assert 'protocol full: scored at full label resolution' in printed
     # Strict JSON: a class absent from the images is null, not NaN.
     results = json.loads((out / 'results.json').read_text(),
                          parse_constant=lambda c: pytest.fail(f'{c} in results.json'))

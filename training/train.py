@@ -363,7 +363,7 @@ def train(config: RunConfig, runtime: Runtime, resume: dict | None = None,
 
 
 def _sync_bn(config: RunConfig, runtime: Runtime) -> bool:
-    """SyncBatchNorm is used: several CUDA processes and train.sync_bn."""
+    """Whether SyncBatchNorm is used: several CUDA processes and train.sync_bn."""
     return runtime.distributed and config.train.sync_bn and runtime.device.type == 'cuda'
 
 

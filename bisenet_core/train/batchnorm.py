@@ -34,8 +34,10 @@ def small_batchnorm_warning(micro_batch: int, processes: int, synced: bool,
 
 
 def freeze_batchnorm(model: nn.Module) -> int:
-    """Put every BatchNorm layer in eval mode: running statistics are used and not updated;
-    the affine weight and bias still train. Returns the number of layers frozen."""
+    """Put every BatchNorm layer in eval mode; return the number of layers frozen.
+
+    Running statistics are then used and not updated; the affine weight and bias still train.
+    """
     layers = [m for m in model.modules() if isinstance(m, nn.modules.batchnorm._BatchNorm)]
     for layer in layers:
         layer.eval()

@@ -28,8 +28,10 @@ def build_datasets(config: RunConfig, runtime: Runtime | None = None):
 
 
 class JoinedSplits(ConcatDataset):
-    """Several splits of one dataset as one (e.g. CamVid 'train+val', as the paper trains
-    for its test-set numbers); keeps the class list of the parts."""
+    """Several splits of one dataset as one, with the class list of the parts.
+
+    E.g. CamVid 'train+val', as the paper trains for its test-set numbers.
+    """
 
     def __init__(self, parts):
         super().__init__(parts)

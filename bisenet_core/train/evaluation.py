@@ -53,7 +53,7 @@ RESOLUTIONS = {'full': 'full label resolution', 'paper': 'full label resolution'
 
 
 def check_protocol(protocol: str, scales: Sequence[float], flip: bool) -> None:
-    """ValueError for an unknown protocol or test-time augmentation it does not allow."""
+    """Raise ValueError for an unknown protocol or test-time augmentation it does not allow."""
     if protocol not in PROTOCOLS:
         raise ValueError(f'unknown protocol {protocol!r}; choose one of {PROTOCOLS}')
     if protocol in ('paper', 'torchseg-speed') and (tuple(scales) != (1.0,) or flip):
@@ -100,8 +100,11 @@ def predict_probabilities(model: torch.nn.Module, image: np.ndarray, spec: Model
 
 
 def _window_scores(model, window: torch.Tensor, flip: bool, autocast) -> torch.Tensor:
-    """Softmax at the window's size (TorchSeg: logits x8 with align_corners=True, then
-    exp(log_softmax)); with flip, plus the flipped window's softmax flipped back."""
+    """Softmax of one window at the window's size.
+
+    As TorchSeg: logits upsampled x8 with align_corners=True, then exp(log_softmax); with
+    flip, plus the flipped window's softmax flipped back.
+    """
     size = window.shape[-2:]
     batch = torch.cat([window, window.flip(-1)]) if flip else window
     logits = F.interpolate(_run(model, batch, autocast), size=size, mode='bilinear',
@@ -111,8 +114,10 @@ def _window_scores(model, window: torch.Tensor, flip: bool, autocast) -> torch.T
 
 
 def _pad_centred(x: torch.Tensor, height: int, width: int) -> tuple[torch.Tensor, tuple]:
-    """Zero-pad a 1 x 3 x h x w tensor to at least height x width, centred as TorchSeg's
-    pad_image_to_shape (the extra pixel of an odd margin at the bottom/right)."""
+    """Zero-pad a 1 x 3 x h x w tensor to at least height x width, centred.
+
+    As TorchSeg's pad_image_to_shape: the extra pixel of an odd margin goes bottom/right.
+    """
     pad_h, pad_w = max(0, height - x.shape[-2]), max(0, width - x.shape[-1])
     top, left = pad_h // 2, pad_w // 2
     margin = (top, pad_h - top, left, pad_w - left)
@@ -123,7 +128,10 @@ def _pad_centred(x: torch.Tensor, height: int, width: int) -> tuple[torch.Tensor
 def sliding_window_scores(model: torch.nn.Module, x: torch.Tensor, crop: int = TORCHSEG_CROP,
                           stride_rate: float = TORCHSEG_STRIDE_RATE, flip: bool = False,
                           autocast=None) -> torch.Tensor:
-    """TorchSeg's scale_process on a normalised 1 x 3 x H x W tensor: C x H x W summed scores."""
+    """Summed window scores (C x H x W) of a normalised 1 x 3 x H x W tensor.
+
+    TorchSeg's scale_process: crop x crop windows, stride ceil(crop x stride_rate).
+    """
     height, width = x.shape[-2:]
     padded, (top, bottom, left, right) = _pad_centred(x, crop, crop)
     if max(height, width) <= crop:
@@ -147,7 +155,7 @@ def sliding_window_scores(model: torch.nn.Module, x: torch.Tensor, crop: int = T
 def predict_torchseg(model: torch.nn.Module, image: np.ndarray, spec: ModelSpec,
                      device: torch.device, scales: Sequence[float] = (1.0,),
                      flip: bool = False, autocast=None) -> torch.Tensor:
-    """TorchSeg's sliding_eval: C x H x W scores (summed softmax) at image resolution."""
+    """Scores (summed softmax, C x H x W) at image resolution, as TorchSeg's sliding_eval."""
     height, width = image.shape[:2]
     total = torch.zeros((spec.num_classes, height, width), device=device)
     for scale in scales:

@@ -71,8 +71,11 @@ def upsample_to(logits: torch.Tensor, size: tuple[int, int]) -> torch.Tensor:
 
 
 def downsample_labels(labels: torch.Tensor, factor: int) -> torch.Tensor:
-    """Nearest-neighbour label downsampling by an integer factor: pixel (i, j) of the result
-    is (factor * i, factor * j), as cv2.INTER_NEAREST picks it (TorchSeg's gt_down_sampling)."""
+    """Nearest-neighbour label downsampling by an integer factor.
+
+    Pixel (i, j) of the result is (factor * i, factor * j), as cv2.INTER_NEAREST picks it
+    (TorchSeg's gt_down_sampling).
+    """
     return labels if factor == 1 else labels[..., ::factor, ::factor]
 
 

@@ -33,8 +33,11 @@ def model_part(parameter_name: str) -> str:
 def param_groups(model: nn.Module, lr: float, weight_decay: float,
                  head_lr_multiplier: float = 1.0,
                  head_lr_parts: Sequence[str] = HEAD_PARTS) -> list[dict]:
-    """Up to four groups, each with a `name`: 'base' (lr) and 'head' (head_lr_multiplier x lr,
-    the parameters of head_lr_parts), each also as '..._no_decay' (BatchNorm and biases)."""
+    """Up to four parameter groups, each with a `name`.
+
+    'base' (lr) and 'head' (head_lr_multiplier x lr: the parameters of head_lr_parts), each
+    also as '..._no_decay' (BatchNorm and biases).
+    """
     unknown = set(head_lr_parts) - set(HEAD_PARTS)
     if unknown:
         raise ValueError(f'unknown head_lr_parts {sorted(unknown)}; choose from {HEAD_PARTS}')
