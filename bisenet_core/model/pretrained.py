@@ -1,4 +1,8 @@
-"""ImageNet initialisation of the Context Path backbone from torchvision or timm ResNet weights.
+"""Weights trained elsewhere: ImageNet backbones, and the file readers published BiSeNets share.
+
+`load_backbone_weights` initialises the Context Path backbone from torchvision or timm ResNet
+weights; `read_state_dict` and `state_dict_mismatch` also serve the importer of published
+BiSeNet checkpoints (bisenet_core.published).
 
 Nothing is downloaded: give the path of a state dict you have, e.g. torchvision's
 `resnet18-f37072fd.pth`, timm's `pytorch_model.bin` / `model.safetensors`, or for the
@@ -30,8 +34,11 @@ _RESNETS = {
 }
 
 
-class BackboneWeightsError(RuntimeError):
-    """Backbone weights are missing, unreadable or do not fit (one-line message naming the file)."""
+class WeightsFileError(RuntimeError):
+    """Weights are missing, unreadable or do not fit (one-line message naming the file)."""
+
+
+BackboneWeightsError = WeightsFileError  # the name load_backbone_weights' callers know
 
 
 def load_backbone_weights(model: nn.Module, path: str | os.PathLike) -> int:
@@ -42,14 +49,10 @@ def load_backbone_weights(model: nn.Module, path: str | os.PathLike) -> int:
     """
     path = Path(path)
     backbone = model.context_path.backbone
-    source = _strip_prefixes(_unwrap(_read(path), path))
+    source = read_state_dict(path, 'backbone weights')
     source = {k: v for k, v in source.items() if not _CLASSIFIER.match(k)}
     target = backbone.state_dict()
-
-    missing = [k for k in target if k not in source and not k.endswith('num_batches_tracked')]
-    unexpected = [k for k in source if k not in target]
-    wrong_shape = [f'{k} {tuple(source[k].shape)} vs {tuple(target[k].shape)}'
-                   for k in source if k in target and source[k].shape != target[k].shape]
+    missing, unexpected, wrong_shape = state_dict_mismatch(source, target)
     if missing or unexpected or wrong_shape:
         problems = [f'{len(items)} {what} (e.g. {items[0]})' for what, items in
                     (('missing', missing), ('unexpected', unexpected),
@@ -61,40 +64,66 @@ def load_backbone_weights(model: nn.Module, path: str | os.PathLike) -> int:
     return len(source)
 
 
-def _read(path: Path) -> dict:
+def read_state_dict(path: str | os.PathLike, what: str,
+                    prefixes: tuple[str, ...] = _PREFIXES) -> dict[str, torch.Tensor]:
+    """The state dict in a weights file, unwrapped from checkpoint dicts, prefixes stripped.
+
+    Loads with weights_only=True (no pickled code runs). `what` names the file in errors
+    ('backbone weights'); raises WeightsFileError (one line, naming the file).
+    """
+    path = Path(path)
+    return _strip_prefixes(_unwrap(_read(path, what), path, what), prefixes)
+
+
+def state_dict_mismatch(source: dict[str, torch.Tensor], target: dict[str, torch.Tensor]
+                        ) -> tuple[list[str], list[str], list[str]]:
+    """(missing, unexpected, wrong-shape) keys of `source` against `target`, sorted.
+
+    BatchNorm counters (num_batches_tracked) may be absent: old files lack them and eval
+    never reads them. Wrong-shape entries read 'key (source shape) vs (target shape)'.
+    """
+    missing = sorted(k for k in target
+                     if k not in source and not k.endswith('num_batches_tracked'))
+    unexpected = sorted(k for k in source if k not in target)
+    wrong_shape = sorted(f'{k} {tuple(source[k].shape)} vs {tuple(target[k].shape)}'
+                         for k in source if k in target and source[k].shape != target[k].shape)
+    return missing, unexpected, wrong_shape
+
+
+def _read(path: Path, what: str) -> dict:
     if not path.is_file():
-        raise BackboneWeightsError(f'backbone weights {path}: not found')
+        raise WeightsFileError(f'{what} {path}: not found')
     try:
         if path.suffix == '.safetensors':
             from safetensors.torch import load_file  # optional: only for timm's HF files
             return load_file(str(path), device='cpu')
         return torch.load(path, map_location='cpu', weights_only=True)
     except ImportError:
-        raise BackboneWeightsError(f'backbone weights {path}: reading .safetensors needs the '
-                                   f'safetensors package (pip install safetensors)') from None
+        raise WeightsFileError(f'{what} {path}: reading .safetensors needs the '
+                               f'safetensors package (pip install safetensors)') from None
     except Exception as exc:  # truncated, not a torch file, pickled code ...
         reason = (str(exc).strip().splitlines() or [type(exc).__name__])[0]
-        raise BackboneWeightsError(f'backbone weights {path}: cannot be read: {reason[:200]}'
-                                   ) from None
+        raise WeightsFileError(f'{what} {path}: cannot be read: {reason[:200]}') from None
 
 
-def _unwrap(blob, path: Path) -> dict[str, torch.Tensor]:
+def _unwrap(blob, path: Path, what: str) -> dict[str, torch.Tensor]:
     """Find the state dict inside a training checkpoint."""
     for key in _NESTING_KEYS:
         if isinstance(blob, dict) and isinstance(blob.get(key), dict):
             blob = blob[key]
     if not isinstance(blob, dict) or not blob or not all(
             isinstance(k, str) and isinstance(v, torch.Tensor) for k, v in blob.items()):
-        raise BackboneWeightsError(f'backbone weights {path}: not a state dict of tensors '
-                                   f'(nor one under {" or ".join(_NESTING_KEYS)!s})')
+        raise WeightsFileError(f'{what} {path}: not a state dict of tensors '
+                               f'(nor one under {" or ".join(_NESTING_KEYS)!s})')
     return blob
 
 
-def _strip_prefixes(state: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+def _strip_prefixes(state: dict[str, torch.Tensor], prefixes: tuple[str, ...]
+                    ) -> dict[str, torch.Tensor]:
     stripped = True
     while stripped:
         stripped = False
-        for prefix in _PREFIXES:
+        for prefix in prefixes:
             if all(k.startswith(prefix) for k in state):
                 state = {k[len(prefix):]: v for k, v in state.items()}
                 stripped = True
