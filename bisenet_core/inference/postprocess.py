@@ -8,6 +8,8 @@ from bisenet_core.preprocess import resize_labels
 from bisenet_core.spec import ModelSpec
 
 UPSAMPLE_MODES = ('nearest', 'bilinear')
+# The most channels cv2.resize interpolates in one call (OpenCV 4 and 5).
+_CV2_MAX_CHANNELS = 128
 
 
 def logits_to_labels(logits: np.ndarray, size: tuple[int, int], upsample: str = 'nearest'
@@ -28,11 +30,25 @@ def logits_to_labels(logits: np.ndarray, size: tuple[int, int], upsample: str = 
         return resize_labels(labels, width, height)
     if upsample == 'bilinear':
         channels = np.ascontiguousarray(logits.transpose(1, 2, 0), dtype=np.float32)
-        if channels.shape[:2] != (height, width):
-            channels = cv2.resize(channels, (width, height), interpolation=cv2.INTER_LINEAR)
-            if channels.ndim == 2:  # cv2 drops a single channel axis
-                channels = channels[:, :, None]
-        return channels.argmax(axis=2).astype(np.uint8)
+        if channels.shape[:2] == (height, width):
+            return channels.argmax(axis=2).astype(np.uint8)
+        # cv2.resize takes at most _CV2_MAX_CHANNELS channels (COCO-Stuff has 171, ADE20k
+        # 150): resize slices and keep a running argmax (strict '>': ties go to the lower id).
+        best = labels = None
+        for start in range(0, channels.shape[2], _CV2_MAX_CHANNELS):
+            part = cv2.resize(np.ascontiguousarray(channels[:, :, start:start + _CV2_MAX_CHANNELS]),
+                              (width, height), interpolation=cv2.INTER_LINEAR)
+            if part.ndim == 2:  # cv2 drops a single channel axis
+                part = part[:, :, None]
+            part_best = part.max(axis=2)
+            part_labels = part.argmax(axis=2) + start
+            if best is None:
+                best, labels = part_best, part_labels
+            else:
+                better = part_best > best
+                best = np.where(better, part_best, best)
+                labels = np.where(better, part_labels, labels)
+        return labels.astype(np.uint8)
     raise ValueError(f'upsample must be one of {UPSAMPLE_MODES}, got {upsample!r}')
 
 
