@@ -28,10 +28,13 @@ BACKBONES = ('xception39', 'resnet18', 'resnet101', 'resnet101_deepstem')
 
 # Network layouts (bisenet_core/model/bisenet.py, docs/model.md): 'torchseg' is the authors'
 # own code and the default for new models; 'bisenet-ros-v1' is this project's first layout
-# (the shipped model), which files without an `architecture` field were built with.
+# (the shipped model), which files without an `architecture` field were built with;
+# 'coincheung' is CoinCheung/BiSeNet's BiSeNetV1, whose published weights
+# training.import_weights converts (bisenet_core/model/coincheung.py, docs/published_weights.md).
 TORCHSEG = 'torchseg'
 BISENET_ROS_V1 = 'bisenet-ros-v1'
-ARCHITECTURES = (TORCHSEG, BISENET_ROS_V1)
+COINCHEUNG = 'coincheung'
+ARCHITECTURES = (TORCHSEG, BISENET_ROS_V1, COINCHEUNG)
 DEFAULT_ARCHITECTURE = TORCHSEG
 # What a model file, ONNX metadata or checkpoint config without the field was built with.
 UNRECORDED_ARCHITECTURE = BISENET_ROS_V1

@@ -169,7 +169,7 @@ def test_unknown_architecture_is_a_clear_error():
         bisenet(3, 'xception39', 'fast')
     with pytest.raises(ValueError, match='unknown architecture'):
         spec_for_dataset('camvid', architecture='fast')
-    assert set(ARCHITECTURES) == {'torchseg', 'bisenet-ros-v1'}
+    assert set(ARCHITECTURES) == {'torchseg', 'bisenet-ros-v1', 'coincheung'}
 
 
 def test_specs_without_the_field_are_the_first_layout_new_ones_torchseg():

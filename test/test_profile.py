@@ -74,12 +74,14 @@ def test_cli_prints_table(capsys):
                          '--classes', '11']) == 0
     out = capsys.readouterr().out
     rows = [line for line in out.splitlines() if line.startswith('| ')]
-    assert len(rows) == 6  # header, rule, two architectures x two backbones
+    assert len(rows) == 8  # header, rule, three architectures x two backbones
     assert 'GMACs 640x360' in rows[0]
     cells = [[c.strip() for c in row.split('|')[1:-1]] for row in rows[2:]]
     assert [(c[0], c[1]) for c in cells] == [('torchseg', 'xception39'), ('torchseg', 'resnet18'),
                                              ('bisenet-ros-v1', 'xception39'),
-                                             ('bisenet-ros-v1', 'resnet18')]
+                                             ('bisenet-ros-v1', 'resnet18'),
+                                             ('coincheung', 'xception39'),
+                                             ('coincheung', 'resnet18')]
     # X39 with 11 classes: 1,541,963 - 8 x 65 (main head classifier, 19 -> 11 classes).
     assert cells[0][2] == f'{(1_541_963 - 8 * 65) / 1e6:.3f}'
     assert 2.6 <= float(cells[0][-1]) <= 3.3 and 2.6 <= float(cells[2][-1]) <= 3.3

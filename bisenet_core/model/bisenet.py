@@ -5,7 +5,7 @@ Context Path (light backbone + global average pooling + Attention Refinement Mod
 U-shape fused to 1/8) meet in the Feature Fusion Module; the head predicts at 1/8. Two
 auxiliary heads supervise the Context Path during training only.
 
-Two layouts (`ModelSpec.architecture`) share every part and differ only where the paper is
+Three layouts (`ModelSpec.architecture`) share every part and differ only where the paper is
 silent (docs/model.md compares them):
 - 'torchseg', the default: the authors' own code (TorchSeg, model/bisenet/cityscapes.bisenet.*
   /network.py): each Context Path branch is upsampled, then refined by a 3x3 conv at 1/16 and
@@ -13,6 +13,8 @@ silent (docs/model.md compares them):
 - 'bisenet-ros-v1': this project's first layout (the shipped model): refine at 1/32 and 1/16,
   then upsample, auxiliary heads at 1/16 and 1/32; three-conv Spatial Path, BatchNorm after
   Xception39's depthwise convs, biased FFM attention, 256-wide auxiliary heads.
+- 'coincheung': CoinCheung/BiSeNet's BiSeNetV1, to run his published weights: the 'torchseg'
+  layout with nearest upsampling, a conv-BN FFM attention and 256/64 heads (coincheung.py).
 """
 from __future__ import annotations
 
@@ -25,8 +27,8 @@ from torch import nn
 from bisenet_core.model.layers import ConvBNReLU, init_weights
 from bisenet_core.model.resnet import resnet18, resnet101
 from bisenet_core.model.xception39 import Xception39
-from bisenet_core.spec import (ARCHITECTURES, BACKBONES, BISENET_ROS_V1, DEFAULT_ARCHITECTURE,
-                               OUTPUT_STRIDE, SIZE_DIVISOR, TORCHSEG)
+from bisenet_core.spec import (ARCHITECTURES, BACKBONES, BISENET_ROS_V1, COINCHEUNG,
+                               DEFAULT_ARCHITECTURE, OUTPUT_STRIDE, SIZE_DIVISOR, TORCHSEG)
 
 
 class BiSeNetOutput(NamedTuple):
@@ -170,19 +172,21 @@ class FeatureFusionModule(nn.Module):
         out_channels: fused width.
         reduction: squeeze ratio of the attention (1 in the authors' code).
         bias: biases in the two attention convs (TorchSeg: none).
+        attention: what maps the pooled vector to the weights before the sigmoid, instead of
+            the paper's 1x1 conv, ReLU, 1x1 conv (reduction and bias then do not apply).
     """
 
     def __init__(self, in_channels: int, out_channels: int, reduction: int = 1,
-                 bias: bool = False):
+                 bias: bool = False, attention: nn.Module | None = None):
         super().__init__()
         self.fuse = ConvBNReLU(in_channels, out_channels, 1)
-        self.attention = nn.Sequential(
-            nn.AdaptiveAvgPool2d(1),
-            nn.Conv2d(out_channels, out_channels // reduction, 1, bias=bias),
-            nn.ReLU(inplace=True),
-            nn.Conv2d(out_channels // reduction, out_channels, 1, bias=bias),
-            nn.Sigmoid(),
-        )
+        if attention is None:
+            layers = [nn.Conv2d(out_channels, out_channels // reduction, 1, bias=bias),
+                      nn.ReLU(inplace=True),
+                      nn.Conv2d(out_channels // reduction, out_channels, 1, bias=bias)]
+        else:
+            layers = [attention]
+        self.attention = nn.Sequential(nn.AdaptiveAvgPool2d(1), *layers, nn.Sigmoid())
 
     def forward(self, spatial: torch.Tensor, context: torch.Tensor) -> torch.Tensor:
         x = self.fuse(torch.cat([spatial, context], dim=1))
@@ -209,12 +213,14 @@ class BiSeNet(nn.Module):
         context_path: the Context Path with its backbone (has `out_channels`, `aux_strides`).
         fusion_channels: Feature Fusion Module width.
         fusion_bias: biases in the FFM attention convs.
+        fusion_attention: replaces the FFM's attention layers (FeatureFusionModule `attention`).
         head_channels: hidden width of the main head.
         aux_head_channels: hidden width of the auxiliary heads (training only).
     """
 
     def __init__(self, num_classes: int, spatial_path: SpatialPath, context_path: ContextPath,
-                 fusion_channels: int = 256, fusion_bias: bool = False, head_channels: int = 64,
+                 fusion_channels: int = 256, fusion_bias: bool = False,
+                 fusion_attention: nn.Module | None = None, head_channels: int = 64,
                  aux_head_channels: int = 128):
         super().__init__()
         if num_classes < 1:
@@ -224,7 +230,8 @@ class BiSeNet(nn.Module):
         self.context_path = context_path
         context_channels = context_path.out_channels
         self.ffm = FeatureFusionModule(spatial_path.out_channels + context_channels,
-                                       fusion_channels, bias=fusion_bias)
+                                       fusion_channels, bias=fusion_bias,
+                                       attention=fusion_attention)
         self.head = SegmentationHead(fusion_channels, head_channels, num_classes)
         self.aux_head16 = SegmentationHead(context_channels, aux_head_channels, num_classes)
         self.aux_head32 = SegmentationHead(context_channels, aux_head_channels, num_classes)
@@ -302,10 +309,18 @@ def _bisenet_ros_v1(num_classes: int, backbone: str) -> BiSeNet:
                    fusion_bias=True, head_channels=64, aux_head_channels=256)
 
 
+def _coincheung_bisenet(num_classes: int, backbone: str) -> BiSeNet:
+    """CoinCheung/BiSeNet's BiSeNetV1: built in coincheung.py from this file's parts."""
+    from bisenet_core.model.coincheung import coincheung_bisenet  # it imports this module
+
+    return coincheung_bisenet(num_classes, _backbone(backbone, depthwise_bn=False))
+
+
 # Architecture name (spec.ARCHITECTURES) -> builder(num_classes, backbone).
 _ARCHITECTURE_BUILDERS: dict[str, Callable[[int, str], BiSeNet]] = {
     TORCHSEG: _torchseg_bisenet,
     BISENET_ROS_V1: _bisenet_ros_v1,
+    COINCHEUNG: _coincheung_bisenet,
 }
 
 
