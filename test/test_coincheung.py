@@ -4,6 +4,7 @@ Expectations come from outside our code: the fixture (a random-weight checkpoint
 layout, an input and his model's output, computed with his code) and, where the reference
 code is present, his `BiSeNetV1` itself run here (train-mode aux heads, other sizes).
 """
+import copy
 import importlib
 import sys
 import types
@@ -201,7 +202,7 @@ def reference_net(fixture_state):
         sys.modules.pop('coincheung_reference.resnet', None)
     net.load_state_dict({k: v.float() if v.is_floating_point() else v
                          for k, v in fixture_state.items()})
-    return net
+    return net.eval()
 
 
 @needs_fixture
@@ -211,14 +212,12 @@ def test_train_mode_outputs_and_aux_heads_match_his_model(imported, reference_ne
     _, model, _ = imported
     x = torch.from_numpy(np.load(FIXTURE / 'input_1x3x256x512.npy'))[:, :, :128, :256]
     x = torch.cat([x, x.flip(-1)])  # BatchNorm in training mode needs > 1 image
-    ours = model.train()
-    theirs = reference_net.train()
-    try:
-        with torch.no_grad():
-            out, out16, out32 = theirs(x)
-            mine = ours(x)
-    finally:
-        ours.eval()
+    # Copies: a training-mode pass updates the BatchNorm running statistics.
+    ours = copy.deepcopy(model).train()
+    theirs = copy.deepcopy(reference_net).train()
+    with torch.no_grad():
+        out, out16, out32 = theirs(x)
+        mine = ours(x)
     assert len(mine.aux) == 2
     for got, want, stride in [(mine.logits, out, 8), (mine.aux[0], out16, 8),
                               (mine.aux[1], out32, 16)]:
@@ -234,7 +233,6 @@ def test_other_sizes_are_padded_to_32_where_his_code_fails(imported, reference_n
     13-row 1/16 map); ours zero-pads to 128x224 inside, which equals his model on the
     zero-padded frame, cropped."""
     _, model, _ = imported
-    reference_net.eval()
     x = torch.randn(1, 3, 100, 200, generator=torch.Generator().manual_seed(3))
     with torch.no_grad(), pytest.raises(RuntimeError, match='must match'):
         reference_net(x)
@@ -299,7 +297,6 @@ def test_segmenter_reproduces_his_demo(imported, reference_net):
     mean = np.array([0.3257, 0.3690, 0.3223], np.float32)
     std = np.array([0.2112, 0.2148, 0.2115], np.float32)
     x = torch.from_numpy(((image / 255.0 - mean) / std).astype(np.float32).transpose(2, 0, 1))
-    reference_net.eval()
     with torch.no_grad():
         want = reference_net(x[None])[0].argmax(1)[0].numpy()
     segmenter = Segmenter(path, backend='torch', device='cpu', input_size=(256, 128),
