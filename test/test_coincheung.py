@@ -307,3 +307,105 @@ def test_segmenter_reproduces_his_demo(imported, reference_net):
     # BGR frames (the node's bgr8) give the same labels when said so.
     bgr = np.ascontiguousarray(image[:, :, ::-1])
     assert (segmenter.segment(bgr, color_order='bgr').labels == got).all()
+
+
+# ------------------------------------------------------- fine-tuning, evaluation, the node
+TINY_RUN = """# fine-tune on two tiny synthetic drives (CamVid classes)
+model:
+  dataset: camvid
+  input_size: [96, 64]
+  pretrained: imagenet-weights-we-do-not-have.pth   # --init-from clears it
+data:
+  format: synthetic
+  crop_size: [64, 64]
+  scales: [1.0]
+  num_workers: 0
+  synthetic: {train_seeds: [1, 2], train_frames: 4, val_frames: 2, test_frames: 4,
+              size: [96, 64]}
+train: {batch_size: 2, warmup_iters: 0, eval_interval: 0, threads: 1, lr: 1.0e-9,
+        weight_decay: 0.0, freeze_bn: true}
+"""
+
+
+@pytest.fixture(scope='module')
+def finetuned(imported, tmp_path_factory):
+    """training.train --init-from the imported Cityscapes model, 2 steps on CamVid classes."""
+    from training import train
+
+    root = tmp_path_factory.mktemp('finetune')
+    (root / 'tiny.yaml').write_text(TINY_RUN)
+    (root / 'init.pt').write_bytes(imported[0].read_bytes())
+    argv = ['--config', str(root / 'tiny.yaml'), '--data-root', str(root / 'data'),
+            '--output-dir', str(root / 'run'), '--iterations', '2', '--no-progress',
+            '--init-from', str(root / 'init.pt')]
+    return root, argv, train.main(argv)
+
+
+@needs_fixture
+def test_finetuning_starts_from_the_imported_weights(imported, finetuned, capsys):
+    _, model, city = imported
+    root, argv, code = finetuned
+    assert code == 0
+    tuned, spec = load_model(root / 'run' / 'model.pt')
+    assert (spec.backbone, spec.architecture) == ('resnet18', 'coincheung')
+    assert spec.num_classes == 11 and (spec.mean, spec.std) == (city.mean, city.std)
+    old, new = model.state_dict(), tuned.state_dict()
+    fresh = {k for k in new if new[k].shape != old[k].shape}
+    assert fresh == {f'{head}.classifier.{p}' for head in ('head', 'aux_head16', 'aux_head32')
+                     for p in ('weight', 'bias')}
+    # lr 1e-9 and frozen BatchNorm: everything else is still his, to the last bit or nearly.
+    for key in set(new) - fresh:
+        torch.testing.assert_close(new[key], old[key], rtol=0, atol=1e-6, msg=key)
+
+
+@needs_fixture
+def test_finetuning_refuses_another_network_and_resumes_without_it(finetuned, capsys):
+    from training import train
+
+    root, argv, _ = finetuned
+    capsys.readouterr()
+    # Naming the file in YAML/--set (not --init-from) keeps the config's backbone: refused.
+    config = argv[:argv.index('--init-from')] + [
+        '--set', f'model.init_from={root / "init.pt"}', '--set', 'model.pretrained=',
+        '--output-dir', str(root / 'refused')]
+    assert train.main(config) == 2
+    err = capsys.readouterr().err
+    assert err.count('\n') == 1 and "backbone 'resnet18' (run: 'xception39')" in err
+    assert "architecture 'coincheung'" in err and 'model.init_from' in err
+    assert not (root / 'refused' / 'model.pt').exists()
+    # A resumed run takes its weights from the checkpoint: the file may be gone by then.
+    (root / 'init.pt').rename(root / 'moved.pt')
+    try:
+        assert train.main(['--resume', str(root / 'run' / 'last.ckpt'), '--iterations', '3',
+                           '--output-dir', str(root / 'resumed'), '--no-progress']) == 0
+    finally:
+        (root / 'moved.pt').rename(root / 'init.pt')
+    assert 'steps 2 -> 3' in capsys.readouterr().out
+
+
+@needs_fixture
+def test_evaluate_and_live_replay_through_the_node(finetuned, tmp_path, monkeypatch):
+    """The fine-tuned model in training.evaluate and in the node (ros2 launch model:=...),
+    fed a bag of a held-out synthetic drive: every frame comes back, masks equal offline."""
+    import shutil
+
+    from bisenet_ros import bags, replay
+    from training import evaluate
+
+    root, _, _ = finetuned
+    model = root / 'run' / 'model.pt'
+    assert evaluate.main(['--model', str(model), '--data', str(root / 'data'), '--split',
+                          'test', '--out', str(tmp_path / 'eval'), '--no-progress']) == 0
+    assert (tmp_path / 'eval' / 'results.json').is_file()
+    if shutil.which('ros2') is None:
+        pytest.skip('needs the ros2 command (make setup)')
+    bag = bags.convert_drive(root / 'data', tmp_path / 'bag', split='test', fps=10.0,
+                             progress=False)
+    monkeypatch.setenv('OMP_NUM_THREADS', '1')
+    report = replay.evaluate(bag, model, mode='both', rate=None, out=tmp_path / 'replay',
+                             backend='torch', device='cpu', start_timeout=120.0,
+                             progress=False)
+    live = report['live']
+    assert live['frames_sent'] == live['frames_received'] == 4 and live['dropped'] == 0
+    assert report['comparison']['pixel_agreement'] == 1.0
+    assert report['model']['num_classes'] == 11

@@ -13,6 +13,7 @@ from __future__ import annotations
 import argparse
 import contextlib
 import csv
+import json
 import math
 import signal
 import sys
@@ -28,7 +29,7 @@ from tqdm import tqdm
 from bisenet_core.metrics import ConfusionMatrix
 from bisenet_core.model import bisenet, load_backbone_weights
 from bisenet_core.model.pretrained import BackboneWeightsError
-from bisenet_core.modelfile import save_model
+from bisenet_core.modelfile import ModelFileError, read_model_file, save_model
 from bisenet_core.spec import ModelSpec
 from bisenet_core.train.batchnorm import (MIN_BATCHNORM_BATCH, batchnorm_batch, set_train_mode,
                                           small_batchnorm_warning)
@@ -36,6 +37,7 @@ from bisenet_core.train.checkpoint import load_checkpoint, save_checkpoint, set_
 from bisenet_core.train.config import ConfigError, RunConfig, config_from_dict, load_config
 from bisenet_core.train.data import build_datasets, build_train_loader
 from bisenet_core.train.evaluation import evaluate_dataset
+from bisenet_core.train.finetune import load_init_weights
 from bisenet_core.train.loss import OhemCrossEntropy, bisenet_loss
 from bisenet_core.train.optim import build_optimizer
 from bisenet_core.train.runtime import (Runtime, all_reduce_sum, setup_runtime,
@@ -57,6 +59,8 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
                '  python -m training.train --config config/train/camvid_xception39.yaml \\\n'
                '      --data-root data/camvid --set train.lr=0.01\n'
                '  python -m training.train --resume runs/camvid_x39/last.ckpt\n'
+               '  python -m training.train --config config/train/synthetic_resnet18.yaml \\\n'
+               '      --init-from models/bisenetv1_city.pt --set train.lr=0.005\n'
                '  torchrun --nproc_per_node=4 -m training.train '
                '--config config/train/cityscapes_resnet18.yaml',
         formatter_class=argparse.RawDescriptionHelpFormatter)
@@ -77,10 +81,27 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument('--batch-size', type=int, help='shortcut for --set train.batch_size=N')
     parser.add_argument('--device', choices=('auto', 'cpu', 'cuda'),
                         help='shortcut for --set train.device=...')
+    parser.add_argument('--init-from', type=Path, metavar='MODEL',
+                        help='fine-tune from a model file (e.g. one training.import_weights '
+                             'wrote): sets model.init_from and takes model.backbone, '
+                             'architecture, mean and std from the file (model.pretrained '
+                             'is cleared); classifiers start fresh when the classes differ')
     parser.add_argument('--no-progress', action='store_true', help='no tqdm progress bar')
     args = parser.parse_args(argv)
     if args.config is None and args.resume is None:
         parser.error('give --config FILE (or --resume CKPT)')
+    if args.init_from is not None:
+        if args.resume is not None:
+            parser.error('--init-from starts a run; --resume continues one (not both)')
+        try:
+            _, spec = read_model_file(args.init_from)
+        except ModelFileError as exc:
+            parser.error(str(exc))
+        args.overrides += [f'model.init_from={json.dumps(str(args.init_from))}',
+                           'model.pretrained=',
+                           f'model.backbone={spec.backbone}',
+                           f'model.architecture={spec.architecture}',
+                           f'model.mean={list(spec.mean)}', f'model.std={list(spec.std)}']
     shortcuts = {'data_root': 'data.root', 'output_dir': 'train.output_dir',
                  'iterations': 'train.iterations', 'batch_size': 'train.batch_size',
                  'device': 'train.device'}
@@ -91,11 +112,22 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     return args
 
 
-def build_model(config: RunConfig, runtime: Runtime, spec: ModelSpec) -> torch.nn.Module:
-    """A BiSeNet for the spec's classes, optionally ImageNet-initialised, on the device."""
+def build_model(config: RunConfig, runtime: Runtime, spec: ModelSpec,
+                initialise: bool = True) -> torch.nn.Module:
+    """A BiSeNet for the spec's classes on the device, with its initial weights.
+
+    When `initialise`: model.pretrained (ImageNet backbone) or model.init_from (a model file
+    to fine-tune) is loaded; a resumed run takes all weights from its checkpoint instead.
+    """
     model = bisenet(spec.num_classes, backbone=spec.backbone, architecture=spec.architecture)
-    if config.model.pretrained:
+    if initialise and config.model.pretrained:
         load_backbone_weights(model, config.model.pretrained)
+    if initialise and config.model.init_from:
+        fresh = load_init_weights(model, config.model.init_from, spec)
+        if runtime.is_main:
+            print(f'fine-tuning from {config.model.init_from}: '
+                  f'{len(model.state_dict()) - len(fresh)} tensors loaded'
+                  + (f', fresh: {", ".join(fresh)}' if fresh else ''))
     if _sync_bn(config, runtime):
         # Per-GPU batches are small (16 / N); BatchNorm statistics over all ranks stay sound.
         # (torch's SyncBatchNorm is GPU-only; on CPU, DDP broadcasts rank 0's BN buffers.)
@@ -184,7 +216,7 @@ def train(config: RunConfig, runtime: Runtime, resume: dict | None = None,
     spec = config.model_spec()  # classes, palette, input size; `info` is added when saving
     # Same initial weights on every rank (DDP also broadcasts them), same on resume.
     torch.manual_seed(t.seed)
-    model = build_model(config, runtime, spec)
+    model = build_model(config, runtime, spec, initialise=resume is None)
     optimizer = build_optimizer(model, t.lr, t.momentum, t.weight_decay, t.head_lr_multiplier,
                                 t.head_lr_parts)
     scheduler = warmup_poly_scheduler(optimizer, t.iterations, t.warmup_iters, t.warmup_factor,
@@ -405,6 +437,9 @@ def main(argv: list[str] | None = None) -> int:
         print(f'error: {exc} (model.pretrained: put the ImageNet weights the config names '
               "there, or --set model.pretrained='' to train from scratch, expect a lower "
               'mIoU)', file=sys.stderr)
+        return 2
+    except (ConfigError, ModelFileError) as exc:  # model.init_from does not fit or is damaged
+        print(f'error: {exc}', file=sys.stderr)
         return 2
     finally:
         teardown_runtime()

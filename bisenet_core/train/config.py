@@ -18,9 +18,10 @@ from typing import Any
 import yaml
 
 from bisenet_core.classes import DATASETS
-from bisenet_core.spec import (ARCHITECTURES, BACKBONES, DEFAULT_ARCHITECTURE, MAX_INPUT_SIDE,
-                               SIZE_DIVISOR, UNRECORDED_ARCHITECTURE, ModelSpec,
-                               spec_for_classes, spec_for_dataset)
+from bisenet_core.spec import (ARCHITECTURES, BACKBONES, DEFAULT_ARCHITECTURE, IMAGENET_MEAN,
+                               IMAGENET_STD, MAX_INPUT_SIDE, SIZE_DIVISOR,
+                               UNRECORDED_ARCHITECTURE, ModelSpec, spec_for_classes,
+                               spec_for_dataset)
 from bisenet_core.train.evaluation import PROTOCOLS
 from bisenet_core.train.optim import HEAD_PARTS
 
@@ -47,6 +48,12 @@ class ModelConfig:
             model zero-pads to a multiple of 32 itself, so e.g. CamVid's 960x720 needs no
             resampling).
         pretrained: optional ImageNet backbone weights (torchvision/timm ResNet state dict).
+        init_from: optional model file (.pt) to fine-tune: every weight of its network is
+            loaded except those whose shape differs (the classifiers, when the class list
+            differs), which start fresh. Its backbone, architecture, mean and std must be
+            the ones here (training.train --init-from FILE sets them from the file).
+        mean, std: RGB normalisation of [0, 1] images the network learns with (ImageNet's;
+            a fine-tuned network keeps the one it was trained with).
     """
 
     backbone: str = 'xception39'
@@ -55,6 +62,9 @@ class ModelConfig:
     classes: list[str] = field(default_factory=list)
     input_size: tuple[int, int] = (960, 704)
     pretrained: str = ''
+    init_from: str = ''
+    mean: tuple[float, float, float] = IMAGENET_MEAN
+    std: tuple[float, float, float] = IMAGENET_STD
 
 
 @dataclass
@@ -207,6 +217,9 @@ class RunConfig:
         elif d.format != 'folder' or m.dataset:  # folder: classes.txt in data.root
             _check(m.dataset in DATASETS, 'model.dataset', m.dataset,
                    f'one of {sorted(DATASETS)} (or give model.classes)')
+        _check(not (m.pretrained and m.init_from), 'model.init_from', m.init_from,
+               'empty when model.pretrained is given (the file holds the whole network)')
+        _check(min(m.std) > 0, 'model.std', list(m.std), 'three values > 0')
         _check_size('model.input_size', m.input_size, 1)
         _check(all(SIZE_DIVISOR <= v <= MAX_INPUT_SIDE for v in m.input_size),
                'model.input_size', list(m.input_size),
@@ -266,7 +279,8 @@ class RunConfig:
         """The ModelSpec the trained weights are saved with."""
         m = self.model
         kw = dict(backbone=m.backbone, architecture=m.architecture,
-                  input_size=tuple(m.input_size), info=dict(info or {}))
+                  input_size=tuple(m.input_size), mean=m.mean, std=m.std,
+                  info=dict(info or {}))
         classes = m.classes
         if not classes and not m.dataset and self.data.format == 'folder':
             from bisenet_core.data import read_class_list  # the folder dataset's own list
