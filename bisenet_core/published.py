@@ -114,17 +114,13 @@ def convert_state_dict(source: dict[str, torch.Tensor], model: torch.nn.Module,
     Raises CheckpointMismatchError naming (in CoinCheung's terms) every missing key,
     every unexpected key and every tensor of the wrong shape.
     """
-    target = model.state_dict()
-    expected = {ours_to_coincheung(k): k for k in target}
-    if None in expected:  # our model has a part the map does not cover: a bug here
-        raise AssertionError(f'no CoinCheung name for {expected[None]}')
-    theirs_as_ours = {ours: source[theirs] for theirs, ours in expected.items()
-                      if theirs in source}
-    missing, _, wrong_shape = state_dict_mismatch(theirs_as_ours, target)
-    missing = [ours_to_coincheung(k) for k in missing]
-    unexpected = sorted(k for k in source if k not in expected)
-    wrong_shape = [f'{ours_to_coincheung(entry.split(" ", 1)[0])} {entry.split(" ", 1)[1]}'
-                   for entry in wrong_shape]
+    state = model.state_dict()
+    ours_by_theirs = {ours_to_coincheung(k): k for k in state}
+    if None in ours_by_theirs:  # our model has a part the map does not cover: a bug here
+        raise AssertionError(f'no CoinCheung name for {ours_by_theirs[None]}')
+    # Compared in his names, so every message names keys as his file has them.
+    target = {theirs: state[ours] for theirs, ours in ours_by_theirs.items()}
+    missing, unexpected, wrong_shape = state_dict_mismatch(source, target)
     problems = [f'{what} {", ".join(items[:8])}{" ..." if len(items) > 8 else ""}'
                 for what, items in (('missing', missing), ('unexpected', unexpected),
                                     ('wrong shape (file vs model)', wrong_shape)) if items]
@@ -132,7 +128,8 @@ def convert_state_dict(source: dict[str, torch.Tensor], model: torch.nn.Module,
         raise CheckpointMismatchError(
             f'checkpoint {path}: not a {SOURCE} state dict with {model.num_classes} classes: '
             + '; '.join(problems))
-    return {k: (v.float() if v.is_floating_point() else v) for k, v in theirs_as_ours.items()}
+    return {ours_by_theirs[k]: (v.float() if v.is_floating_point() else v)
+            for k, v in source.items()}
 
 
 def import_coincheung(checkpoint: str | os.PathLike, dataset: str, out: str | os.PathLike,
