@@ -5,7 +5,7 @@ Decoding is zero-copy where the layout allows: the array is a view of the messag
 pixels once, straight into the array.array the message keeps (no per-element Python loop).
 
     array = image_to_numpy(msg)                 # H x W (x C) in the message's own layout
-    image, order = image_to_network_input(msg)  # uint8 H x W x 3 or H x W, 'rgb' or 'bgr'
+    image, order = image_to_network_input(msg)  # view for Segmenter.segment, 'rgb' or 'bgr'
     msg = numpy_to_image(labels, 'mono8', header)
 """
 from __future__ import annotations
@@ -17,6 +17,8 @@ from typing import NamedTuple
 import cv2
 import numpy as np
 from sensor_msgs.msg import CompressedImage, Image
+
+from bisenet_core.inference.frames import to_rgb  # noqa: F401 (frame -> RGB, for callers)
 
 
 class ImageConversionError(ValueError):
@@ -83,27 +85,15 @@ def image_to_numpy(msg: Image) -> np.ndarray:
 
 
 def image_to_network_input(msg: Image) -> tuple[np.ndarray, str]:
-    """An Image as the Segmenter takes it: (uint8 H x W x 3 or H x W mono, 'rgb' or 'bgr').
+    """An Image as Segmenter.segment takes it: (a view of msg.data, 'rgb' or 'bgr').
 
-    Alpha is dropped (a view), mono stays one channel (the Segmenter replicates it after its
-    resize, on fewer pixels), 16-bit mono is scaled to 8 bit (value >> 8, full range).
+    No pixel is copied: the view keeps the row padding, the alpha channel (the Segmenter
+    ignores it) and 16-bit mono (the Segmenter uses value >> 8), so the frame goes from the
+    message buffer straight into the Segmenter's upload buffer.
     """
     pixels = image_to_numpy(msg)
     enc = ENCODINGS[msg.encoding]
-    if pixels.dtype.itemsize == 2:
-        pixels = (pixels >> 8).astype(np.uint8)
-    if enc.channels == 4:
-        pixels = pixels[:, :, :3]
     return pixels, ('bgr' if enc.color_order == 'bgr' else 'rgb')
-
-
-def to_rgb(image: np.ndarray, color_order: str) -> np.ndarray:
-    """H x W x 3 in color_order, or H x W mono -> H x W x 3 RGB (a copy only if needed)."""
-    if image.ndim == 2:
-        return cv2.cvtColor(image, cv2.COLOR_GRAY2RGB)
-    if color_order == 'bgr':
-        return cv2.cvtColor(image, cv2.COLOR_BGR2RGB)
-    return image
 
 
 def numpy_to_image(image: np.ndarray, encoding: str, header=None) -> Image:

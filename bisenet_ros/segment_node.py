@@ -30,13 +30,14 @@ from sensor_msgs.msg import CompressedImage, Image
 from diagnostic_msgs.msg import DiagnosticArray
 
 from bisenet_core.inference import Segmenter
-from bisenet_core.inference.backends import BACKENDS, DEVICES, PRECISIONS
+from bisenet_core.inference.segmenter import STAGES as SEGMENTER_STAGES
+from bisenet_core.inference.backends import BACKENDS, DEVICES, PRECISIONS, check_device
 from bisenet_core.inference.postprocess import UPSAMPLE_MODES
 from bisenet_core.modelfile import ModelFileError
 from bisenet_core.spec import MAX_INPUT_SIDE
 from bisenet_ros.diagnostics import LEVEL_NAMES, build_diagnostic_array, node_level
 from bisenet_ros.image_conversion import (ImageConversionError, compressed_to_network_input,
-                                          image_to_network_input, numpy_to_image, to_rgb)
+                                          image_to_network_input, numpy_to_image)
 from bisenet_ros.latency import RateMeter, RollingStats
 from bisenet_ros.paths import default_model_path
 
@@ -44,8 +45,10 @@ NODE_NAME = 'segment_node'
 # Bilinear logits: +10 mIoU points over nearest labels on the 480x360 demo drive, ~3 ms.
 DEFAULT_UPSAMPLE = 'bilinear'
 RELIABILITY = ('best_effort', 'reliable')
-STAGES = ('preprocess', 'inference', 'postprocess', 'publish', 'end_to_end')
-CHOICES = {'backend': BACKENDS, 'device': DEVICES, 'precision': PRECISIONS,
+# Per-stage times on /diagnostics: message -> numpy, the Segmenter's stages (upload, compute,
+# download; see SegmentationResult), publishing, and header stamp -> published.
+STAGES = ('decode', *SEGMENTER_STAGES, 'publish', 'end_to_end')
+CHOICES = {'backend': BACKENDS, 'precision': PRECISIONS,
            'upsample': UPSAMPLE_MODES, 'qos_reliability': RELIABILITY}
 RUNTIME_PARAMETERS = ('upsample', 'publish_color', 'publish_overlay', 'publish_small_label',
                       'latency_budget_ms')
@@ -152,7 +155,7 @@ class SegmentNode(Node):
             ('model_path', str(default_model_path()),
              _descriptor('BiSeNet model file (.pt or .onnx); empty = the shipped model')),
             ('backend', 'auto', _descriptor('inference backend', BACKENDS)),
-            ('device', 'auto', _descriptor('inference device', DEVICES)),
+            ('device', 'auto', _descriptor('inference device', (*DEVICES, 'cuda:N'))),
             ('precision', 'fp32', _descriptor('fp16 needs a GPU (fp32 on the CPU)', PRECISIONS)),
             ('input_width', 0, _descriptor('network input width (multiple of 32: no padding); '
                                            "0 = the model's own", integer_range=_size_range())),
@@ -187,6 +190,10 @@ class SegmentNode(Node):
             if params[name] not in choices:
                 raise StartupError(f'parameter {name}={params[name]!r}: must be one of '
                                    f'{", ".join(choices)}')
+        try:
+            check_device(params['device'])
+        except ValueError as exc:
+            raise StartupError(f'parameter device={params["device"]!r}: {exc}') from None
         if not params['model_path']:
             params['model_path'] = str(default_model_path())
         if (params['input_width'] == 0) != (params['input_height'] == 0):
@@ -235,7 +242,7 @@ class SegmentNode(Node):
                     reason=f'latency_budget_ms={param.value!r}: must be a float >= 0')
         for param in parameters:
             if param.name == 'upsample':
-                self.segmenter.upsample = param.value  # read per frame by postprocess
+                self.segmenter.upsample = param.value  # read at every frame by segment
             else:
                 setattr(self, param.name, param.value)
         return SetParametersResult(successful=True)
@@ -282,40 +289,39 @@ class SegmentNode(Node):
         if isinstance(msg, CompressedImage):
             image, color_order = compressed_to_network_input(msg)
         else:
-            image, color_order = image_to_network_input(msg)
-        seg = self.segmenter
-        batch = seg.preprocess(image, color_order)
+            image, color_order = image_to_network_input(msg)  # a view of msg.data
+        # The optional outputs are only computed when someone listens (like image_transport's
+        # lazy publishers): a 720p colour mask costs milliseconds to make and serialise.
+        wanted = (('color', self.publish_color, self.color_publisher),
+                  ('overlay', self.publish_overlay, self.overlay_publisher),
+                  ('small_labels', self.publish_small_label, self.small_label_publisher))
+        outputs = tuple(name for name, enabled, publisher in wanted
+                        if enabled and publisher.get_subscription_count())
         t1 = time.perf_counter()
-        logits = seg.infer(batch)
+        result = self.segmenter.segment(image, color_order, outputs=outputs)
         t2 = time.perf_counter()
-        labels = seg.postprocess(logits, image.shape[:2])
-        small = None
-        if self.publish_small_label and self.small_label_publisher.get_subscription_count():
-            width, height = seg.input_size
-            small = seg.postprocess(logits, (height // seg.spec.output_stride,
-                                             width // seg.spec.output_stride))
-        t3 = time.perf_counter()
 
         header = msg.header
-        self.label_publisher.publish(numpy_to_image(labels, 'mono8', header))
-        # The optional outputs are only built when someone listens (like image_transport's
-        # lazy publishers): a 720p colour mask costs milliseconds to colour and serialise.
-        if self.publish_color and self.color_publisher.get_subscription_count():
-            self.color_publisher.publish(numpy_to_image(seg.colorize(labels), 'rgb8', header))
-        if self.publish_overlay and self.overlay_publisher.get_subscription_count():
-            overlay = seg.overlay(to_rgb(image, color_order), labels)
-            self.overlay_publisher.publish(numpy_to_image(overlay, 'rgb8', header))
-        if small is not None:
-            self.small_label_publisher.publish(numpy_to_image(small, 'mono8', header))
-        t4 = time.perf_counter()
+        self.label_publisher.publish(numpy_to_image(result.labels, 'mono8', header))
+        if result.color is not None:
+            self.color_publisher.publish(numpy_to_image(result.color, 'rgb8', header))
+        if result.overlay is not None:
+            self.overlay_publisher.publish(numpy_to_image(result.overlay, 'rgb8', header))
+        if result.small_labels is not None:
+            self.small_label_publisher.publish(
+                numpy_to_image(result.small_labels, 'mono8', header))
+        t3 = time.perf_counter()
 
         self.rate_out.tick()
         with self._stats_lock:
             self.frames_out += 1
-        for stage, ms in (('preprocess', t1 - t0), ('inference', t2 - t1),
-                          ('postprocess', t3 - t2), ('publish', t4 - t3)):
-            self.stage_ms[stage].add(ms * 1e3)
-        self.stage_ms['end_to_end'].add(self._end_to_end_ms(header, received, t4))
+        # Frame -> numpy (a view, or a jpeg decode), then the Segmenter's own stages; their
+        # sum may be a little less than t2 - t1 (argument checks).
+        self.stage_ms['decode'].add((t1 - t0) * 1e3)
+        for stage in SEGMENTER_STAGES:
+            self.stage_ms[stage].add(result.timings_ms[stage])
+        self.stage_ms['publish'].add((t3 - t2) * 1e3)
+        self.stage_ms['end_to_end'].add(self._end_to_end_ms(header, received, t3))
 
     def _end_to_end_ms(self, header, received: float, published: float) -> float:
         """Header stamp -> publish on the node's clock; receive -> publish if unstamped."""
@@ -357,8 +363,8 @@ class SegmentNode(Node):
     def summary_line(self) -> str:
         v = self.diagnostic_values()
         return (f'{v["fps_in"]:.1f} fps in, {v["fps_out"]:.1f} out, {v["frames_out"]} frames, '
-                f'{v["frames_dropped"]} dropped, {v["errors"]} errors; inference p50 '
-                f'{v["inference_p50_ms"]:.1f} ms, end-to-end p50 {v["end_to_end_p50_ms"]:.1f} / '
+                f'{v["frames_dropped"]} dropped, {v["errors"]} errors; compute p50 '
+                f'{v["compute_p50_ms"]:.1f} ms, end-to-end p50 {v["end_to_end_p50_ms"]:.1f} / '
                 f'p99 {v["end_to_end_p99_ms"]:.1f} ms; status '
                 f'{LEVEL_NAMES.get(getattr(self, "last_level", None), "-")}')
 

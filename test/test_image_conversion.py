@@ -63,8 +63,12 @@ def test_network_input_channels_and_order():
                                                                  encoding))
         assert got_order == order and np.array_equal(to_rgb(image, got_order), rgb)
     rgba = np.dstack([rgb, np.full(rgb.shape[:2], 7, np.uint8)])
-    image, order = image_to_network_input(numpy_to_image(rgba, 'rgba8'))
-    assert image.shape == rgb.shape and order == 'rgb' and np.array_equal(image, rgb)
+    msg = numpy_to_image(rgba, 'rgba8')
+    image, order = image_to_network_input(msg)
+    # Alpha stays (the Segmenter ignores it): a view of the message, no copy.
+    assert image.shape == rgba.shape and order == 'rgb' and np.array_equal(image, rgba)
+    assert np.shares_memory(image, np.frombuffer(msg.data, np.uint8))
+    assert np.array_equal(to_rgb(image, order), rgb)
     image, order = image_to_network_input(numpy_to_image(rgba[..., [2, 1, 0, 3]].copy(),
                                                          'bgra8'))
     assert order == 'bgr' and np.array_equal(to_rgb(image, order), rgb)
@@ -76,11 +80,14 @@ def test_network_input_channels_and_order():
 
 @pytest.mark.parametrize('encoding', ['mono16', '16UC1'])
 @pytest.mark.parametrize('bigendian', [False, True])
-def test_mono16_scaled_to_8bit(encoding, bigendian):
+def test_mono16_is_passed_on_as_a_view(encoding, bigendian):
+    """16-bit mono reaches the Segmenter uncopied (it scales to 8 bit, value >> 8, itself)."""
     deep = np.array([[0, 255, 256, 65535], [1000, 40000, 32768, 511]], np.uint16)
-    image, order = image_to_network_input(_padded(deep, encoding, 2, bigendian))
-    assert image.dtype == np.uint8 and order == 'rgb'
-    assert np.array_equal(image, (deep >> 8).astype(np.uint8))
+    msg = _padded(deep, encoding, 2, bigendian)
+    image, order = image_to_network_input(msg)
+    assert image.dtype.kind == 'u' and image.dtype.itemsize == 2 and order == 'rgb'
+    assert np.array_equal(image, deep)
+    assert np.shares_memory(image, np.frombuffer(msg.data, np.uint8))
 
 
 def test_numpy_to_image_copies_once_into_array_array():

@@ -218,7 +218,8 @@ def test_bad_input_is_survived_and_reported(harness):
     assert 'bad input' in status.message
     values = {kv.key: kv.value for kv in status.values}
     assert values['errors'] == '4' and values['backend'] == 'torch'
-    for key in ('inference_p50_ms', 'end_to_end_p99_ms', 'publish_max_ms', 'fps_in'):
+    for key in ('compute_p50_ms', 'upload_p50_ms', 'end_to_end_p99_ms', 'publish_max_ms',
+                'fps_in'):
         assert key in values
     _diagnostic(h, DiagnosticStatus.OK, before)
 

@@ -80,7 +80,7 @@ def test_upsample_modes_match_torch(tiny_model_file, cache, image, upsample):
     seg = Segmenter(tiny_model_file, backend='torch', device='cpu', upsample=upsample)
     result = seg.segment(image)
     assert result.labels.shape == IMAGE_SIZE and result.labels.dtype == np.uint8
-    assert set(result.timings_ms) == {'preprocess', 'inference', 'postprocess'}
+    assert set(result.timings_ms) == {'upload', 'compute', 'download'}
     assert all(t >= 0 for t in result.timings_ms.values())
     # Independent computation: the model and F.interpolate, no Segmenter code.
     model, spec = load_model(tiny_model_file)
@@ -121,7 +121,8 @@ def test_bgr_and_mono_input(segmenters, image):
 @pytest.mark.parametrize('bad, match', [
     (np.zeros((0, 10, 3), np.uint8), 'empty'),
     (np.zeros((20, 30, 3), np.float32), 'uint8'),
-    (np.zeros((20, 30, 4), np.uint8), 'shape'),
+    (np.zeros((20, 30, 2), np.uint8), 'shape'),
+    (np.zeros((20, 30, 3), np.uint16), 'mono'),
     (np.zeros((20, 30, 3, 1), np.uint8), 'shape'),
     ([[0, 1]], 'numpy'),
 ])

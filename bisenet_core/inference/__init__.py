@@ -1,5 +1,7 @@
-"""Inference: `Segmenter` (image -> labels) over torch, ONNX Runtime and TensorRT backends."""
+"""Inference: `Segmenter` (camera frame -> labels) over torch, ONNX Runtime and TensorRT."""
+from bisenet_core.inference.frames import COLOR_ORDERS, OUTPUTS
 from bisenet_core.inference.postprocess import logits_to_labels
 from bisenet_core.inference.segmenter import SegmentationResult, Segmenter, cache_dir
 
-__all__ = ['SegmentationResult', 'Segmenter', 'cache_dir', 'logits_to_labels']
+__all__ = ['COLOR_ORDERS', 'OUTPUTS', 'SegmentationResult', 'Segmenter', 'cache_dir',
+           'logits_to_labels']

@@ -17,6 +17,7 @@ import torch
 from torch import nn
 
 BACKENDS = ('auto', 'torch', 'onnxruntime', 'tensorrt')
+# Device names: these, or 'cuda:N' for the N-th GPU (check_device).
 DEVICES = ('auto', 'cuda', 'cpu')
 PRECISIONS = ('fp32', 'fp16')
 
@@ -64,14 +65,31 @@ def resolve_backend(backend: str) -> str:
     return backend
 
 
+def check_device(device: str) -> str:
+    """A device name: 'auto', 'cpu', 'cuda' or 'cuda:N' (N >= 0), else a ValueError."""
+    if isinstance(device, str) and (device in DEVICES or (
+            device.startswith('cuda:') and device[5:].isdigit())):
+        return device
+    raise ValueError(f"device must be one of {', '.join(DEVICES)} or cuda:N (N = GPU index), "
+                     f'got {device!r}')
+
+
+def device_index(device: str) -> int:
+    """The GPU index of 'cuda' (0) or 'cuda:N' (N)."""
+    return int(device[5:]) if device.startswith('cuda:') else 0
+
+
 def resolve_device(device: str, backend: str) -> str:
-    """'auto' -> 'cuda' when this backend can use a GPU, else 'cpu' (with a warning)."""
-    if device not in DEVICES:
-        raise ValueError(f'device must be one of {DEVICES}, got {device!r}')
+    """'auto' -> 'cuda' when this backend can use a GPU, else 'cpu' (with a warning).
+
+    'cuda:N' must name an existing GPU (torch's count; ONNX Runtime's provider checks it at
+    session creation).
+    """
+    check_device(device)
     if backend == 'tensorrt':
         if device == 'cpu':
             raise ValueError("backend 'tensorrt' runs on the GPU; use device 'cuda' or 'auto'")
-        return 'cuda'
+        return 'cuda' if device == 'auto' else device
     if backend == 'torch':
         has_cuda = torch.cuda.is_available()
         missing = 'torch.cuda.is_available() is False (CPU-only torch build or no GPU)'
@@ -79,8 +97,14 @@ def resolve_device(device: str, backend: str) -> str:
         has_cuda = _PROVIDER['cuda'] in ort_providers()
         missing = (f'onnxruntime has no CUDAExecutionProvider ({ort_providers()}); '
                    'install onnxruntime-gpu')
-    if device == 'cuda' and not has_cuda:
-        raise RuntimeError(f"device 'cuda' requested for backend {backend!r} but {missing}")
+    if device.startswith('cuda') and not has_cuda:
+        raise RuntimeError(f"device {device!r} requested for backend {backend!r} but {missing}")
+    if device.startswith('cuda:') and backend == 'torch':
+        count = torch.cuda.device_count()
+        if device_index(device) >= count:
+            raise RuntimeError(f"device {device!r} does not exist: this machine has {count} "
+                               f"CUDA device{'s' if count != 1 else ''} (cuda:0..cuda:"
+                               f"{count - 1})")
     if device == 'auto':
         if has_cuda:
             return 'cuda'
@@ -94,14 +118,18 @@ def resolve_precision(precision: str, device: str) -> str:
     """fp16 is for GPUs: on the CPU it is slower and less exact, so fall back to fp32."""
     if precision not in PRECISIONS:
         raise ValueError(f'precision must be one of {PRECISIONS}, got {precision!r}')
-    if precision == 'fp16' and device == 'cpu':
+    if precision == 'fp16' and not device.startswith('cuda'):
         warnings.warn('fp16 requested on the CPU; using fp32', RuntimeWarning, stacklevel=4)
         return 'fp32'
     return precision
 
 
 class TorchBackend:
-    """Eager PyTorch on the CPU or one GPU."""
+    """Eager PyTorch on the CPU or one GPU: the network alone (normalised batch -> logits).
+
+    On CUDA: channels_last memory format (cuDNN's fastest NHWC kernels) and fp16 via `.half()`.
+    `model` is the prepared module (also used by the Segmenter's device pipeline).
+    """
 
     name = 'torch'
 
@@ -111,8 +139,8 @@ class TorchBackend:
         if threads is not None:
             torch.set_num_threads(threads)  # process-wide in torch
         model = model.to(self.device).eval()
-        if self.device.type == 'cuda':
-            # NHWC lets cuDNN pick its fastest (tensor-core) convolution kernels.
+        self.channels_last = self.device.type == 'cuda'
+        if self.channels_last:
             model = model.to(memory_format=torch.channels_last)
             if precision == 'fp16':
                 model = model.half()
@@ -123,8 +151,9 @@ class TorchBackend:
     def __call__(self, batch: np.ndarray) -> np.ndarray:
         with torch.inference_mode():
             x = torch.from_numpy(batch).to(self.device, non_blocking=True)
-            if self.device.type == 'cuda':
-                x = x.to(dtype=self.dtype, memory_format=torch.channels_last)
+            x = x.to(dtype=self.dtype)
+            if self.channels_last:
+                x = x.contiguous(memory_format=torch.channels_last)
             logits = self.model(x).logits
             return logits.float().cpu().numpy()
 
@@ -133,7 +162,8 @@ class OrtBackend:
     """ONNX Runtime session on one execution provider ('cpu', 'cuda' or 'tensorrt')."""
 
     def __init__(self, onnx_path: str | os.PathLike, provider: str, precision: str = 'fp32',
-                 trt_cache_dir: str | os.PathLike | None = None, threads: int | None = None):
+                 trt_cache_dir: str | os.PathLike | None = None, threads: int | None = None,
+                 device_id: int = 0):
         import onnxruntime as ort
 
         self.name = 'tensorrt' if provider == 'tensorrt' else 'onnxruntime'
@@ -146,6 +176,7 @@ class OrtBackend:
             cache = Path(trt_cache_dir) if trt_cache_dir else Path(onnx_path).parent / 'trt'
             cache.mkdir(parents=True, exist_ok=True)
             providers.append((_PROVIDER['tensorrt'], {
+                'device_id': device_id,
                 'trt_fp16_enable': precision == 'fp16',
                 # Building an engine takes minutes; cache it next to the ONNX file.
                 'trt_engine_cache_enable': True,
@@ -154,7 +185,8 @@ class OrtBackend:
                 'trt_timing_cache_path': str(cache),
             }))
         if provider in ('tensorrt', 'cuda'):
-            providers.append((_PROVIDER['cuda'], {'cudnn_conv_algo_search': 'EXHAUSTIVE'}))
+            providers.append((_PROVIDER['cuda'], {'device_id': device_id,
+                                                  'cudnn_conv_algo_search': 'EXHAUSTIVE'}))
         providers.append(_PROVIDER['cpu'])
         try:
             self.session = ort.InferenceSession(str(onnx_path), options, providers=providers)

@@ -1,9 +1,18 @@
-"""Segmenter: an image in, a full-size uint8 label map out, on the backend of your choice.
+"""Segmenter: a camera frame in, a full-size uint8 label map out, on the backend of your choice.
 
     seg = Segmenter('models/camvid_x39.pt')              # backend='auto', device='auto'
     labels = seg(image_rgb)                              # H x W uint8 class ids
-    result = seg.segment(image_bgr, color_order='bgr')   # labels + per-stage timings (ms)
-    vis = seg.overlay(image_rgb, result.labels)
+    result = seg.segment(frame_bgra, color_order='bgr', outputs=('color', 'confidence'))
+    result.labels, result.color, result.confidence, result.timings_ms
+
+Two pipelines compute the same thing (the tests hold both to an independent reference):
+- 'device': the whole frame -> labels step in torch where the model runs
+  (bisenet_core.inference.pipeline): upload the uint8 frame, resize, normalise, network,
+  upsample, argmax, colour, download uint8. What a GPU needs: no pixel loop on the host.
+- 'host': resize and normalise with cv2/numpy, the network on its backend, upsampling with
+  numpy/cv2 (bisenet_core.inference.postprocess). Faster on a CPU, where "the device" is the
+  host anyway (docs/benchmarks.md).
+`pipeline='auto'` picks 'device' for torch on CUDA and 'host' otherwise.
 
 A model path is our .pt model file (bisenet_core.modelfile) or an .onnx file written by
 bisenet_core.export.export_onnx (the ModelSpec is read from its metadata). Running a .pt file
@@ -24,36 +33,55 @@ import weakref
 from pathlib import Path
 from typing import NamedTuple
 
-import cv2
 import numpy as np
+import torch
 from torch import nn
 
 from bisenet_core.export import (export_onnx, read_onnx_export_info, read_onnx_metadata,
                                  read_onnx_spec)
 from bisenet_core.inference.backends import (PRECISIONS, OrtBackend, TorchBackend,
-                                             resolve_backend, resolve_device, resolve_precision)
+                                             device_index, resolve_backend, resolve_device,
+                                             resolve_precision)
+from bisenet_core.inference.frames import (channel_index, check_frame, check_outputs, to_rgb,
+                                           to_uint8)
+from bisenet_core.inference.pipeline import OVERLAY_ALPHA, FramePipeline
 from bisenet_core.inference.postprocess import (UPSAMPLE_MODES, blend_labels, check_labels,
-                                                logits_to_labels, palette_lut)
+                                                confidence_map, logits_to_labels, palette_lut)
 from bisenet_core.modelfile import ModelFileError, build_model, read_model_file
 from bisenet_core.preprocess import normalize, resize_image
 from bisenet_core.spec import ModelSpec, check_input_size
 
 log = logging.getLogger(__name__)
 
-COLOR_ORDERS = ('rgb', 'bgr')
+PIPELINES = ('auto', 'device', 'host')
 # Bump when the export changes in a way that makes cached ONNX files stale.
 _CACHE_FORMAT = 1
+# Stage timings in SegmentationResult.timings_ms, in order.
+STAGES = ('upload', 'compute', 'download')
 
 
 class SegmentationResult(NamedTuple):
-    """One segmented image.
+    """One segmented frame; the optional outputs are None unless requested.
 
-    labels: uint8 H x W class ids at the input image's size; timings_ms: preprocess,
-    inference, postprocess (milliseconds).
+    labels: uint8 H x W class ids at the frame's size.
+    timings_ms: milliseconds per stage: 'upload' (the frame into the network's input: on a
+        GPU the copy to the device, on the host path the resize and normalisation),
+        'compute' (network and upsampling; on a GPU everything up to the outputs),
+        'download' (outputs back into numpy).
+    confidence: uint8 H x W, round(255 x the largest softmax probability), taken at the
+        network's output resolution and upsampled like the labels.
+    color: uint8 H x W x 3 RGB colour mask (the spec's palette; void is black).
+    overlay: uint8 H x W x 3 RGB, the colour mask blended 50/50 over the frame (void pixels
+        keep the frame).
+    small_labels: uint8 labels at the network output size (1/8 of the network input).
     """
 
     labels: np.ndarray
     timings_ms: dict[str, float]
+    confidence: np.ndarray | None = None
+    color: np.ndarray | None = None
+    overlay: np.ndarray | None = None
+    small_labels: np.ndarray | None = None
 
 
 def cache_dir() -> Path:
@@ -74,53 +102,56 @@ def _file_digest(path: Path) -> str:
 
 
 class Segmenter:
-    """BiSeNet inference: preprocess -> backend -> postprocess.
+    """BiSeNet inference on camera frames (module docstring).
 
     Args:
         model_path: .pt model file or .onnx file from export_onnx.
-        backend: 'torch' (eager), 'onnxruntime', 'tensorrt' (ONNX Runtime's TensorRT provider),
-            or 'auto' (onnxruntime when installed, else torch).
-        device: 'cpu', 'cuda', or 'auto' (CUDA when the backend can use it, else CPU with a
-            warning).
+        backend: 'torch', 'onnxruntime', 'tensorrt' (ONNX Runtime's TensorRT provider), or
+            'auto' (onnxruntime when installed, else torch).
+        device: 'cpu', 'cuda', 'cuda:N' (the N-th GPU), or 'auto' (CUDA when the backend can
+            use it, else CPU with a warning).
         precision: 'fp32' or 'fp16' (GPU only; on the CPU it falls back to fp32 with a warning).
         input_size: network input (width, height), 32..8192 per side; default spec.input_size.
             Images of any size are resized to it, and labels come back at the image's size.
         upsample: 'nearest' (argmax at 1/8, then upsample labels: fast) or 'bilinear'
-            (upsample logits, then argmax: smoother boundaries, slower).
+            (argmax of the upsampled logits: smoother boundaries). May be changed at any time.
         threads: CPU threads for inference (torch: process-wide); default all usable cores.
             Fewer leaves cores to other nodes on a busy robot computer.
+        pipeline: 'device', 'host' or 'auto' (module docstring).
     """
 
     def __init__(self, model_path: str | os.PathLike, backend: str = 'auto',
                  device: str = 'auto', precision: str = 'fp32',
                  input_size: tuple[int, int] | None = None, upsample: str = 'nearest',
-                 threads: int | None = None):
+                 threads: int | None = None, pipeline: str = 'auto'):
         path = Path(model_path)
         if not path.is_file():
             raise ModelFileError(f'model file {path}: not found')
         self._setup(path, None, None, backend, device, precision, input_size, upsample,
-                    threads)
+                    threads, pipeline)
 
     @classmethod
     def from_model(cls, model: nn.Module, spec: ModelSpec, backend: str = 'auto',
                    device: str = 'auto', precision: str = 'fp32',
                    input_size: tuple[int, int] | None = None,
-                   upsample: str = 'nearest', threads: int | None = None) -> 'Segmenter':
+                   upsample: str = 'nearest', threads: int | None = None,
+                   pipeline: str = 'auto') -> 'Segmenter':
         """A Segmenter for an in-memory model (e.g. straight after training)."""
         self = cls.__new__(cls)
         self._setup(None, model, spec, backend, device, precision, input_size, upsample,
-                    threads)
+                    threads, pipeline)
         return self
 
     # ---------------------------------------------------------------- construction
     def _setup(self, path: Path | None, model: nn.Module | None, spec: ModelSpec | None,
                backend: str, device: str, precision: str,
                input_size: tuple[int, int] | None, upsample: str,
-               threads: int | None) -> None:
+               threads: int | None, pipeline: str) -> None:
         if threads is not None and threads < 1:
             raise ValueError(f'threads must be >= 1, got {threads}')
-        if upsample not in UPSAMPLE_MODES:
-            raise ValueError(f'upsample must be one of {UPSAMPLE_MODES}, got {upsample!r}')
+        if pipeline not in PIPELINES:
+            raise ValueError(f'pipeline must be one of {PIPELINES}, got {pipeline!r}')
+        self.upsample = upsample  # validated by the property
         backend = resolve_backend(backend)
         device = resolve_device(device, backend)
         if precision not in PRECISIONS:  # also for ONNX files, whose own precision wins below
@@ -160,11 +191,15 @@ class Segmenter:
             raise ValueError(f'input_size must be (width, height), got {input_size}')
         check_input_size(*input_size)
 
-        self.upsample = upsample
+        if pipeline == 'auto':
+            pipeline = 'device' if backend == 'torch' and device.startswith('cuda') else 'host'
+        if pipeline == 'device' and backend != 'torch':
+            raise ValueError(f"pipeline 'device' needs backend torch (got {backend!r})")
         self.device = device
         self.precision = precision
         self.input_size = input_size
         self.backend_name = backend
+        self.pipeline = pipeline
         self._tmpdir = None
 
         if backend == 'torch':
@@ -172,7 +207,7 @@ class Segmenter:
                 model = copy.deepcopy(model)
             self._backend = TorchBackend(model, device, precision, threads)
         else:
-            provider = 'tensorrt' if backend == 'tensorrt' else device
+            provider = 'tensorrt' if backend == 'tensorrt' else device.split(':')[0]
             # TensorRT makes its own fp16 engine from the fp32 graph (trt_fp16_enable);
             # the CUDA provider runs the graph as exported, so it needs the fp16 graph.
             graph_precision = 'fp16' if precision == 'fp16' and provider == 'cuda' else 'fp32'
@@ -186,7 +221,8 @@ class Segmenter:
                 onnx_path = export_onnx(model, spec, Path(self._tmpdir) / 'model.onnx',
                                         precision=graph_precision, input_size=input_size)
             trt_cache = cache_dir() / 'tensorrt' if path is not None else None
-            self._backend = OrtBackend(onnx_path, provider, precision, trt_cache, threads)
+            self._backend = OrtBackend(onnx_path, provider, precision, trt_cache, threads,
+                                       device_index(device))
             fixed = self._backend.fixed_input_size()
             if fixed is not None and fixed != input_size:
                 raise ValueError(f'ONNX file {onnx_path} has a fixed input size '
@@ -194,6 +230,11 @@ class Segmenter:
                                  f'{input_size[1]} needs a re-export (or dynamic=True)')
         self.spec = spec
         self._lut = palette_lut(spec)
+        self._frames = None
+        if pipeline == 'device':
+            self._frames = FramePipeline(self._backend.model, spec, input_size,
+                                         self._backend.dtype, self._backend.channels_last)
+            self._torch_device = torch.device(device)
 
     def _cached_onnx(self, path: Path, state: dict, spec: ModelSpec, precision: str,
                      input_size: tuple[int, int]) -> Path:
@@ -217,20 +258,89 @@ class Segmenter:
         return export_onnx(build_model(state, spec, path), spec, cached, precision=precision,
                            input_size=input_size)
 
-    # ---------------------------------------------------------------- pipeline
+    # ---------------------------------------------------------------- settings
+    @property
+    def upsample(self) -> str:
+        """'nearest' or 'bilinear'; read at every frame, so it may change between frames."""
+        return self._upsample
+
+    @upsample.setter
+    def upsample(self, mode: str) -> None:
+        if mode not in UPSAMPLE_MODES:
+            raise ValueError(f'upsample must be one of {UPSAMPLE_MODES}, got {mode!r}')
+        self._upsample = mode
+
+    # ---------------------------------------------------------------- frames
+    def segment(self, image: np.ndarray, color_order: str = 'rgb', *,
+                outputs=()) -> SegmentationResult:
+        """Labels (and the requested `outputs`, see OUTPUTS) at the frame's size.
+
+        image: uint8 H x W, H x W x 1, H x W x 3 or H x W x 4 (alpha ignored), or uint16 H x W
+        (mono16, used as value >> 8); any strided view (row padding) of a message buffer.
+        color_order: 'rgb' or 'bgr' for 3/4-channel frames.
+        """
+        frame = check_frame(image, color_order)
+        outputs = check_outputs(outputs)
+        upsample = self.upsample  # one value for the whole frame
+        if self.pipeline == 'device':
+            return self._segment_on_device(frame, color_order, upsample, outputs)
+        return self._segment_on_host(frame, color_order, upsample, outputs)
+
+    def __call__(self, image: np.ndarray, color_order: str = 'rgb') -> np.ndarray:
+        return self.segment(image, color_order).labels
+
+    def _segment_on_device(self, frame: np.ndarray, color_order: str, upsample: str,
+                           outputs: tuple[str, ...]) -> SegmentationResult:
+        t0 = time.perf_counter()
+        with torch.inference_mode():
+            x = torch.from_numpy(to_uint8(frame)).to(self._torch_device, non_blocking=True)
+            channels = torch.tensor(channel_index(frame.shape[2], color_order),
+                                    device=self._torch_device)
+            t1 = _synchronized(self._torch_device)
+            out = self._frames(x, channels, upsample, outputs)
+            t2 = _synchronized(self._torch_device)
+            result = {name: value.cpu().numpy() for name, value in out.items()}
+        t3 = time.perf_counter()
+        timings = {'upload': (t1 - t0) * 1e3, 'compute': (t2 - t1) * 1e3,
+                   'download': (t3 - t2) * 1e3}
+        return SegmentationResult(result.pop('labels'), timings, **result)
+
+    def _segment_on_host(self, frame: np.ndarray, color_order: str, upsample: str,
+                         outputs: tuple[str, ...]) -> SegmentationResult:
+        t0 = time.perf_counter()
+        frame = to_uint8(frame)
+        batch = self._network_input(frame, color_order)
+        t1 = time.perf_counter()
+        logits = self.infer(batch)[0]
+        size = frame.shape[:2]
+        labels = logits_to_labels(logits, size, upsample)
+        extra = {}
+        if 'confidence' in outputs:
+            extra['confidence'] = confidence_map(logits, size, upsample)
+        if 'color' in outputs:
+            extra['color'] = self._lut[labels]
+        if 'overlay' in outputs:
+            extra['overlay'] = blend_labels(to_rgb(frame, color_order), labels, self._lut,
+                                            self.spec.num_classes, OVERLAY_ALPHA)
+        if 'small_labels' in outputs:
+            extra['small_labels'] = logits_to_labels(logits, logits.shape[1:], 'nearest')
+        t2 = time.perf_counter()
+        return SegmentationResult(labels, {'upload': (t1 - t0) * 1e3,
+                                           'compute': (t2 - t1) * 1e3, 'download': 0.0},
+                                  **extra)
+
+    # ---------------------------------------------------------------- network alone
     def preprocess(self, image: np.ndarray, color_order: str = 'rgb') -> np.ndarray:
-        """uint8 H x W x 3 (RGB or BGR) or H x W mono image -> float32 1 x 3 x h x w batch."""
-        if color_order not in COLOR_ORDERS:
-            raise ValueError(f'color_order must be one of {COLOR_ORDERS}, got {color_order!r}')
-        _check_image(image)
+        """A frame (as segment takes it) -> the float32 1 x 3 x h x w network input."""
+        return self._network_input(to_uint8(check_frame(image, color_order)), color_order)
+
+    def _network_input(self, frame: np.ndarray, color_order: str) -> np.ndarray:
         width, height = self.input_size
-        resized = resize_image(image, width, height)
+        resized = resize_image(frame, width, height)
+        if resized.ndim == 2:  # cv2 drops a single channel axis
+            resized = resized[:, :, None]
         # Colour conversion after the resize: fewer pixels to convert.
-        if resized.ndim == 2 or resized.shape[2] == 1:
-            resized = cv2.cvtColor(resized.reshape(height, width), cv2.COLOR_GRAY2RGB)
-        elif color_order == 'bgr':
-            resized = cv2.cvtColor(resized, cv2.COLOR_BGR2RGB)
-        return normalize(resized, self.spec.mean, self.spec.std)[None]
+        return normalize(to_rgb(resized, color_order), self.spec.mean, self.spec.std)[None]
 
     def infer(self, batch: np.ndarray) -> np.ndarray:
         """float32 N x 3 x h x w normalised batch -> float32 N x C x h/8 x w/8 logits."""
@@ -242,65 +352,35 @@ class Segmenter:
                              f'got {desc}')
         return self._backend(np.ascontiguousarray(batch))
 
-    def postprocess(self, logits: np.ndarray, size: tuple[int, int]) -> np.ndarray:
-        """1 x C x h x w (or C x h x w) logits -> uint8 labels of size = (H, W)."""
-        if logits.ndim == 4:
-            if logits.shape[0] != 1:
-                raise ValueError(f'postprocess takes one image, got a batch of {logits.shape[0]}')
-            logits = logits[0]
-        return logits_to_labels(logits, size, self.upsample)
-
-    def segment(self, image: np.ndarray, color_order: str = 'rgb') -> SegmentationResult:
-        """Labels at the image's size, with the time each stage took."""
-        t0 = time.perf_counter()
-        batch = self.preprocess(image, color_order)
-        t1 = time.perf_counter()
-        logits = self.infer(batch)
-        t2 = time.perf_counter()
-        labels = self.postprocess(logits, image.shape[:2])
-        t3 = time.perf_counter()
-        timings = {'preprocess': (t1 - t0) * 1e3, 'inference': (t2 - t1) * 1e3,
-                   'postprocess': (t3 - t2) * 1e3}
-        return SegmentationResult(labels, timings)
-
-    def __call__(self, image: np.ndarray, color_order: str = 'rgb') -> np.ndarray:
-        return self.segment(image, color_order).labels
-
     # ---------------------------------------------------------------- visualisation
     def colorize(self, labels: np.ndarray) -> np.ndarray:
         """uint8 H x W labels -> H x W x 3 RGB from the spec's palette (ignore -> black)."""
         check_labels(labels)
         return self._lut[labels]
 
-    def overlay(self, image_rgb: np.ndarray, labels: np.ndarray, alpha: float = 0.5
+    def overlay(self, image_rgb: np.ndarray, labels: np.ndarray, alpha: float = OVERLAY_ALPHA
                 ) -> np.ndarray:
-        """Blend the colour mask over an RGB image; ignore pixels show the image unchanged."""
-        _check_image(image_rgb)
+        """Blend the colour mask over an RGB (or mono) image; ignore pixels show the image."""
+        frame = check_frame(image_rgb, 'rgb')
         check_labels(labels)
-        if image_rgb.shape[:2] != labels.shape:
-            raise ValueError(f'image {image_rgb.shape[:2]} and labels {labels.shape} differ '
+        if frame.shape[:2] != labels.shape:
+            raise ValueError(f'image {frame.shape[:2]} and labels {labels.shape} differ '
                              'in size')
         if not 0.0 <= alpha <= 1.0:
             raise ValueError(f'alpha must be in [0, 1], got {alpha}')
-        if image_rgb.ndim == 2 or image_rgb.shape[2] == 1:
-            image_rgb = cv2.cvtColor(image_rgb.reshape(labels.shape), cv2.COLOR_GRAY2RGB)
-        return blend_labels(image_rgb, labels, self._lut, self.spec.num_classes, alpha)
+        return blend_labels(to_rgb(to_uint8(frame), 'rgb'), labels, self._lut,
+                            self.spec.num_classes, alpha)
 
     def __repr__(self) -> str:
         w, h = self.input_size
         return (f'Segmenter({self.spec.backbone}, {self.spec.num_classes} classes, '
                 f'backend={self.backend_name}, device={self.device}, '
-                f'precision={self.precision}, input={w}x{h}, upsample={self.upsample})')
+                f'precision={self.precision}, input={w}x{h}, upsample={self.upsample}, '
+                f'pipeline={self.pipeline})')
 
 
-def _check_image(image) -> None:
-    """uint8, H x W or H x W x {1, 3}, non-empty; ValueError naming what was wrong."""
-    if not isinstance(image, np.ndarray):
-        raise ValueError(f'expected a numpy image, got {type(image).__name__}')
-    if image.dtype != np.uint8:
-        raise ValueError(f'expected a uint8 image, got dtype {image.dtype} (shape {image.shape})')
-    if image.ndim not in (2, 3) or (image.ndim == 3 and image.shape[2] not in (1, 3)):
-        raise ValueError(f'expected an H x W x 3 colour or H x W mono image, got shape '
-                         f'{image.shape}')
-    if image.size == 0:
-        raise ValueError(f'empty image (shape {image.shape})')
+def _synchronized(device: torch.device) -> float:
+    """perf_counter after the device's queued work is done (stage timings)."""
+    if device.type == 'cuda':
+        torch.cuda.synchronize(device)
+    return time.perf_counter()
