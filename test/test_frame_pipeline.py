@@ -135,16 +135,26 @@ def test_only_requested_outputs_are_made(segmenters):
 
 
 def test_void_pixels_keep_the_frame_in_the_overlay(tiny_model_file):
-    """A class id >= num_classes (the model cannot make one, so bias one in) shows the frame."""
+    """Class ids >= num_classes (void) show the frame in the overlay and black in the mask.
+
+    The model's 11 outputs are read with a 5-class spec, and the last 6 classes get a bias
+    that makes about half of the pixels void.
+    """
     model, spec = load_model(tiny_model_file)
-    spec = spec.replace(class_names=spec.class_names[:5], palette=spec.palette[:5])
     frame = scene(40, 60)
+    x = torch.from_numpy(((cv2.resize(frame, NETWORK) / 255.0 - spec.mean) / spec.std)
+                         .transpose(2, 0, 1)[None].astype(np.float32))
+    with torch.no_grad():
+        logits = model(x).logits[0]
+        gap = logits[:5].amax(0) - logits[5:].amax(0)
+        model.head.classifier.bias[5:] += gap.median()
+    spec = spec.replace(class_names=spec.class_names[:5], palette=spec.palette[:5])
     for pipeline in ('host', 'device'):
         seg = Segmenter.from_model(model, spec, backend='torch', device='cpu',
                                    pipeline=pipeline)
         result = seg.segment(frame, outputs=('overlay', 'color'))
         void = result.labels >= 5
-        assert 0.01 < void.mean() < 0.99, 'the test needs both void and class pixels'
+        assert 0.1 < void.mean() < 0.9, 'the test needs both void and class pixels'
         np.testing.assert_array_equal(result.overlay[void], frame[void])
         assert (result.color[void] == 0).all()
         assert not np.array_equal(result.overlay[~void], frame[~void])
