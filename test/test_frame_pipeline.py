@@ -181,7 +181,7 @@ def _random_smooth_logits(classes, h, w, seed):
 @pytest.mark.parametrize('classes, low, out', [
     (19, (45, 80), (541, 963)), (11, (12, 16), (97, 131)), (3, (45, 80), (1080, 1920)),
     (19, (20, 30), (20, 30)), (5, (30, 40), (17, 23)), (7, (1, 9), (5, 40)),
-    (7, (9, 1), (40, 5))])
+    (7, (9, 1), (40, 5)), (171, (6, 8), (45, 61))])  # COCO-Stuff: more than cv2's 128 channels
 def test_host_bilinear_equals_dense_interpolation(classes, low, out):
     """The sparse host upsampling is exact: it equals interpolating every class map."""
     for seed, logits in enumerate((_random_smooth_logits(classes, *low, seed=classes),
