@@ -13,18 +13,26 @@ LEVEL_NAMES = {OK: 'OK', WARN: 'WARN', ERROR: 'ERROR'}
 
 
 def node_level(errors: int, dropped: int, latency_ms: float, budget_ms: float,
-               last_error: str = '') -> tuple[int, str]:
+               last_error: str = '', lost: int = 0, incompatible: int = 0) -> tuple[int, str]:
     """(level, message) for one diagnostics period.
 
     Args:
         errors: bad inputs or failed inferences in the period (any -> ERROR).
         dropped: frames replaced before they were processed in the period (any -> WARN).
-        latency_ms: end-to-end (stamp -> publish) p90 over the recent frames; over a positive
-            budget_ms -> WARN. NaN (no frame yet) never warns.
+        latency_ms: end-to-end (stamp -> publish) p90 of the period's frames; over a positive
+            budget_ms -> WARN. NaN (no frame in the period) never warns.
+        lost: frames the middleware reported lost in the period (any -> WARN).
+        incompatible: publishers on the input topic whose QoS cannot match (any -> WARN).
     """
     if errors:
         return ERROR, f'{errors} bad input(s) or failed inference(s); last: {last_error}'
     problems = []
+    if lost:
+        problems.append(f'{lost} frame(s) lost in transport (DDS): see docs/node.md, '
+                        '"deploying on a vehicle"')
+    if incompatible:
+        problems.append(f'{incompatible} publisher(s) with incompatible QoS: their frames '
+                        'never arrive')
     if budget_ms > 0 and not math.isnan(latency_ms) and latency_ms > budget_ms:
         problems.append(f'latency p90 {latency_ms:.1f} ms over budget {budget_ms:g} ms')
     if dropped:

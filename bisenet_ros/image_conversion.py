@@ -133,11 +133,72 @@ def _to_byte_array(image: np.ndarray) -> array.array:
     return data
 
 
+_PNG_SIGNATURE = b'\x89PNG\r\n\x1a\n'
+# JPEG start-of-frame markers (baseline, progressive, lossless, ...): C0-CF but C4 (DHT),
+# C8 (JPG extension) and CC (DAC).
+_JPEG_SOF = frozenset(range(0xC0, 0xD0)) - {0xC4, 0xC8, 0xCC}
+
+
+def compressed_image_size(data) -> tuple[int, int] | None:
+    """(width, height) read from a PNG or JPEG header, without decoding; None if not found."""
+    buf = memoryview(data).cast('B')
+    if bytes(buf[:8]) == _PNG_SIGNATURE and bytes(buf[12:16]) == b'IHDR' and len(buf) >= 24:
+        return (int.from_bytes(buf[16:20], 'big'), int.from_bytes(buf[20:24], 'big'))
+    if bytes(buf[:2]) != b'\xff\xd8':
+        return None
+    i = 2
+    while i + 4 <= len(buf):
+        if buf[i] != 0xFF:
+            return None
+        marker = buf[i + 1]
+        if marker == 0xFF:                      # fill byte
+            i += 1
+        elif marker == 0x01 or 0xD0 <= marker <= 0xD8:
+            i += 2                              # markers without a length
+        elif marker in (0xD9, 0xDA):            # end of image / start of scan before a frame
+            return None
+        elif marker in _JPEG_SOF:
+            if i + 9 > len(buf):
+                return None
+            height = int.from_bytes(buf[i + 5:i + 7], 'big')
+            width = int.from_bytes(buf[i + 7:i + 9], 'big')
+            return width, height
+        else:
+            i += 2 + int.from_bytes(buf[i + 2:i + 4], 'big')
+    return None
+
+
+def check_image_pixels(msg: Image | CompressedImage, max_pixels: int) -> None:
+    """Refuse a frame larger than max_pixels (0 = no limit) before it is decoded or copied.
+
+    For a CompressedImage the size comes from the jpeg/png header: a 35 kB PNG can declare
+    6000 x 6000 pixels (108 MB decoded, more while the network input is made).
+    """
+    if max_pixels <= 0:
+        return
+    if isinstance(msg, CompressedImage):
+        size = compressed_image_size(msg.data)
+        if size is None:
+            return  # not a jpeg/png header we can read: decoding reports it
+        width, height = size
+    else:
+        width, height = int(msg.width), int(msg.height)
+    if width * height > max_pixels:
+        raise ImageConversionError(
+            f'{width}x{height} image ({width * height / 1e6:.1f} Mpx) is larger than '
+            f'max_image_pixels={max_pixels} ({max_pixels / 1e6:.1f} Mpx); not decoded')
+
+
 def compressed_to_network_input(msg: CompressedImage) -> tuple[np.ndarray, str]:
     """Decode a jpeg/png CompressedImage: (uint8 H x W x 3, 'bgr')."""
     if len(msg.data) == 0:
         raise ImageConversionError(f'empty compressed image (format {msg.format!r})')
-    image = cv2.imdecode(np.frombuffer(msg.data, dtype=np.uint8), cv2.IMREAD_COLOR)
+    try:
+        image = cv2.imdecode(np.frombuffer(msg.data, dtype=np.uint8), cv2.IMREAD_COLOR)
+    except cv2.error as exc:  # e.g. a header beyond OpenCV's own pixel limit
+        reason = str(exc).strip().splitlines()[-1]
+        raise ImageConversionError(f'cannot decode compressed image ({len(msg.data)} bytes, '
+                                   f'format {msg.format!r}): {reason}') from None
     if image is None or image.size == 0:
         raise ImageConversionError(f'cannot decode compressed image ({len(msg.data)} bytes, '
                                    f'format {msg.format!r}): corrupt or not jpeg/png')

@@ -14,27 +14,34 @@ class RollingStats:
     """The last `window` samples of one quantity (ms): p50/p90/p99/max over them.
 
     A window of samples rather than all of them, so the figures follow the node's current
-    behaviour (a slow first frame, a warm-up, does not stay in p99 forever).
+    behaviour (a slow first frame, a warm-up, does not stay in p99 forever). Each sample keeps
+    the time it was added, so summary(since=t) judges only the samples of a recent period.
     """
 
-    def __init__(self, window: int = 300):
+    def __init__(self, window: int = 300, clock=time.perf_counter):
         if window < 1:
             raise ValueError(f'window must be >= 1, got {window}')
-        self._samples: deque[float] = deque(maxlen=window)
+        self._samples: deque[tuple[float, float]] = deque(maxlen=window)
+        self._clock = clock
         self._lock = threading.Lock()
 
     def add(self, value_ms: float) -> None:
         with self._lock:
-            self._samples.append(float(value_ms))
+            self._samples.append((self._clock(), float(value_ms)))
 
     def __len__(self) -> int:
         with self._lock:
             return len(self._samples)
 
-    def summary(self) -> dict[str, float]:
-        """{'p50', 'p90', 'p99', 'max'} in ms; NaN for each when there is no sample yet."""
+    def summary(self, since: float | None = None) -> dict[str, float]:
+        """{'p50', 'p90', 'p99', 'max'} in ms; NaN for each when there is no sample.
+
+        Args:
+            since: only samples added at or after this clock time (default: all in window).
+        """
         with self._lock:
-            values = np.fromiter(self._samples, dtype=np.float64, count=len(self._samples))
+            values = np.array([value for at, value in self._samples
+                               if since is None or at >= since], dtype=np.float64)
         if values.size == 0:
             return {**{f'p{p}': float('nan') for p in PERCENTILES}, 'max': float('nan')}
         result = dict(zip((f'p{p}' for p in PERCENTILES),

@@ -1,19 +1,25 @@
 """segment_node: BiSeNet semantic segmentation of a camera stream.
 
+    ros2 launch bisenet_ros segment.launch.py image_topic:=/camera/image_raw
     ros2 run bisenet_ros segment_node --ros-args -r image:=/camera/image_raw
-    ros2 launch bisenet_ros segment.launch.py width:=960 height:=720 precision:=fp16
 
-Subscribes to `image` (sensor_msgs/Image) or `image/compressed` (use_compressed) and publishes,
-with the input's header, `~/label` (mono8 class ids, 255 = ignore), `~/color` (rgb8 mask),
-optionally `~/overlay` and `~/label_small` (network resolution), and diagnostics on
-/diagnostics at 1 Hz. The subscription callback only keeps the newest frame; a worker thread
-runs inference, so the executor never blocks and a slow model drops old frames, never queues.
-See docs/node.md.
+Subscribes to `image` (sensor_msgs/Image) or `image/compressed` (use_compressed), and to
+`camera_info` (optional), and publishes, with the input's header, `~/label` (mono8 class ids,
+255 = ignore), `~/color` (rgb8 mask), optionally `~/overlay` and `~/label_small` (network
+resolution), the CameraInfo of the masks, what the label ids mean (`~/label_info`,
+`~/classes`) and diagnostics on /diagnostics at 1 Hz. The subscription callback only keeps
+the newest frame; a worker thread runs inference, so the executor never blocks and a slow
+model drops old frames, never queues. See docs/node.md.
 """
 from __future__ import annotations
 
+import ctypes
 import math
+import os
+import re
+import signal
 import sys
+import tempfile
 import threading
 import time
 import warnings
@@ -23,11 +29,14 @@ from typing import Callable
 import rclpy
 from rcl_interfaces.msg import (FloatingPointRange, IntegerRange, ParameterDescriptor,
                                 ParameterType, SetParametersResult)
+from rclpy.event_handler import SubscriptionEventCallbacks
 from rclpy.executors import ExternalShutdownException, SingleThreadedExecutor
 from rclpy.node import Node
 from rclpy.qos import (DurabilityPolicy, HistoryPolicy, QoSProfile, ReliabilityPolicy)
-from sensor_msgs.msg import CompressedImage, Image
+from rclpy.signals import SignalHandlerOptions
+from sensor_msgs.msg import CameraInfo, CompressedImage, Image
 from diagnostic_msgs.msg import DiagnosticArray
+from std_msgs.msg import String
 
 from bisenet_core.inference import Segmenter
 from bisenet_core.inference.segmenter import STAGES as SEGMENTER_STAGES
@@ -35,26 +44,43 @@ from bisenet_core.inference.backends import BACKENDS, DEVICES, PRECISIONS, check
 from bisenet_core.inference.postprocess import UPSAMPLE_MODES
 from bisenet_core.modelfile import ModelFileError
 from bisenet_core.spec import MAX_INPUT_SIDE
+from bisenet_ros.camera_info import CameraInfoMatcher, scale_camera_info
 from bisenet_ros.diagnostics import LEVEL_NAMES, build_diagnostic_array, node_level
-from bisenet_ros.image_conversion import (ImageConversionError, compressed_to_network_input,
+from bisenet_ros.image_conversion import (ImageConversionError, check_image_pixels,
+                                          compressed_image_size, compressed_to_network_input,
                                           image_to_network_input, numpy_to_image)
+from bisenet_ros.label_info import class_table_json, label_info_message, vision_msgs_types
 from bisenet_ros.latency import RateMeter, RollingStats
 from bisenet_ros.paths import default_model_path
 
 NODE_NAME = 'segment_node'
 # Bilinear logits: +10 mIoU points over nearest labels on the 480x360 demo drive, ~3 ms.
 DEFAULT_UPSAMPLE = 'bilinear'
-RELIABILITY = ('best_effort', 'reliable')
+# best_available: reliable when every matched publisher is (a reliable camera driver or a bag
+# replay: no frame lost in DDS), best effort otherwise (still matches a best-effort camera).
+RELIABILITY = {'best_available': ReliabilityPolicy.BEST_AVAILABLE,
+               'reliable': ReliabilityPolicy.RELIABLE,
+               'best_effort': ReliabilityPolicy.BEST_EFFORT}
+DURABILITY = {'volatile': DurabilityPolicy.VOLATILE,
+              'transient_local': DurabilityPolicy.TRANSIENT_LOCAL}
 # Per-stage times on /diagnostics: message -> numpy, the Segmenter's stages (upload, compute,
 # download; see SegmentationResult), publishing, and header stamp -> published.
 STAGES = ('decode', *SEGMENTER_STAGES, 'publish', 'end_to_end')
 CHOICES = {'backend': BACKENDS, 'precision': PRECISIONS,
-           'upsample': UPSAMPLE_MODES, 'qos_reliability': RELIABILITY}
+           'upsample': UPSAMPLE_MODES, 'qos_reliability': tuple(RELIABILITY),
+           'qos_durability': tuple(DURABILITY)}
 RUNTIME_PARAMETERS = ('upsample', 'publish_color', 'publish_overlay', 'publish_small_label',
                       'latency_budget_ms')
+# 8192 x 8192: an 8K camera (7680 x 4320) fits with room to spare.
+DEFAULT_MAX_IMAGE_PIXELS = 8192 * 8192
+MAX_QOS_DEPTH = 100
 DIAGNOSTICS_PERIOD_S = 1.0
 SUMMARY_PERIOD_S = 10.0
 ERROR_LOG_THROTTLE_S = 5.0
+# main() polls for a stop request this often (its own signal handlers run between polls).
+SPIN_POLL_S = 0.1
+# Set by launch/segment.launch.py: the node stops when this process (ros2 launch) is gone.
+PARENT_PID_ENV = 'BISENET_ROS_PARENT_PID'
 
 
 class StartupError(RuntimeError):
@@ -80,6 +106,29 @@ def _size_range() -> IntegerRange:
     return IntegerRange(from_value=0, to_value=MAX_INPUT_SIDE, step=1)
 
 
+_TYPE_NAMES = {'STRING': 'a string', 'INTEGER': 'an integer', 'DOUBLE': 'a float',
+               'BOOL': 'a bool'}
+
+
+def _parameter_error(name: str, descriptor: ParameterDescriptor, exc: Exception) -> str:
+    """One line naming the parameter, the value given and why it cannot be used."""
+    message = ' '.join(str(exc).split())
+    # rclpy's messages: "Invalid parameter value (-32) for parameter. Reason: ... out of
+    # range ..." and "Trying to set parameter 'x' to 'abc' of type 'STRING', expecting type
+    # 'INTEGER'"; the exceptions carry no fields, so the value is read back from them.
+    type_error = re.search(r"to '(.*)' of type '(\w+)', expecting type '(\w+)'", message)
+    if type_error:
+        value, given, expected = type_error.groups()
+        return (f'parameter {name}={value!r}: {_TYPE_NAMES.get(given, given)} where '
+                f'{_TYPE_NAMES.get(expected, expected)} is expected ({descriptor.description})')
+    ranges = descriptor.integer_range or descriptor.floating_point_range
+    value_error = re.search(r'Invalid parameter value \((.*?)\) for parameter', message)
+    if ranges and value_error and 'out of range' in message:
+        return (f'parameter {name}={value_error.group(1)}: out of range '
+                f'{ranges[0].from_value:g}..{ranges[0].to_value:g} ({descriptor.description})')
+    return f'parameter {name}: {message}'
+
+
 class SegmentNode(Node):
     """Image in, BiSeNet labels out; inference on a worker thread, newest frame wins.
 
@@ -103,6 +152,7 @@ class SegmentNode(Node):
         self.publish_overlay = params['publish_overlay']
         self.publish_small_label = params['publish_small_label']
         self.latency_budget_ms = params['latency_budget_ms']
+        self.max_image_pixels = params['max_image_pixels']
         self.add_on_set_parameters_callback(self._on_set_parameters)
 
         # Outputs are reliable: a reliable publisher serves reliable and best-effort
@@ -113,19 +163,35 @@ class SegmentNode(Node):
         self.color_publisher = self.create_publisher(Image, '~/color', out_qos)
         self.overlay_publisher = self.create_publisher(Image, '~/overlay', out_qos)
         self.small_label_publisher = self.create_publisher(Image, '~/label_small', out_qos)
+        self.label_info_publishers = {
+            'label': self.create_publisher(CameraInfo, '~/label/camera_info', out_qos),
+            'label_small': self.create_publisher(CameraInfo, '~/label_small/camera_info',
+                                                 out_qos)}
         self.diagnostics_publisher = self.create_publisher(DiagnosticArray, '/diagnostics', 10)
+        self._publish_class_tables()
 
-        # Input: keep only the newest frame anywhere (DDS depth 1 here, one slot below).
-        reliability = (ReliabilityPolicy.RELIABLE if params['qos_reliability'] == 'reliable'
-                       else ReliabilityPolicy.BEST_EFFORT)
-        in_qos = QoSProfile(history=HistoryPolicy.KEEP_LAST, depth=1, reliability=reliability,
-                            durability=DurabilityPolicy.VOLATILE)
+        # Input: keep only the newest frame anywhere (DDS depth qos_depth, one slot below).
+        in_qos = QoSProfile(history=HistoryPolicy.KEEP_LAST, depth=params['qos_depth'],
+                            reliability=RELIABILITY[params['qos_reliability']],
+                            durability=DURABILITY[params['qos_durability']])
+        # The middleware counts frames it lost (a best-effort frame missing a fragment) and
+        # tells when a publisher's QoS cannot match ours (reliable vs a best-effort camera).
+        events = SubscriptionEventCallbacks(message_lost=self._on_message_lost,
+                                            incompatible_qos=self._on_incompatible_qos)
         self.use_compressed = params['use_compressed']
         if self.use_compressed:
             self.subscription = self.create_subscription(
-                CompressedImage, 'image/compressed', self._on_image, in_qos)
+                CompressedImage, 'image/compressed', self._on_image, in_qos,
+                event_callbacks=events)
         else:
-            self.subscription = self.create_subscription(Image, 'image', self._on_image, in_qos)
+            self.subscription = self.create_subscription(Image, 'image', self._on_image, in_qos,
+                                                         event_callbacks=events)
+        # camera_info is optional: without it the masks' CameraInfo is simply not published.
+        self.camera_info_matcher = CameraInfoMatcher()
+        self.camera_info_subscription = self.create_subscription(
+            CameraInfo, 'camera_info', self._on_camera_info,
+            QoSProfile(history=HistoryPolicy.KEEP_LAST, depth=5,
+                       reliability=ReliabilityPolicy.BEST_AVAILABLE))
 
         # latest_frame is the hand-over between the executor and the worker thread.
         self._frame_ready = threading.Condition()
@@ -133,7 +199,9 @@ class SegmentNode(Node):
         self._stopping = False
         self._stats_lock = threading.Lock()
         self.frames_in = self.frames_out = self.frames_dropped = self.errors = 0
-        self._period_dropped = self._period_errors = 0
+        self.frames_lost = self.incompatible_publishers = 0
+        self._period_dropped = self._period_errors = self._period_lost = 0
+        self._period_start = time.perf_counter()
         self._last_error = ''
         self.stage_ms = {stage: RollingStats() for stage in STAGES}
         self.rate_in, self.rate_out = RateMeter(), RateMeter()
@@ -145,8 +213,31 @@ class SegmentNode(Node):
         width, height = self.segmenter.input_size
         self.get_logger().info(
             f'ready: {self.segmenter!r} from {params["model_path"]}; input '
-            f'{self.subscription.topic_name} ({params["qos_reliability"]}), output '
-            f'{self.label_publisher.topic_name} at {width}x{height} network input')
+            f'{self.subscription.topic_name} ({params["qos_reliability"]}, depth '
+            f'{params["qos_depth"]}), output {self.label_publisher.topic_name} at '
+            f'{width}x{height} network input')
+
+    def _publish_class_tables(self) -> None:
+        """What the label ids mean, once, transient local: late subscribers get it too."""
+        latched = QoSProfile(history=HistoryPolicy.KEEP_LAST, depth=1,
+                             reliability=ReliabilityPolicy.RELIABLE,
+                             durability=DurabilityPolicy.TRANSIENT_LOCAL)
+        spec = self.segmenter.spec
+        self.classes_publisher = self.create_publisher(String, '~/classes', latched)
+        self.classes_publisher.publish(String(data=class_table_json(spec)))
+        types = vision_msgs_types()
+        self.label_info_publisher = None
+        if types is None:
+            self.get_logger().info('vision_msgs not found: no ~/label_info (LabelInfo); the '
+                                   'class table is on ~/classes (JSON)')
+            return
+        label_info_type, vision_class_type = types
+        header = Image().header
+        header.stamp = self.get_clock().now().to_msg()
+        self.label_info_publisher = self.create_publisher(label_info_type, '~/label_info',
+                                                          latched)
+        self.label_info_publisher.publish(
+            label_info_message(spec, label_info_type, vision_class_type, header))
 
     # ------------------------------------------------------------------ parameters
     def _declare_parameters(self) -> None:
@@ -173,17 +264,30 @@ class SegmentNode(Node):
                 read_only=False)),
             ('use_compressed', False, _descriptor('subscribe to image/compressed (jpeg/png) '
                                                   'instead of image')),
-            ('qos_reliability', 'best_effort', _descriptor(
-                'input QoS: best_effort (sensor data) or reliable (bag replay)', RELIABILITY)),
+            ('qos_reliability', 'best_available', _descriptor(
+                'input QoS reliability: best_available (reliable if the publisher is, so '
+                'large frames are repaired; still matches a best-effort camera), reliable or '
+                'best_effort', tuple(RELIABILITY))),
+            ('qos_depth', 1, _descriptor(
+                'input QoS history depth (1: only the newest frame waits in DDS)',
+                integer_range=IntegerRange(from_value=1, to_value=MAX_QOS_DEPTH, step=1))),
+            ('qos_durability', 'volatile', _descriptor(
+                'input QoS durability (transient_local: also gets the last frame a latched '
+                'publisher sent before the node started)', tuple(DURABILITY))),
+            ('max_image_pixels', DEFAULT_MAX_IMAGE_PIXELS, _descriptor(
+                'frames with more pixels (width x height, read from the header before '
+                'decoding) are refused as bad input; 0 = no limit',
+                integer_range=IntegerRange(from_value=0, to_value=2**40, step=1))),
             ('latency_budget_ms', 100.0, _descriptor(
                 'diagnostics WARN when the end-to-end latency p90 exceeds this; 0 = off',
                 read_only=False, float_range=budget)),
         ]
         self._parameter_names = [name for name, _, _ in declarations]
-        try:
-            self.declare_parameters('', declarations)
-        except Exception as exc:  # bad values or types in a params file / launch argument
-            raise StartupError(f'invalid parameter: {exc}') from None
+        for name, default, descriptor in declarations:
+            try:
+                self.declare_parameter(name, default, descriptor)
+            except Exception as exc:  # bad values or types in a params file / launch argument
+                raise StartupError(_parameter_error(name, descriptor, exc)) from None
 
     def _check_startup_parameters(self, params: dict) -> None:
         for name, choices in CHOICES.items():
@@ -252,6 +356,8 @@ class SegmentNode(Node):
         """Executor thread: store the newest frame and wake the worker; never blocks on it."""
         self.rate_in.tick()
         with self._frame_ready:
+            if self._stopping:
+                return  # the worker is finishing its last frame
             self.frames_in += 1
             if self.latest_frame is not None:
                 # The worker has not taken the previous frame yet: the newest wins.
@@ -260,21 +366,64 @@ class SegmentNode(Node):
             self.latest_frame = (msg, time.perf_counter())
             self._frame_ready.notify()
 
+    def _on_message_lost(self, info) -> None:
+        with self._stats_lock:
+            self.frames_lost += info.total_count_change
+            self._period_lost += info.total_count_change
+
+    def _on_incompatible_qos(self, info) -> None:
+        with self._stats_lock:
+            self.incompatible_publishers = info.total_count
+        self.get_logger().warning(
+            f'a publisher on {self.subscription.topic_name} offers QoS this subscription '
+            f'cannot match (policy id {info.last_policy_kind}): none of its frames arrive. '
+            'A best-effort camera needs qos_reliability best_available or best_effort',
+            throttle_duration_sec=ERROR_LOG_THROTTLE_S)
+
+    def _on_camera_info(self, info: CameraInfo) -> None:
+        self._publish_camera_infos(self.camera_info_matcher.add_info(info))
+
+    def _publish_camera_infos(self, pairs) -> None:
+        """CameraInfo of ~/label (the image's size) and ~/label_small (network output)."""
+        for info, (header, image_size, small_size) in pairs:
+            for name, size in (('label', image_size), ('label_small', small_size)):
+                publisher = self.label_info_publishers[name]
+                if size is not None and publisher.get_subscription_count():
+                    publisher.publish(scale_camera_info(info, *size, header=header))
+
+    def _frame_sizes(self, msg: Image | CompressedImage):
+        """(label size, small label size) as (width, height) for a frame the node processed."""
+        if isinstance(msg, CompressedImage):
+            image_size = compressed_image_size(msg.data)
+        else:
+            image_size = (int(msg.width), int(msg.height))
+        width, height = self.segmenter.input_size
+        stride = self.segmenter.spec.output_stride
+        return image_size, (width // stride, height // stride)
+
     def _work(self) -> None:
         while True:
             with self._frame_ready:
                 while self.latest_frame is None and not self._stopping:
                     self._frame_ready.wait()
-                if self._stopping:
+                if self.latest_frame is None:  # stopping, and no frame in hand
                     return
                 msg, received = self.latest_frame
                 self.latest_frame = None
             try:
+                check_image_pixels(msg, self.max_image_pixels)
                 self._process(msg, received)
             except (ImageConversionError, ValueError) as exc:
                 self._record_error(f'bad input on {self.subscription.topic_name}: {exc}')
+                continue
             except Exception as exc:  # a failed inference must not stop the node
+                if not self.context.ok():
+                    return  # the context was shut down under us (by its owner): not an error
                 self._record_error(f'inference failed: {type(exc).__name__}: {exc}')
+                continue
+            self._publish_camera_infos(
+                self.camera_info_matcher.add_frame(msg.header, (msg.header,
+                                                                *self._frame_sizes(msg))))
 
     def _record_error(self, message: str) -> None:
         with self._stats_lock:
@@ -340,21 +489,28 @@ class SegmentNode(Node):
                   'network_size': f'{width}x{height}', 'upsample': seg.upsample,
                   'fps_in': self.rate_in.rate(), 'fps_out': self.rate_out.rate(),
                   'frames_in': self.frames_in, 'frames_out': self.frames_out,
-                  'frames_dropped': self.frames_dropped, 'errors': self.errors,
-                  'latency_budget_ms': float(self.latency_budget_ms)}
+                  'frames_dropped': self.frames_dropped, 'frames_lost': self.frames_lost,
+                  'incompatible_publishers': self.incompatible_publishers,
+                  'errors': self.errors, 'latency_budget_ms': float(self.latency_budget_ms)}
         for stage in STAGES:
             for key, ms in self.stage_ms[stage].summary().items():
                 values[f'{stage}_{key}_ms'] = ms
         return values
 
     def _publish_diagnostics(self) -> None:
+        now = time.perf_counter()
         with self._stats_lock, self._frame_ready:
-            errors, dropped, last_error = self._period_errors, self._period_dropped, \
-                self._last_error
-            self._period_errors = self._period_dropped = 0
+            errors, dropped, lost, last_error = (self._period_errors, self._period_dropped,
+                                                 self._period_lost, self._last_error)
+            self._period_errors = self._period_dropped = self._period_lost = 0
+            period_start, self._period_start = self._period_start, now
         values = self.diagnostic_values()
-        level, message = node_level(errors, dropped, values['end_to_end_p90_ms'],
-                                    self.latency_budget_ms, last_error)
+        # The level judges this period's frames only: two slow warm-up frames must not keep
+        # the status WARN while no frame comes (the reported p90 is over the last 300).
+        period_p90 = self.stage_ms['end_to_end'].summary(since=period_start)['p90']
+        level, message = node_level(errors, dropped, period_p90, self.latency_budget_ms,
+                                    last_error, lost=lost,
+                                    incompatible=self.incompatible_publishers)
         self.last_level = level
         self.diagnostics_publisher.publish(build_diagnostic_array(
             self.get_clock().now().to_msg(), f'{self.get_fully_qualified_name()}: segmentation',
@@ -363,7 +519,8 @@ class SegmentNode(Node):
     def summary_line(self) -> str:
         v = self.diagnostic_values()
         return (f'{v["fps_in"]:.1f} fps in, {v["fps_out"]:.1f} out, {v["frames_out"]} frames, '
-                f'{v["frames_dropped"]} dropped, {v["errors"]} errors; compute p50 '
+                f'{v["frames_dropped"]} dropped, {v["frames_lost"]} lost in transport, '
+                f'{v["errors"]} errors; compute p50 '
                 f'{v["compute_p50_ms"]:.1f} ms, end-to-end p50 {v["end_to_end_p50_ms"]:.1f} / '
                 f'p99 {v["end_to_end_p99_ms"]:.1f} ms; status '
                 f'{LEVEL_NAMES.get(getattr(self, "last_level", None), "-")}')
@@ -372,44 +529,134 @@ class SegmentNode(Node):
         self.get_logger().info(self.summary_line())
 
     # ------------------------------------------------------------------ shutdown
-    def stop_worker(self, timeout: float = 10.0) -> None:
-        """Let the worker finish its frame and join it."""
+    def stop_worker(self, timeout: float = 10.0) -> bool:
+        """Let the worker finish the frame in hand (and one waiting) and join it.
+
+        Returns False if it is still running after `timeout` seconds.
+        """
         with self._frame_ready:
             self._stopping = True
             self._frame_ready.notify_all()
         if self.worker.is_alive() and self.worker is not threading.current_thread():
             self.worker.join(timeout)
+        return not self.worker.is_alive()
 
     def destroy_node(self) -> None:
         self.stop_worker()
         super().destroy_node()
 
 
-def main(args: list[str] | None = None) -> int:
-    rclpy.init(args=args)
+# Below launch's 5 s between its SIGINT and SIGTERM, so a slow last frame still ends cleanly.
+STOP_TIMEOUT_S = 4.0
+
+
+def _exit_with_parent() -> bool:
+    """Linux: get SIGTERM when ros2 launch (PARENT_PID_ENV) dies, even by SIGKILL.
+
+    Returns False if that process is already gone. Without this, a killed launch leaves the
+    node running as an orphan (and a relaunch makes two /segment_node).
+    """
+    parent = os.environ.get(PARENT_PID_ENV, '')
+    if not parent.isdigit() or not sys.platform.startswith('linux'):
+        return True
+    pr_set_pdeathsig = 1
+    ctypes.CDLL(None, use_errno=True).prctl(pr_set_pdeathsig, signal.SIGTERM, 0, 0, 0)
+    return os.getppid() == int(parent)  # checked after prctl: no window left open
+
+
+def _rcl_error_line(exc: Exception) -> str:
+    """rcl's "failed to initialize rcl: <reason>, at file.c:123, at ..." as one line."""
+    message = ' '.join(str(exc).split())
+    message = re.sub(r',? at /\S+:\d+', '', message).removeprefix('failed to initialize rcl: ')
+    message = message.replace(' Error: error not set', '').strip(' ,')
+    remap = re.search(r"remap rule: '-r [^']*?:=([^']*)'", message)
+    if remap:  # rcl's lexer error does not say what is wrong with the name; rclpy's check does
+        from rclpy.validate_topic_name import validate_topic_name
+        try:
+            validate_topic_name(remap.group(1))
+        except Exception as exc:
+            reason = str(exc).splitlines()[0].removeprefix('Invalid topic name: ').rstrip(':')
+            message = f"{message.split('. Error:')[0].rstrip('.')}: {reason}"
+    return message
+
+
+def _init_rclpy(args: list[str] | None) -> None:
+    """rclpy.init without rclpy's signal handlers; bad ROS arguments -> StartupError.
+
+    rcl prints its own "Failed to parse global arguments" line before raising, so stderr is
+    held during init and only passed on when init succeeds: a failed start is one line.
+    """
+    sys.stderr.flush()
+    saved = os.dup(2)
+    with tempfile.TemporaryFile() as held:
+        os.dup2(held.fileno(), 2)
+        try:
+            rclpy.init(args=args, signal_handler_options=SignalHandlerOptions.NO)
+        except Exception as exc:  # RCLError: remap rule, log level, params file, ...
+            error = exc
+        else:
+            error = None
+        finally:
+            os.dup2(saved, 2)
+            os.close(saved)
+        if error is not None:
+            raise StartupError(f'invalid ROS arguments: {_rcl_error_line(error)}') from None
+        held.seek(0)
+        os.write(2, held.read())
+
+
+def main(args: list[str] | None = None,
+         segmenter_factory: Callable[..., Segmenter] = Segmenter) -> int:
+    """Run the node until SIGINT/SIGTERM; 0 on a clean stop, 1 on a failed start.
+
+    rclpy's own signal handlers would shut the context down at once, under a frame in
+    inference (a false "context is invalid" error, the frame's label lost). Here a signal
+    only asks the spin loop to stop; the worker finishes its frame, then things are
+    destroyed in order: worker, executor, node, context.
+    """
+    stop = threading.Event()
+
+    def request_stop(signum, frame):
+        stop.set()  # a second Ctrl-C while stopping changes nothing: no traceback
+
+    for signum in (signal.SIGINT, signal.SIGTERM):
+        signal.signal(signum, request_stop)
+    logger = rclpy.logging.get_logger(NODE_NAME)
+    if not _exit_with_parent():
+        logger.warning('the ros2 launch that started this node is gone; not starting')
+        return 1
+    try:
+        _init_rclpy(args)
+    except StartupError as exc:
+        logger.fatal(str(exc))
+        return 1
     node = None
     executor = SingleThreadedExecutor()
     code = 0
     try:
-        node = SegmentNode()
+        node = SegmentNode(segmenter_factory)
         executor.add_node(node)
-        executor.spin()
+        while not stop.is_set():
+            executor.spin_once(timeout_sec=SPIN_POLL_S)
     except StartupError as exc:
-        rclpy.logging.get_logger(NODE_NAME).fatal(str(exc))
+        logger.fatal(str(exc))
         code = 1
     except (KeyboardInterrupt, ExternalShutdownException):
-        pass  # Ctrl-C, SIGTERM (rclpy's handler shuts the context down) or launch shutdown
-    finally:
-        try:
-            # The executor lets go of the node's handles first, so destroying them does not wait.
-            executor.shutdown(timeout_sec=5.0)
-            if node is not None:
-                node.destroy_node()
-            rclpy.try_shutdown()
-        except KeyboardInterrupt:
-            # A second Ctrl-C (a terminal's, and `ros2 launch` forwarding it) during clean-up:
-            # the process is ending anyway, so no traceback.
-            pass
+        pass  # the context was shut down by someone else
+    if node is not None and not node.stop_worker(STOP_TIMEOUT_S):
+        # Destroying the handles under a running inference could crash: leave at once.
+        logger.warning(f'the frame in inference did not finish within {STOP_TIMEOUT_S:g} s; '
+                       'exiting without waiting for it')
+        os._exit(code)
+    executor.shutdown(timeout_sec=5.0)
+    if node is not None:
+        node.destroy_node()
+    rclpy.try_shutdown(uninstall_handlers=False)  # ours, not rclpy's: keep them
+    # Python resets handled signals to their default while it tears down, so one more Ctrl-C
+    # (a terminal sends one to the whole group, launch another) would kill the process with
+    # -2 after a clean stop; ignored signals are left ignored.
+    for signum in (signal.SIGINT, signal.SIGTERM):
+        signal.signal(signum, signal.SIG_IGN)
     return code
 
 

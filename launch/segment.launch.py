@@ -1,62 +1,187 @@
 """Launch the BiSeNet segment_node.
 
+    ros2 launch bisenet_ros segment.launch.py image_topic:=/camera/image_raw
     ros2 launch bisenet_ros segment.launch.py width:=960 height:=720 precision:=fp16
     ros2 launch bisenet_ros segment.launch.py --show-args
 
 Parameters come from params_file (default: config/segment.yaml in the package's share dir);
 launch arguments given on the command line override its values, and arguments left empty
-keep them. The node inherits the launching environment; ROS_AUTOMATIC_DISCOVERY_RANGE is set
-to LOCALHOST only when the caller did not choose a range, so a deliberate SUBNET setup wins.
+keep them. Arguments are checked before the node starts: a bad one (a topic name with a '-',
+a missing or non-YAML params file, width:=abc) ends the launch with one error line and exit
+code 1. `ros2 launch` also exits non-zero when the node fails to start or dies.
+
+The node inherits the launching environment, with two defaults the caller can override by
+setting them first: ROS_AUTOMATIC_DISCOVERY_RANGE=LOCALHOST and FASTDDS_DEFAULT_PROFILES_FILE
+(the shipped config/fastdds.xml: shared memory large enough for camera frames).
+
+Stopping: Ctrl-C (SIGINT) and SIGTERM both stop the node cleanly (it finishes the frame in
+hand); if `ros2 launch` itself is killed, the node stops on its own (no orphan).
 """
 import os
+import re
+import signal
 
+import yaml
 from ament_index_python.packages import get_package_share_directory
 from launch import LaunchDescription
-from launch.actions import DeclareLaunchArgument, OpaqueFunction, SetEnvironmentVariable
+from launch.actions import (DeclareLaunchArgument, OpaqueFunction, RegisterEventHandler,
+                            SetEnvironmentVariable)
+from launch.event_handlers import OnProcessExit
+from launch.events import Shutdown
 from launch.substitutions import LaunchConfiguration
 from launch_ros.actions import Node
 
 PACKAGE = 'bisenet_ros'
+NODE_NAME = 'segment_node'
+# The node stops itself when the process with this pid (ros2 launch) is gone.
+PARENT_PID_ENV = 'BISENET_ROS_PARENT_PID'
+LOG_LEVELS = ('debug', 'info', 'warn', 'error', 'fatal')
 
 # name -> (default, description); '' = not given: the params file's value (or the node's default).
 ARGUMENTS = {
     'model': ('', 'model file (.pt or .onnx); empty: the shipped model'),
     'backend': ('', 'inference backend: auto, torch, onnxruntime or tensorrt'),
-    'device': ('', 'inference device: auto, cuda or cpu'),
+    'device': ('', 'inference device: auto, cpu, cuda or cuda:N (the N-th GPU)'),
     'precision': ('', 'fp32 or fp16 (fp16 needs a GPU; fp32 on the CPU)'),
     'width': ('', 'network input width (e.g. 960; multiples of 32 need no padding)'),
     'height': ('', 'network input height (e.g. 720; multiples of 32 need no padding)'),
     'image_topic': ('image', 'input image topic (image_topic/compressed with use_compressed)'),
+    'camera_info_topic': ('', "the camera's CameraInfo topic; empty: camera_info beside "
+                              'image_topic (/camera/image_raw -> /camera/camera_info)'),
     'use_compressed': ('', 'true: subscribe to <image_topic>/compressed (jpeg/png)'),
+    'reliability': ('', 'input QoS reliability: best_available, reliable or best_effort'),
     'namespace': ('', 'namespace of the node (outputs: <namespace>/segment_node/label, ...)'),
     'params_file': (None, 'YAML parameter file; default: config/segment.yaml of the package'),
-    'log_level': ('info', 'node log level: debug, info, warn, error or fatal'),
+    'log_level': ('info', f'node log level: {", ".join(LOG_LEVELS)} (or logger:=level)'),
 }
-# launch argument -> node parameter, for the ones that become parameters.
-PARAMETERS = {'model': 'model_path', 'backend': 'backend', 'device': 'device',
-              'precision': 'precision', 'width': 'input_width', 'height': 'input_height',
-              'use_compressed': 'use_compressed'}
+# launch argument -> (node parameter, type), for the ones that become parameters.
+PARAMETERS = {'model': ('model_path', str), 'backend': ('backend', str),
+              'device': ('device', str), 'precision': ('precision', str),
+              'width': ('input_width', int), 'height': ('input_height', int),
+              'use_compressed': ('use_compressed', bool),
+              'reliability': ('qos_reliability', str)}
 
 
-def _typed(value: str):
+class LaunchArgumentError(ValueError):
+    """A launch argument the node could not start with; the message is one line."""
+
+
+def _typed(name: str, value: str, kind: type):
     """Launch arguments are strings; the node declares ints and bools."""
-    if value.lower() in ('true', 'false'):
+    if kind is int:
+        if not re.fullmatch(r'[+-]?\d+', value.strip()):
+            raise LaunchArgumentError(f'{name}:={value}: not an integer')
+        return int(value)
+    if kind is bool:
+        if value.lower() not in ('true', 'false'):
+            raise LaunchArgumentError(f'{name}:={value}: must be true or false')
         return value.lower() == 'true'
-    return int(value) if value.isdigit() else value
+    return value
+
+
+def _check_topic(name: str, topic: str) -> None:
+    from rclpy.expand_topic_name import expand_topic_name
+    from rclpy.validate_full_topic_name import validate_full_topic_name
+    from rclpy.validate_topic_name import validate_topic_name
+
+    try:
+        validate_topic_name(topic)
+        validate_full_topic_name(expand_topic_name(topic, NODE_NAME, '/'))
+    except Exception as exc:  # rclpy's exceptions name the rule, then draw a caret
+        reason = str(exc).splitlines()[0].removeprefix('Invalid topic name: ').rstrip(':')
+        raise LaunchArgumentError(f'{name}:={topic}: not a valid ROS topic name: '
+                                  f'{reason}') from None
+
+
+def _check_params_file(path: str) -> None:
+    if not os.path.isfile(path):
+        raise LaunchArgumentError(f'params_file:={path}: file not found')
+    try:
+        with open(path, encoding='utf-8') as stream:
+            content = yaml.safe_load(stream)
+    except (OSError, UnicodeDecodeError, yaml.YAMLError) as exc:
+        reason = ' '.join(str(exc).split())
+        raise LaunchArgumentError(f'params_file:={path}: not a YAML file: {reason}') from None
+    if not _has_ros_parameters(content):
+        raise LaunchArgumentError(
+            f'params_file:={path}: not a ROS 2 parameter file (expected "/**:" or '
+            '"<node name>:" with a "ros__parameters:" mapping, as config/segment.yaml)')
+
+
+def _has_ros_parameters(content) -> bool:
+    return isinstance(content, dict) and (
+        'ros__parameters' in content or any(_has_ros_parameters(v) for v in content.values()))
+
+
+def _check_log_level(level: str) -> None:
+    # --log-level takes a level or <logger>:=<level>.
+    if level.rpartition(':=')[2].lower() not in LOG_LEVELS:
+        raise LaunchArgumentError(f'log_level:={level}: must be one of {", ".join(LOG_LEVELS)}')
+
+
+def camera_info_topic(image_topic: str) -> str:
+    """camera_info beside the image, as image_transport pairs them."""
+    parent, slash, _ = image_topic.rpartition('/')
+    return f'{parent}{slash}camera_info'
 
 
 def _node(context):
     arg = {name: LaunchConfiguration(name).perform(context) for name in ARGUMENTS}
-    overrides = {param: _typed(arg[name]) for name, param in PARAMETERS.items() if arg[name]}
+    overrides = {param: _typed(name, arg[name], kind)
+                 for name, (param, kind) in PARAMETERS.items() if arg[name]}
     topic = arg['image_topic']
-    return [Node(
-        package=PACKAGE, executable='segment_node', name='segment_node',
+    info_topic = arg['camera_info_topic'] or camera_info_topic(topic)
+    _check_topic('image_topic', topic)
+    _check_topic('camera_info_topic', info_topic)
+    if arg['namespace']:
+        _check_topic('namespace', arg['namespace'])
+    _check_params_file(arg['params_file'])
+    _check_log_level(arg['log_level'])
+    node = Node(
+        package=PACKAGE, executable=NODE_NAME, name=NODE_NAME,
         namespace=arg['namespace'], output='screen', emulate_tty=True,
         # Later entries win: the command line's arguments override the file's values.
         parameters=[arg['params_file'], overrides],
-        remappings=[('image', topic), ('image/compressed', f'{topic}/compressed')],
-        arguments=['--ros-args', '--log-level', arg['log_level']],
-    )]
+        remappings=[('image', topic), ('image/compressed', f'{topic}/compressed'),
+                    ('camera_info', info_topic)],
+        ros_arguments=['--log-level', arg['log_level']],
+        additional_env={PARENT_PID_ENV: str(os.getpid())},
+    )
+    return [node, RegisterEventHandler(OnProcessExit(target_action=node, on_exit=_on_node_exit))]
+
+
+def _on_node_exit(event, context):
+    # Without this, `ros2 launch` exits 0 when the node fails to start or dies, and a script
+    # cannot tell a failed start from a clean stop. Raising makes launch end with code 1.
+    if event.returncode != 0:
+        raise RuntimeError(f'{NODE_NAME} exited with code {event.returncode} (its log above '
+                           'says why)')
+
+
+def _stop_on_sigterm(context):
+    """Treat SIGTERM like Ctrl-C: stop the node, wait for it, then exit.
+
+    launch itself handles SIGTERM by abandoning its processes (orphans) or, with no Python
+    handler installed, dies at once. Its signal manager is not public API, hence the
+    getattr: where it is missing, the node still stops itself when launch is gone.
+    """
+    from launch.utilities import signal_management
+
+    manager = getattr(signal_management.AsyncSafeSignalManager,
+                      '_AsyncSafeSignalManager__current', None)
+    if manager is None:
+        return None
+    stopping = []
+
+    def on_sigterm(signum):
+        if not stopping:
+            stopping.append(signum)
+            context.emit_event_sync(Shutdown(reason='SIGTERM', due_to_sigint=False))
+
+    manager.handle(signal.SIGTERM, on_sigterm)
+    # The manager only sees signals that have a Python-level handler.
+    signal.signal(signal.SIGTERM, lambda signum, frame: None)
+    return None
 
 
 def generate_launch_description() -> LaunchDescription:
@@ -67,5 +192,5 @@ def generate_launch_description() -> LaunchDescription:
                for name, (default, description) in ARGUMENTS.items()]
     if 'ROS_AUTOMATIC_DISCOVERY_RANGE' not in os.environ:
         actions.append(SetEnvironmentVariable('ROS_AUTOMATIC_DISCOVERY_RANGE', 'LOCALHOST'))
-    actions.append(OpaqueFunction(function=_node))
+    actions += [OpaqueFunction(function=_stop_on_sigterm), OpaqueFunction(function=_node)]
     return LaunchDescription(actions)
