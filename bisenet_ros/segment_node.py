@@ -32,7 +32,8 @@ from rcl_interfaces.msg import (FloatingPointRange, IntegerRange, ParameterDescr
 from rclpy.event_handler import SubscriptionEventCallbacks
 from rclpy.executors import ExternalShutdownException, SingleThreadedExecutor
 from rclpy.node import Node
-from rclpy.qos import (DurabilityPolicy, HistoryPolicy, QoSProfile, ReliabilityPolicy)
+from rclpy.qos import (DurabilityPolicy, HistoryPolicy, QoSProfile, ReliabilityPolicy,
+                       qos_policy_name_from_kind)
 from rclpy.signals import SignalHandlerOptions
 from sensor_msgs.msg import CameraInfo, CompressedImage, Image
 from diagnostic_msgs.msg import DiagnosticArray
@@ -376,7 +377,8 @@ class SegmentNode(Node):
             self.incompatible_publishers = info.total_count
         self.get_logger().warning(
             f'a publisher on {self.subscription.topic_name} offers QoS this subscription '
-            f'cannot match (policy id {info.last_policy_kind}): none of its frames arrive. '
+            f'cannot match ({qos_policy_name_from_kind(info.last_policy_kind)}): none of '
+            'its frames arrive. '
             'A best-effort camera needs qos_reliability best_available or best_effort',
             throttle_duration_sec=ERROR_LOG_THROTTLE_S)
 

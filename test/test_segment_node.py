@@ -1,5 +1,6 @@
 """segment_node in-process: outputs per encoding, bad input, drops, parameters, start-up errors."""
 import math
+import signal
 import os
 import subprocess
 import sys
@@ -13,8 +14,8 @@ rclpy = pytest.importorskip('rclpy')
 from diagnostic_msgs.msg import DiagnosticArray, DiagnosticStatus  # noqa: E402
 from rclpy.executors import MultiThreadedExecutor  # noqa: E402
 from rclpy.parameter import Parameter  # noqa: E402
-from rclpy.qos import QoSProfile, ReliabilityPolicy  # noqa: E402
-from sensor_msgs.msg import CompressedImage, Image  # noqa: E402
+from rclpy.qos import DurabilityPolicy, QoSProfile, ReliabilityPolicy  # noqa: E402
+from sensor_msgs.msg import CameraInfo, CompressedImage, Image  # noqa: E402
 
 from bisenet_core.inference import Segmenter  # noqa: E402
 from bisenet_ros.image_conversion import (ENCODINGS, compressed_to_network_input,  # noqa: E402
@@ -45,13 +46,15 @@ class Harness:
         msg_type = CompressedImage if compressed else Image
         topic = f'{self.ns}/image' + ('/compressed' if compressed else '')
         self.publisher = self.client.create_publisher(msg_type, topic, qos)
-        self.outputs = {name: [] for name in ('label', 'color', 'overlay', 'label_small')}
+        self.outputs = {name: [] for name in ('label', 'color', 'overlay', 'label_small',
+                                              'label/camera_info', 'label_small/camera_info')}
         self.diagnostics = []
         self.lock = threading.Condition()
         for name in self.outputs:
-            self.client.create_subscription(Image, f'{self.ns}/segment_node/{name}',
-                                            lambda m, n=name: self._store(self.outputs[n], m),
-                                            qos)
+            self.client.create_subscription(
+                CameraInfo if name.endswith('camera_info') else Image,
+                f'{self.ns}/segment_node/{name}',
+                lambda m, n=name: self._store(self.outputs[n], m), qos)
         self.client.create_subscription(DiagnosticArray, '/diagnostics',
                                         lambda m: self._store(self.diagnostics, m), 10)
         self.executor = MultiThreadedExecutor(num_threads=2, context=context)
@@ -267,23 +270,39 @@ def test_startup_errors_in_process(context, tiny_model_file, tmp_path):
              ({'model_path': str(corrupt)}, 'cannot load'),
              ({'model_path': str(tiny_model_file), 'input_width': 100}, 'input_width'),
              ({'model_path': str(tiny_model_file), 'backend': 'caffe'}, 'backend'),
-             ({'model_path': str(tiny_model_file), 'input_width': 128}, 'both or neither')]
+             ({'model_path': str(tiny_model_file), 'input_width': 128}, 'both or neither'),
+             # launch's width:=-32: the real reason, not "type STRING"
+             ({'model_path': str(tiny_model_file), 'input_width': -32},
+              r'input_width=-32: out of range 0\.\.8192'),
+             ({'model_path': str(tiny_model_file), 'input_width': 'abc'},
+              "input_width='abc': a string where an integer is expected"),
+             ({'model_path': str(tiny_model_file), 'qos_depth': 0}, 'qos_depth=0: out of range'),
+             ({'model_path': str(tiny_model_file), 'qos_durability': 'forever'},
+              'qos_durability')]
     for params, message in cases:
         overrides = [Parameter(k, value=v) for k, v in {**BASE, **params}.items()]
         with pytest.raises(StartupError, match=message):
             SegmentNode(context=context, parameter_overrides=overrides)
 
 
-def test_missing_model_exits_1_with_one_line(tmp_path):
-    missing = tmp_path / 'nope.pt'
+@pytest.mark.parametrize('ros_args, reason', [
+    (['-p', 'model_path:={tmp}/nope.pt'], '{tmp}/nope.pt: not found'),
+    # rclpy.init used to run outside the try: a 22-line traceback for each of these.
+    (['-r', 'image:=/cam/my-image'], 'must not contain characters other than alphanumerics'),
+    (['-r', 'image:=/cam/'], 'must not end with a forward slash'),
+    (['--log-level', 'verbose'], "Couldn't parse log level: '--log-level verbose'"),
+    (['--params-file', '{tmp}/broken.yaml'], "Couldn't parse params file"),
+])
+def test_failed_start_is_one_fatal_line(tmp_path, ros_args, reason):
+    (tmp_path / 'broken.yaml').write_text('/**:\n  ros__parameters: [unclosed\n')
     proc = subprocess.run(
-        [sys.executable, '-m', 'bisenet_ros.segment_node', '--ros-args', '-p',
-         f'model_path:={missing}'], env=ros_child_env(), capture_output=True, text=True,
-        timeout=120)
+        [sys.executable, '-m', 'bisenet_ros.segment_node', '--ros-args',
+         *(arg.format(tmp=tmp_path) for arg in ros_args)],
+        env=ros_child_env(), capture_output=True, text=True, timeout=120)
     assert proc.returncode == 1
     lines = [line for line in (proc.stdout + proc.stderr).splitlines() if line.strip()]
-    assert len(lines) == 1 and 'FATAL' in lines[0] and str(missing) in lines[0], lines
-    assert 'Traceback' not in proc.stderr
+    assert len(lines) == 1 and 'FATAL' in lines[0], lines
+    assert reason.format(tmp=tmp_path) in lines[0], lines
 
 
 def test_diagnostic_level_rules():
@@ -330,3 +349,365 @@ def test_child_env_and_default_model(monkeypatch):
         ros_child_env(500)
     assert default_model_path().name == DEFAULT_MODEL_NAME
     assert default_model_path().parent.name == 'models'
+
+
+# ---------------------------------------------------------------------- stopping mid-frame
+SLOW_NODE = '''
+import sys, time
+from bisenet_core.inference import Segmenter
+from bisenet_ros.segment_node import main
+
+class Slow(Segmenter):
+    """Every frame's inference takes 1.5 s and says when it starts."""
+    _inside = False
+
+    def _slow(self):
+        print('INFERENCE STARTED', flush=True)
+        time.sleep(1.5)
+
+    def segment(self, *args, **kwargs):
+        self._slow()
+        self._inside = True
+        try:
+            return super().segment(*args, **kwargs)
+        finally:
+            self._inside = False
+
+    def infer(self, batch):
+        if not self._inside:
+            self._slow()
+        return super().infer(batch)
+
+sys.exit(main(sys.argv[1:], segmenter_factory=Slow))
+'''
+
+
+def test_stop_during_inference_publishes_the_frame(context, tiny_model_file, tmp_path):
+    """SIGINT while a frame is in inference: its label still comes out, no false error.
+
+    rclpy's own handler used to shut the context down at once: "[ERROR] inference failed:
+    RCLError ... context is invalid" and the frame's label lost.
+    """
+    script = tmp_path / 'slow_node.py'
+    script.write_text(SLOW_NODE)
+    ns = f'/stop{os.getpid()}'
+    proc = subprocess.Popen(
+        [sys.executable, str(script), '--ros-args', '-r', f'__ns:={ns}', '-p',
+         f'model_path:={tiny_model_file}', '-p', 'backend:=torch', '-p', 'device:=cpu',
+         '-p', 'qos_reliability:=reliable'],
+        env=ros_child_env(), stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    output = []
+    reader = threading.Thread(target=lambda: output.extend(proc.stdout), daemon=True)
+    reader.start()
+    client = rclpy.create_node('stop_client', context=context)
+    executor = MultiThreadedExecutor(num_threads=2, context=context)
+    labels = []
+    try:
+        qos = QoSProfile(depth=5, reliability=ReliabilityPolicy.RELIABLE)
+        publisher = client.create_publisher(Image, f'{ns}/image', qos)
+        client.create_subscription(Image, f'{ns}/segment_node/label', labels.append, qos)
+        executor.add_node(client)
+        threading.Thread(target=executor.spin, daemon=True).start()
+        deadline = time.monotonic() + 90
+        while not (publisher.get_subscription_count()
+                   and client.count_publishers(f'{ns}/segment_node/label')):
+            assert proc.poll() is None and time.monotonic() < deadline, ''.join(output)
+            time.sleep(0.1)
+        time.sleep(0.5)
+        msg = numpy_to_image(_scene(), 'rgb8')
+        msg.header.frame_id = 'in-flight'
+        publisher.publish(msg)
+        while not any('INFERENCE STARTED' in line for line in output):
+            assert time.monotonic() < deadline, ''.join(output)
+            time.sleep(0.02)
+        proc.send_signal(signal.SIGINT)
+        assert proc.wait(30) == 0, ''.join(output)
+        reader.join(5)
+        deadline = time.monotonic() + 10
+        while not labels and time.monotonic() < deadline:
+            time.sleep(0.05)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+        executor.shutdown()
+        client.destroy_node()
+    log = ''.join(output)
+    assert [m.header.frame_id for m in labels] == ['in-flight'], log
+    assert 'inference failed' not in log and 'Traceback' not in log, log
+
+
+# ---------------------------------------------------------------------- latency warning
+class SlowWarmUp(Segmenter):
+    """The first two frames take 300 ms (a cold start), the rest run at full speed."""
+
+    slow_frames = 2
+
+    def infer(self, batch):
+        if self.slow_frames:
+            self.slow_frames -= 1
+            time.sleep(0.3)
+        return super().infer(batch)
+
+    def segment(self, *args, **kwargs):
+        if self.slow_frames:
+            self.slow_frames -= 1
+            time.sleep(0.3)
+        return super().segment(*args, **kwargs)
+
+
+def test_latency_warning_clears_after_a_clean_second(harness):
+    """Two slow warm-up frames, then no input: WARN once, then OK (it stayed WARN for 30 s+)."""
+    h = harness(factory=SlowWarmUp, latency_budget_ms=100.0)
+    for seed in range(2):
+        h.output_for('label', h.publish(numpy_to_image(_scene(seed=seed), 'rgb8')))
+    status = _diagnostic(h, DiagnosticStatus.WARN, 0)
+    assert 'latency p90' in status.message and 'over budget 100' in status.message
+    after = len(h.diagnostics)
+    status = _diagnostic(h, DiagnosticStatus.OK, after)
+    values = {kv.key: kv.value for kv in status.values}
+    # The reported figures still show the slow frames; only the level judges the period.
+    assert float(values['end_to_end_max_ms']) >= 300.0
+
+
+# ---------------------------------------------------------------------- input QoS, DDS events
+def test_transient_local_input_gets_the_frame_sent_before_start(context, tiny_model_file):
+    ns = f'/latched{os.getpid()}'
+    client = rclpy.create_node('latched_camera', context=context)
+    latched = QoSProfile(depth=1, reliability=ReliabilityPolicy.RELIABLE,
+                         durability=DurabilityPolicy.TRANSIENT_LOCAL)
+    publisher = client.create_publisher(Image, f'{ns}/image', latched)
+    frame = numpy_to_image(_scene(), 'rgb8')
+    frame.header.frame_id = 'sent before the node existed'
+    publisher.publish(frame)
+    labels = []
+    client.create_subscription(Image, f'{ns}/segment_node/label', labels.append,
+                               QoSProfile(depth=5, reliability=ReliabilityPolicy.RELIABLE))
+    params = {**BASE, 'model_path': str(tiny_model_file), 'qos_reliability': 'reliable',
+              'qos_durability': 'transient_local', 'qos_depth': 3}
+    node = SegmentNode(context=context, namespace=ns,
+                       parameter_overrides=[Parameter(k, value=v) for k, v in params.items()])
+    executor = MultiThreadedExecutor(num_threads=2, context=context)
+    executor.add_node(node)
+    executor.add_node(client)
+    threading.Thread(target=executor.spin, daemon=True).start()
+    try:
+        deadline = time.monotonic() + TIMEOUT
+        while not labels and time.monotonic() < deadline:
+            time.sleep(0.05)
+        assert [m.header.frame_id for m in labels] == ['sent before the node existed']
+        qos = node.subscription.qos_profile
+        assert qos.depth == 3 and qos.durability == DurabilityPolicy.TRANSIENT_LOCAL
+    finally:
+        executor.shutdown()
+        node.destroy_node()
+        client.destroy_node()
+
+
+def test_incompatible_publisher_turns_diagnostics_warn(harness):
+    """A best-effort camera and a reliable subscription never match: say so, do not stay OK."""
+    h = harness(latency_budget_ms=0.0)  # the harness's node subscribes reliable
+    best_effort = h.client.create_publisher(
+        Image, f'{h.ns}/image', QoSProfile(depth=1, reliability=ReliabilityPolicy.BEST_EFFORT))
+    h.wait(lambda: h.node.incompatible_publishers == 1, 'the incompatible-QoS event')
+    status = _diagnostic(h, DiagnosticStatus.WARN, 0)
+    assert 'incompatible QoS' in status.message
+    assert {kv.key: kv.value for kv in status.values}['incompatible_publishers'] == '1'
+    h.client.destroy_publisher(best_effort)
+
+
+class LostInfo:
+    total_count, total_count_change = 7, 3
+
+
+def test_frames_lost_in_transport_turn_diagnostics_warn(harness):
+    h = harness(latency_budget_ms=0.0)
+    h.node._on_message_lost(LostInfo())  # what rclpy calls on the middleware's event
+    status = _diagnostic(h, DiagnosticStatus.WARN, 0)
+    assert '3 frame(s) lost in transport' in status.message
+    assert {kv.key: kv.value for kv in status.values}['frames_lost'] == '3'
+    after = len(h.diagnostics)
+    _diagnostic(h, DiagnosticStatus.OK, after)  # per period: clears when nothing more is lost
+
+
+# ---------------------------------------------------------------------- pixel cap
+def _jpeg_claiming(width, height):
+    """A real 8x8 jpeg whose frame header (SOF0) is patched to claim width x height."""
+    data = bytearray(numpy_to_compressed(_scene(8, 8), 'jpeg').data)
+    sof = data.index(b'\xff\xc0')
+    data[sof + 5:sof + 9] = height.to_bytes(2, 'big') + width.to_bytes(2, 'big')
+    return CompressedImage(format='jpeg', data=bytes(data))
+
+
+def test_oversized_frames_are_refused_before_decoding(harness, monkeypatch):
+    import cv2
+    decoded = []
+    real_imdecode = cv2.imdecode
+    monkeypatch.setattr(cv2, 'imdecode', lambda *a: decoded.append(1) or real_imdecode(*a))
+    h = harness(compressed=True, latency_budget_ms=0.0)  # default cap: 8192 x 8192
+    h.publish(_jpeg_claiming(65500, 65500))
+    h.wait(lambda: h.node.errors == 1, 'the 65500x65500 jpeg to be refused')
+    assert 'bad input' in h.node._last_error and '65500x65500' in h.node._last_error
+    assert 'max_image_pixels=67108864' in h.node._last_error
+    assert not decoded  # refused from the header: nothing decoded or allocated
+    stamp = h.publish(numpy_to_compressed(_scene(), 'png'))
+    h.output_for('label', stamp)  # and the node goes on
+    assert decoded == [1]
+
+
+def test_pixel_cap_is_a_parameter_for_png_and_raw_frames(harness):
+    h = harness(compressed=True, max_image_pixels=5000, latency_budget_ms=0.0)
+    h.publish(numpy_to_compressed(_scene(72, 100), 'png'))  # 7200 px
+    h.wait(lambda: h.node.errors == 1, 'the 100x72 png to be refused')
+    assert '100x72 image' in h.node._last_error
+    stamp = h.publish(numpy_to_compressed(_scene(50, 60), 'png'))  # 3000 px
+    assert image_to_numpy(h.output_for('label', stamp)).shape == (50, 60)
+
+    raw = harness(max_image_pixels=5000, latency_budget_ms=0.0)
+    raw.publish(numpy_to_image(_scene(72, 100), 'rgb8'))
+    raw.wait(lambda: raw.node.errors == 1, 'the 100x72 raw frame to be refused')
+    assert 'max_image_pixels=5000' in raw.node._last_error
+
+
+# ---------------------------------------------------------------------- camera_info
+def _camera_info(stamp_sec):
+    info = CameraInfo(width=100, height=72, distortion_model='plumb_bob')
+    info.header.stamp.sec, info.header.stamp.nanosec = stamp_sec, 123
+    info.header.frame_id = 'camera_optical'
+    info.d = [0.1, -0.2, 0.0, 0.0, 0.0]
+    info.k = [100.0, 0.0, 49.5, 0.0, 100.0, 35.5, 0.0, 0.0, 1.0]
+    info.p = [100.0, 0.0, 49.5, -10.0, 0.0, 100.0, 35.5, 0.0, 0.0, 0.0, 1.0, 0.0]
+    return info
+
+
+def test_camera_info_matched_by_stamp_and_scaled_for_the_small_label(harness):
+    h = harness(publish_small_label=True)
+    info_publisher = h.client.create_publisher(
+        CameraInfo, f'{h.ns}/camera_info',
+        QoSProfile(depth=5, reliability=ReliabilityPolicy.RELIABLE))
+    h.wait(lambda: info_publisher.get_subscription_count() > 0, 'camera_info subscription')
+    # Info first, then the image; and the image first, then its info: both are paired.
+    info_publisher.publish(_camera_info(h.stamp_sec + 1))
+    time.sleep(0.2)
+    first = h.publish(numpy_to_image(_scene(), 'rgb8'))
+    h.output_for('label', first)
+    second = h.publish(numpy_to_image(_scene(seed=1), 'rgb8'))
+    h.output_for('label', second)
+    info_publisher.publish(_camera_info(second))
+    for stamp in (first, second):
+        label_info = h.output_for('label/camera_info', stamp)
+        small_info = h.output_for('label_small/camera_info', stamp)
+        assert (label_info.width, label_info.height) == (100, 72)
+        assert list(label_info.k) == [100.0, 0.0, 49.5, 0.0, 100.0, 35.5, 0.0, 0.0, 1.0]
+        assert label_info.header.frame_id == 'camera_optical'
+        # Tiny model: network 128x96 -> 16x12 labels. sx = 16/100, sy = 12/72, by hand:
+        # fx 100 -> 16, cx (49.5 + 0.5) * 0.16 - 0.5 = 7.5 (the centre of 16 columns),
+        # fy 100 -> 16.667, cy (35.5 + 0.5) / 6 - 0.5 = 5.5, Tx -10 -> -1.6.
+        assert (small_info.width, small_info.height) == (16, 12)
+        assert np.allclose(small_info.k, [16.0, 0, 7.5, 0, 100 / 6, 5.5, 0, 0, 1])
+        assert np.allclose(small_info.p, [16.0, 0, 7.5, -1.6, 0, 100 / 6, 5.5, 0, 0, 0, 1, 0])
+        assert list(small_info.d) == [0.1, -0.2, 0.0, 0.0, 0.0]
+    # A frame with no matching info gets none.
+    lone = h.publish(numpy_to_image(_scene(seed=2), 'rgb8'))
+    h.output_for('label', lone)
+    time.sleep(0.3)
+    assert not [m for m in h.outputs['label/camera_info'] if m.header.stamp.sec == lone]
+
+
+def test_camera_info_with_binning_and_roi():
+    from bisenet_ros.camera_info import scale_camera_info
+
+    # Sensor 200 x 144; the published image is the ROI x 20..119, y 10..81, binned 2x: 50x36.
+    info = CameraInfo(width=200, height=144, binning_x=2, binning_y=2)
+    info.roi.x_offset, info.roi.y_offset, info.roi.width, info.roi.height = 20, 10, 100, 72
+    info.k = [200.0, 0.0, 119.5, 0.0, 200.0, 81.5, 0.0, 0.0, 1.0]
+    out = scale_camera_info(info, 25, 18)  # half of the 50x36 image
+    # By hand: binned cx = (119.5 - 20 + 0.5) / 2 - 0.5 = 49.5 -> (49.5 + 0.5) / 2 - 0.5 = 24.5;
+    # cy = (81.5 - 10 + 0.5) / 2 - 0.5 = 35.5 -> 17.5; fx 200 / 2 / 2 = 50.
+    assert np.allclose(out.k, [50.0, 0, 24.5, 0, 50.0, 17.5, 0, 0, 1])
+    assert (out.width, out.height, out.binning_x, out.roi.width) == (25, 18, 0, 0)
+
+
+# ---------------------------------------------------------------------- what the ids mean
+CAMVID_NAMES = ['sky', 'building', 'pole', 'road', 'sidewalk', 'tree', 'sign_symbol', 'fence',
+                'car', 'pedestrian', 'bicyclist']
+
+
+def test_class_table_is_latched_on_classes(harness):
+    import json
+    from std_msgs.msg import String
+
+    h = harness()
+    tables = []
+    # Subscribing after the node published it: transient local delivers it anyway.
+    h.client.create_subscription(
+        String, f'{h.ns}/segment_node/classes', lambda m: h._store(tables, m),
+        QoSProfile(depth=1, reliability=ReliabilityPolicy.RELIABLE,
+                   durability=DurabilityPolicy.TRANSIENT_LOCAL))
+    h.wait(lambda: tables, 'the class table')
+    table = json.loads(tables[0].data)
+    assert [c['name'] for c in table['classes']] == CAMVID_NAMES
+    assert [c['id'] for c in table['classes']] == list(range(11))
+    assert table['classes'][3]['color'] == [128, 64, 128] and table['ignore_id'] == 255
+
+
+class FakeVisionClass:
+    def __init__(self, class_id=0, class_name=''):
+        self.class_id, self.class_name = class_id, class_name
+
+
+class FakeLabelInfo:
+    def __init__(self):
+        self.header, self.class_map, self.threshold = None, [], -1.0
+
+
+def test_label_info_published_when_vision_msgs_is_importable(context, tiny_model_file,
+                                                             monkeypatch):
+    """vision_msgs is not on PyPI: a stand-in module checks what the node would publish."""
+    import types
+
+    import bisenet_ros.label_info as label_info
+    import bisenet_ros.segment_node as segment_node
+
+    fake = types.ModuleType('vision_msgs.msg')
+    fake.LabelInfo, fake.VisionClass = FakeLabelInfo, FakeVisionClass
+    monkeypatch.setitem(sys.modules, 'vision_msgs', types.ModuleType('vision_msgs'))
+    monkeypatch.setitem(sys.modules, 'vision_msgs.msg', fake)
+    assert label_info.vision_msgs_types() == (FakeLabelInfo, FakeVisionClass)
+
+    published = []
+
+    class Recorder:
+        topic_name = '~/label_info'
+
+        def __init__(self, topic, qos):
+            self.topic, self.qos = topic, qos
+
+        def publish(self, msg):
+            published.append((self.topic, self.qos, msg))
+
+    real_create_publisher = segment_node.SegmentNode.create_publisher
+
+    def create_publisher(self, msg_type, topic, qos, **kwargs):
+        if msg_type is FakeLabelInfo:  # the fake has no type support; record instead
+            return Recorder(topic, qos)
+        return real_create_publisher(self, msg_type, topic, qos, **kwargs)
+    monkeypatch.setattr(segment_node.SegmentNode, 'create_publisher', create_publisher)
+    node = SegmentNode(context=context, namespace=f'/vision{os.getpid()}',
+                       parameter_overrides=[Parameter(k, value=v) for k, v in
+                                            {**BASE, 'model_path': str(tiny_model_file)}.items()])
+    try:
+        [(topic, qos, msg)] = published
+        assert topic == '~/label_info' and qos.durability == DurabilityPolicy.TRANSIENT_LOCAL
+        assert [(c.class_id, c.class_name) for c in msg.class_map] == list(
+            enumerate(CAMVID_NAMES))
+        assert msg.threshold == 0.0 and msg.header.stamp.sec > 0
+    finally:
+        node.destroy_node()
+
+
+def test_without_vision_msgs_there_is_no_label_info(harness):
+    from bisenet_ros.label_info import vision_msgs_types
+
+    if vision_msgs_types() is not None:
+        pytest.skip('vision_msgs is installed here')
+    assert harness().node.label_info_publisher is None
