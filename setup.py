@@ -49,8 +49,10 @@ setup(
     extras_require={
         'cpu': ['onnxruntime>=1.17'],
         'gpu': ['onnxruntime-gpu>=1.17'],
+        # The launch/ros2cli wheels are installed --no-deps (setup_env.sh); what they import
+        # is listed here: psutil for `ros2 node/param/topic`.
         'ros': ['ros-rclpy', 'ros-sensor-msgs', 'ros-diagnostic-msgs', 'ros-std-msgs',
-                'ros-rmw-fastrtps-cpp', 'osrf-pycommon', 'lark'],
+                'ros-rmw-fastrtps-cpp', 'osrf-pycommon', 'lark', 'psutil>=5.8'],
         'dev': ['pytest>=7,<8.4', 'flake8>=6', 'pydocstyle>=6', 'wheel'],
     },
     zip_safe=True,

@@ -318,3 +318,76 @@ def test_killed_launch_takes_the_node_with_it(launches, tiny_model_file):
     while pid_alive(node_pid) and time.monotonic() < deadline:
         time.sleep(0.1)
     assert not pid_alive(node_pid), 'the node outlived a killed ros2 launch'
+
+
+def _ros2_cli(*args: str, expect: str = '', timeout: float = 60.0) -> str:
+    """stdout + stderr of `ros2 ARGS`; retried while `expect` is not in it (discovery)."""
+    deadline = time.monotonic() + timeout
+    while True:
+        proc = subprocess.run([ros2(), *args], env=launch_env(), capture_output=True,
+                              text=True, timeout=timeout)
+        out = proc.stdout + proc.stderr
+        if expect in out or time.monotonic() > deadline:
+            return out
+        time.sleep(0.5)
+
+
+@pytest.fixture
+def ros2_daemon():
+    """The ros2 CLI's discovery daemon, as a user's shell would have it; stopped after."""
+    subprocess.run([ros2(), 'daemon', 'start'], env=launch_env(), capture_output=True,
+                   timeout=60)
+    yield
+    subprocess.run([ros2(), 'daemon', 'stop'], env=launch_env(), capture_output=True,
+                   timeout=60)
+
+
+@pytest.mark.usefixtures('ros2_daemon')
+def test_ros2_cli_works_against_the_launched_node(launches, camera, tiny_model_file):
+    launch = launches(*_node_args(tiny_model_file))
+    launch.wait_ready()
+    node = f'{NAMESPACE}/segment_node'
+    assert node in _ros2_cli('node', 'list', expect=node).split()
+    info = _ros2_cli('node', 'info', node, expect=LABEL)
+    assert f'{LABEL}: sensor_msgs/msg/Image' in info and f'{INPUT}: sensor_msgs/msg/Image' in info
+
+    params = _ros2_cli('param', 'list', node, expect='upsample').split()
+    assert {'upsample', 'qos_reliability', 'max_image_pixels', 'model_path'} <= set(params)
+    assert 'String value is: bilinear' in _ros2_cli('param', 'get', node, 'upsample')
+    assert 'successful' in _ros2_cli('param', 'set', node, 'upsample', 'nearest')
+    assert 'String value is: nearest' in _ros2_cli('param', 'get', node, 'upsample')
+    refused = _ros2_cli('param', 'set', node, 'backend', 'torch')
+    assert 'failed' in refused and 'read-only parameter: backend' in refused
+
+    topics = _ros2_cli('topic', 'list', expect=LABEL).split()
+    assert {LABEL, f'{node}/classes', '/diagnostics'} <= set(topics)
+    classes = _ros2_cli('topic', 'echo', '--once', f'{node}/classes', '--field', 'data')
+    assert '"name": "sky"' in classes, classes
+
+    cam = camera()
+    cam.wait_matched(launch)
+    keep_publishing = threading.Event()
+
+    def publish():
+        while not keep_publishing.wait(0.2):
+            cam.publish(_image(), 'cli')
+    publisher = threading.Thread(target=publish, daemon=True)
+    publisher.start()
+    try:
+        echo = _ros2_cli('topic', 'echo', '--once', LABEL, '--field', 'encoding')
+        assert echo.split()[:1] == ['mono8'], echo
+        # hz runs until stopped: give it a few diagnostics periods (1 Hz), then Ctrl-C.
+        hz = subprocess.Popen([ros2(), 'topic', 'hz', '/diagnostics'], env=launch_env(),
+                              stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
+                              preexec_fn=_default_signals)
+        time.sleep(6)
+        hz.send_signal(signal.SIGINT)
+        out = hz.communicate(timeout=20)[0]
+    finally:
+        keep_publishing.set()
+        publisher.join(5)
+    rates = [float(r) for r in re.findall(r'average rate: ([\d.]+)', out)]
+    assert rates and 0.8 < rates[-1] < 1.25, out
+    assert 'Traceback' not in out and 'No module named' not in out
+    launch.process.send_signal(signal.SIGINT)
+    assert launch.wait(30) == 0
