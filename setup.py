@@ -28,6 +28,7 @@ setup(
         (f'share/{PACKAGE}', ['package.xml']),
         *share('launch', 'launch/*.launch.py'),
         *share('config', 'config/*.yaml'),
+        *share('config', 'config/*.xml'),
         *share('config/train', 'config/train/*.yaml'),
         *share('models', 'models/*'),
         # ros2 launch / ros2 run look for executables in lib/<package>; these small

@@ -20,6 +20,7 @@ from __future__ import annotations
 import argparse
 import os
 import platform
+import sys
 import tempfile
 import threading
 import time
@@ -182,14 +183,40 @@ def markdown(rows: list[dict]) -> str:
     return '\n'.join(lines)
 
 
+def _machine() -> str:
+    load = ', '.join(f'{v:.1f}' for v in os.getloadavg())
+    return (f'{platform.processor() or "?"} {os.cpu_count()} CPUs, {platform.system()} '
+            f'{platform.release()}; python {platform.python_version()}; load average {load}')
+
+
+def cross_process(args) -> int:
+    from bench.node_delivery import markdown as delivery_markdown
+    from bench.node_delivery import run_streams
+
+    sizes = args.sizes or [(640, 480), (1280, 720), (1920, 1080)]
+    rows = run_streams(sizes, args.rate, args.seconds, args.publishers, args.camera_env,
+                       baseline=args.baseline, log_dir=args.log_dir)
+    setup = ('baseline: node input best-effort, Fast DDS defaults on both sides'
+             if args.baseline else f'node as shipped; camera Fast DDS profile: {args.camera_env}')
+    print(f'\n{setup}; {args.rate:g} Hz for {args.seconds:g} s per stream; machine: {_machine()}')
+    print(delivery_markdown(rows))
+    return 0
+
+
 def main(argv: list[str] | None = None) -> int:
+    argv = sys.argv[1:] if argv is None else argv
+    if argv[:1] == ['--camera']:  # the camera process of --cross-process
+        from bench.node_delivery import camera_main
+        return camera_main(argv[1:])
     parser = argparse.ArgumentParser(
         prog='python -m bench.bench_node',
         description='segment_node overhead: end-to-end latency (Image published -> '
-                    'label received) vs the bare Segmenter call on the same frames, on the CPU.')
-    parser.add_argument('--sizes', type=size_arg, nargs='+',
-                        default=[(640, 360), (1280, 720)],
-                        help='image sizes WxH (default: 640x360 1280x720)')
+                    'label received) vs the bare Segmenter call on the same frames, on the CPU. '
+                    'With --cross-process: frame delivery from a camera in another process to '
+                    'the node launched as deployed (see bench/node_delivery.py).')
+    parser.add_argument('--sizes', type=size_arg, nargs='+', default=None,
+                        help='image sizes WxH (default: 640x360 1280x720; with --cross-process '
+                             '640x480 1280x720 1920x1080)')
     parser.add_argument('--frames', type=int, default=30, help='timed frames per size (30)')
     parser.add_argument('--warmup', type=int, default=3, help='untimed frames per size (3)')
     parser.add_argument('--backend', default='torch',
@@ -201,7 +228,30 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument('--color', action='store_true',
                         help='also subscribe to ~/color and time until it arrives (by default '
                              'only ~/label is subscribed, and the node skips the colour mask)')
+    delivery = parser.add_argument_group('--cross-process (delivery as deployed)')
+    delivery.add_argument('--cross-process', action='store_true',
+                          help='camera publisher in its own process, node started with ros2 '
+                               'launch and the shipped config; reports delivery, end-to-end '
+                               'p50/p99 and the node\'s CPU use')
+    delivery.add_argument('--rate', type=float, default=30.0, help='camera rate in Hz (30)')
+    delivery.add_argument('--seconds', type=float, default=60.0,
+                          help='seconds per stream (60)')
+    delivery.add_argument('--publishers', nargs='+', choices=('best_effort', 'reliable'),
+                          default=['best_effort', 'reliable'],
+                          help='camera publisher reliability, one stream each (both)')
+    delivery.add_argument('--camera-env', choices=('shipped', 'default'), default='default',
+                          help="the camera process's Fast DDS profile: the shipped "
+                               'config/fastdds.xml (a driver started after source '
+                               'scripts/ros_env.sh) or Fast DDS defaults (default)')
+    delivery.add_argument('--baseline', action='store_true',
+                          help='the node as it shipped before: best-effort input, no profile')
+    delivery.add_argument('--log-dir', type=Path, default=Path('out/bench_node'),
+                          help='where node.log goes (out/bench_node)')
     args = parser.parse_args(argv)
+    if args.cross_process:
+        if args.rate <= 0 or args.seconds <= 0:
+            parser.error('--rate and --seconds must be > 0')
+        return cross_process(args)
     if args.frames < 2 or args.warmup < 0:
         parser.error('--frames must be >= 2 and --warmup >= 0')
     model = args.model
@@ -211,11 +261,11 @@ def main(argv: list[str] | None = None) -> int:
         model = shipped if shipped.is_file() else None
     if model is not None and not model.is_file():
         parser.error(f'--model {model}: not found')
-    rows = run(args.sizes, args.frames, args.warmup, args.backend, model, args.color)
+    rows = run(args.sizes or [(640, 360), (1280, 720)], args.frames, args.warmup, args.backend,
+               model, args.color)
     outputs = 'label + color' if args.color else 'label'
     print(f'\nmodel: {model or "random-init xception39"}; outputs timed: {outputs}; machine: '
-          f'{platform.processor() or "?"} {os.cpu_count()} CPUs, {platform.system()} '
-          f'{platform.release()}; python {platform.python_version()}')
+          f'{_machine()}')
     print(markdown(rows))
     worst = max(r['ratio_p50'] for r in rows)
     print(f'\nnode overhead (p50 ratio, worst size): {worst:.3f} (goal <= 1.15)')

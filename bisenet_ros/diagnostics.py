@@ -13,7 +13,8 @@ LEVEL_NAMES = {OK: 'OK', WARN: 'WARN', ERROR: 'ERROR'}
 
 
 def node_level(errors: int, dropped: int, latency_ms: float, budget_ms: float,
-               last_error: str = '', lost: int = 0, incompatible: int = 0) -> tuple[int, str]:
+               last_error: str = '', lost: int = 0, missed: int = 0,
+               incompatible: int = 0) -> tuple[int, str]:
     """(level, message) for one diagnostics period.
 
     Args:
@@ -22,14 +23,17 @@ def node_level(errors: int, dropped: int, latency_ms: float, budget_ms: float,
         latency_ms: end-to-end (stamp -> publish) p90 of the period's frames; over a positive
             budget_ms -> WARN. NaN (no frame in the period) never warns.
         lost: frames the middleware reported lost in the period (any -> WARN).
+        missed: frames the publisher sent that never arrived (publication sequence gaps, a
+            superset of `lost`; any -> WARN).
         incompatible: publishers on the input topic whose QoS cannot match (any -> WARN).
     """
     if errors:
         return ERROR, f'{errors} bad input(s) or failed inference(s); last: {last_error}'
     problems = []
-    if lost:
-        problems.append(f'{lost} frame(s) lost in transport (DDS): see docs/node.md, '
-                        '"deploying on a vehicle"')
+    if lost or missed:
+        problems.append(f'{max(lost, missed)} frame(s) sent by the camera never arrived '
+                        f'({lost} reported lost by DDS): see docs/node.md, "deploying on a '
+                        'vehicle"')
     if incompatible:
         problems.append(f'{incompatible} publisher(s) with incompatible QoS: their frames '
                         'never arrive')

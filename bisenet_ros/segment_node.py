@@ -23,6 +23,7 @@ import tempfile
 import threading
 import time
 import warnings
+from collections import OrderedDict
 from pathlib import Path
 from typing import Callable
 
@@ -75,6 +76,7 @@ RUNTIME_PARAMETERS = ('upsample', 'publish_color', 'publish_overlay', 'publish_s
 # 8192 x 8192: an 8K camera (7680 x 4320) fits with room to spare.
 DEFAULT_MAX_IMAGE_PIXELS = 8192 * 8192
 MAX_QOS_DEPTH = 100
+MAX_TRACKED_PUBLISHERS = 16
 DIAGNOSTICS_PERIOD_S = 1.0
 SUMMARY_PERIOD_S = 10.0
 ERROR_LOG_THROTTLE_S = 5.0
@@ -175,18 +177,16 @@ class SegmentNode(Node):
         in_qos = QoSProfile(history=HistoryPolicy.KEEP_LAST, depth=params['qos_depth'],
                             reliability=RELIABILITY[params['qos_reliability']],
                             durability=DURABILITY[params['qos_durability']])
-        # The middleware counts frames it lost (a best-effort frame missing a fragment) and
-        # tells when a publisher's QoS cannot match ours (reliable vs a best-effort camera).
-        events = SubscriptionEventCallbacks(message_lost=self._on_message_lost,
-                                            incompatible_qos=self._on_incompatible_qos)
+        self._input_qos = in_qos
         self.use_compressed = params['use_compressed']
-        if self.use_compressed:
-            self.subscription = self.create_subscription(
-                CompressedImage, 'image/compressed', self._on_image, in_qos,
-                event_callbacks=events)
-        else:
-            self.subscription = self.create_subscription(Image, 'image', self._on_image, in_qos,
-                                                         event_callbacks=events)
+        self._follow_publishers = params['qos_reliability'] == 'best_available'
+        if self._follow_publishers:
+            # Resolved here, not by the middleware (which resolves once, at creation: with no
+            # camera yet that is reliable, and a best-effort camera starting later never
+            # matches); the diagnostics timer re-checks it as cameras come and go.
+            in_qos.reliability = self._best_available(self.resolve_topic_name(
+                'image/compressed' if self.use_compressed else 'image'))
+        self.subscription = self._subscribe()
         # camera_info is optional: without it the masks' CameraInfo is simply not published.
         self.camera_info_matcher = CameraInfoMatcher()
         self.camera_info_subscription = self.create_subscription(
@@ -200,8 +200,11 @@ class SegmentNode(Node):
         self._stopping = False
         self._stats_lock = threading.Lock()
         self.frames_in = self.frames_out = self.frames_dropped = self.errors = 0
-        self.frames_lost = self.incompatible_publishers = 0
+        self.frames_lost = self.frames_missed = self.incompatible_publishers = 0
         self._period_dropped = self._period_errors = self._period_lost = 0
+        self._period_missed = 0
+        # publisher gid -> last publication sequence number seen: a jump is frames missed.
+        self._last_sequence: OrderedDict[bytes, int] = OrderedDict()
         self._period_start = time.perf_counter()
         self._last_error = ''
         self.stage_ms = {stage: RollingStats() for stage in STAGES}
@@ -353,9 +356,72 @@ class SegmentNode(Node):
         return SetParametersResult(successful=True)
 
     # ------------------------------------------------------------------ input
-    def _on_image(self, msg: Image | CompressedImage) -> None:
+    def _subscribe(self):
+        """The input subscription, with the middleware's loss and QoS-mismatch events."""
+        # The middleware counts frames it lost (a best-effort frame missing a fragment) and
+        # tells when a publisher's QoS cannot match ours (reliable vs a best-effort camera).
+        events = SubscriptionEventCallbacks(message_lost=self._on_message_lost,
+                                            incompatible_qos=self._on_incompatible_qos)
+        if self.use_compressed:
+            return self.create_subscription(CompressedImage, 'image/compressed', self._on_image,
+                                            self._input_qos, event_callbacks=events)
+        return self.create_subscription(Image, 'image', self._on_image, self._input_qos,
+                                        event_callbacks=events)
+
+    def _best_available(self, topic: str) -> ReliabilityPolicy:
+        """Reliable if every publisher of `topic` is (or there is none yet), else best effort."""
+        publishers = self.get_publishers_info_by_topic(topic)
+        if any(p.qos_profile.reliability == ReliabilityPolicy.BEST_EFFORT for p in publishers):
+            return ReliabilityPolicy.BEST_EFFORT
+        if publishers or not hasattr(self, 'subscription'):
+            return ReliabilityPolicy.RELIABLE
+        return self._input_qos.reliability  # no publisher now: keep what matched the last one
+
+    def _follow_publisher_reliability(self) -> None:
+        """qos_reliability best_available: re-subscribe when the cameras' reliability changes.
+
+        Reliable publishers get a reliable subscription (a lost fragment is re-sent), a
+        best-effort one (or a mix) a best-effort subscription (it would not match otherwise).
+        """
+        if not self._follow_publishers:
+            return
+        topic = self.subscription.topic_name
+        wanted = self._best_available(topic)
+        if wanted == self._input_qos.reliability:
+            return
+        self._input_qos.reliability = wanted
+        self.destroy_subscription(self.subscription)
+        self.subscription = self._subscribe()
+        with self._stats_lock:
+            self.incompatible_publishers = 0
+        mode = 'reliable' if wanted == ReliabilityPolicy.RELIABLE else 'best effort'
+        self.get_logger().info(f'input {topic} re-subscribed {mode} to match its publishers '
+                               '(qos_reliability best_available)')
+
+    def _count_missed(self, info) -> None:
+        """Frames the publisher sent that never reached this callback, from sequence gaps.
+
+        Covers what the middleware reports lost and what it drops silently (a reliable
+        camera's history overwriting frames not yet delivered, the input queue's depth).
+        """
+        sequence, gid = info.get('publication_sequence_number'), info.get('publisher_gid')
+        if sequence is None or not gid:
+            return
+        key = bytes(gid.get('data', b''))
+        last = self._last_sequence.get(key)
+        self._last_sequence[key] = sequence
+        self._last_sequence.move_to_end(key)
+        while len(self._last_sequence) > MAX_TRACKED_PUBLISHERS:
+            self._last_sequence.popitem(last=False)
+        if last is not None and sequence > last + 1:
+            with self._stats_lock:
+                self.frames_missed += sequence - last - 1
+                self._period_missed += sequence - last - 1
+
+    def _on_image(self, msg: Image | CompressedImage, info) -> None:
         """Executor thread: store the newest frame and wake the worker; never blocks on it."""
         self.rate_in.tick()
+        self._count_missed(info)
         with self._frame_ready:
             if self._stopping:
                 return  # the worker is finishing its last frame
@@ -375,6 +441,8 @@ class SegmentNode(Node):
     def _on_incompatible_qos(self, info) -> None:
         with self._stats_lock:
             self.incompatible_publishers = info.total_count
+        if self._follow_publishers:
+            return  # the diagnostics timer re-subscribes to match (not inside this event)
         self.get_logger().warning(
             f'a publisher on {self.subscription.topic_name} offers QoS this subscription '
             f'cannot match ({qos_policy_name_from_kind(info.last_policy_kind)}): none of '
@@ -492,6 +560,7 @@ class SegmentNode(Node):
                   'fps_in': self.rate_in.rate(), 'fps_out': self.rate_out.rate(),
                   'frames_in': self.frames_in, 'frames_out': self.frames_out,
                   'frames_dropped': self.frames_dropped, 'frames_lost': self.frames_lost,
+                  'frames_missed': self.frames_missed,
                   'incompatible_publishers': self.incompatible_publishers,
                   'errors': self.errors, 'latency_budget_ms': float(self.latency_budget_ms)}
         for stage in STAGES:
@@ -500,18 +569,21 @@ class SegmentNode(Node):
         return values
 
     def _publish_diagnostics(self) -> None:
+        self._follow_publisher_reliability()
         now = time.perf_counter()
         with self._stats_lock, self._frame_ready:
-            errors, dropped, lost, last_error = (self._period_errors, self._period_dropped,
-                                                 self._period_lost, self._last_error)
+            errors, dropped, lost, missed, last_error = (
+                self._period_errors, self._period_dropped, self._period_lost,
+                self._period_missed, self._last_error)
             self._period_errors = self._period_dropped = self._period_lost = 0
+            self._period_missed = 0
             period_start, self._period_start = self._period_start, now
         values = self.diagnostic_values()
         # The level judges this period's frames only: two slow warm-up frames must not keep
         # the status WARN while no frame comes (the reported p90 is over the last 300).
         period_p90 = self.stage_ms['end_to_end'].summary(since=period_start)['p90']
         level, message = node_level(errors, dropped, period_p90, self.latency_budget_ms,
-                                    last_error, lost=lost,
+                                    last_error, lost=lost, missed=missed,
                                     incompatible=self.incompatible_publishers)
         self.last_level = level
         self.diagnostics_publisher.publish(build_diagnostic_array(
@@ -521,7 +593,7 @@ class SegmentNode(Node):
     def summary_line(self) -> str:
         v = self.diagnostic_values()
         return (f'{v["fps_in"]:.1f} fps in, {v["fps_out"]:.1f} out, {v["frames_out"]} frames, '
-                f'{v["frames_dropped"]} dropped, {v["frames_lost"]} lost in transport, '
+                f'{v["frames_dropped"]} dropped, {v["frames_missed"]} never arrived, '
                 f'{v["errors"]} errors; compute p50 '
                 f'{v["compute_p50_ms"]:.1f} ms, end-to-end p50 {v["end_to_end_p50_ms"]:.1f} / '
                 f'p99 {v["end_to_end_p99_ms"]:.1f} ms; status '

@@ -36,6 +36,9 @@ NODE_NAME = 'segment_node'
 # The node stops itself when the process with this pid (ros2 launch) is gone.
 PARENT_PID_ENV = 'BISENET_ROS_PARENT_PID'
 LOG_LEVELS = ('debug', 'info', 'warn', 'error', 'fatal')
+# Fast DDS reads its default participant profile from here: config/fastdds.xml gives shared
+# memory large enough for camera frames (docs/node.md, "deploying on a vehicle").
+FASTDDS_PROFILES_ENV = 'FASTDDS_DEFAULT_PROFILES_FILE'
 
 # name -> (default, description); '' = not given: the params file's value (or the node's default).
 ARGUMENTS = {
@@ -192,5 +195,8 @@ def generate_launch_description() -> LaunchDescription:
                for name, (default, description) in ARGUMENTS.items()]
     if 'ROS_AUTOMATIC_DISCOVERY_RANGE' not in os.environ:
         actions.append(SetEnvironmentVariable('ROS_AUTOMATIC_DISCOVERY_RANGE', 'LOCALHOST'))
+    if FASTDDS_PROFILES_ENV not in os.environ:  # set, even to '': the user's choice wins
+        actions.append(SetEnvironmentVariable(FASTDDS_PROFILES_ENV,
+                                              os.path.join(share, 'config', 'fastdds.xml')))
     actions += [OpaqueFunction(function=_stop_on_sigterm), OpaqueFunction(function=_node)]
     return LaunchDescription(actions)

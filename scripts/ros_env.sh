@@ -12,3 +12,8 @@ fi
 export ROS_AUTOMATIC_DISCOVERY_RANGE=LOCALHOST
 export ROS_DOMAIN_ID=${ROS_DOMAIN_ID:-$(( ($$ % 90) + 10 ))}
 export RMW_IMPLEMENTATION=${RMW_IMPLEMENTATION:-rmw_fastrtps_cpp}
+# Shared memory large enough for camera frames (config/fastdds.xml; docs/node.md, "deploying on
+# a vehicle"), for the node and for a camera driver started from this shell. A value you set
+# first wins; an empty one keeps Fast DDS's defaults.
+repo_root=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
+export FASTDDS_DEFAULT_PROFILES_FILE=${FASTDDS_DEFAULT_PROFILES_FILE-$repo_root/config/fastdds.xml}

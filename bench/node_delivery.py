@@ -1,0 +1,278 @@
+"""Frame delivery across processes, as deployed: `python -m bench.bench_node --cross-process`.
+
+A camera publisher runs in its own process (bgr8 frames at a fixed rate, best-effort or
+reliable), the node is started with `ros2 launch bisenet_ros segment.launch.py` and the
+shipped config, and this process watches the node's ~/label and /diagnostics. Per stream:
+
+- sent: frames the camera published;
+- reached: frames that reached the node's subscription (its frames_in);
+- lost: frames the middleware reported lost (the subscription's message-lost event);
+- missed: frames the node counted as never arrived (gaps in the publisher's sequence numbers:
+  what DDS reported lost plus what it dropped silently, e.g. a reliable camera's history
+  overwriting frames the transport had not delivered yet);
+- unaccounted: sent - reached - max(lost, missed), frames that vanished without a trace
+  (the target is 0; the last frames of a stream can only show here: no later frame reveals
+  the gap);
+- labels: masks published (the node drops old frames when inference is slower than the
+  camera: newest frame wins), end-to-end p50/p99 (camera stamp -> label received here);
+- node CPU: the node process's CPU time over the stream, in % of one core.
+
+Camera set-up (--camera-env): `shipped` gives the camera process the same Fast DDS profile
+as the node (config/fastdds.xml, as `source scripts/ros_env.sh` does), `default` gives it
+Fast DDS's defaults (a driver started from a plain shell). --baseline runs the node as it
+shipped before (best-effort input, no profile) to compare.
+"""
+from __future__ import annotations
+
+import json
+import os
+import re
+import signal
+import subprocess
+import sys
+import threading
+import time
+from pathlib import Path
+
+import numpy as np
+
+from bisenet_ros.paths import REPO_ROOT
+from bisenet_ros.ros_env import fresh_domain_id, ros_child_env
+
+NAMESPACE = '/bench'
+CAMERA_TOPIC = '/bench/camera/image_raw'
+LABEL_TOPIC = f'{NAMESPACE}/segment_node/label'
+PROFILE_ENV = 'FASTDDS_DEFAULT_PROFILES_FILE'
+SHIPPED_PROFILE = REPO_ROOT / 'config' / 'fastdds.xml'
+CAMERA_ENVS = ('shipped', 'default')
+PUBLISHER_QOS = ('best_effort', 'reliable')
+MATCH_TIMEOUT_S = 60.0
+SETTLE_S = 3.0  # after a stream: > 2 diagnostics periods, so the counters are current
+
+
+# ----------------------------------------------------------------------------- camera process
+def camera_main(argv: list[str]) -> int:
+    """`--camera WxH RATE SECONDS QOS`: publish, then print {"sent": n} as JSON."""
+    import array
+
+    import rclpy
+    from rclpy.qos import HistoryPolicy, QoSProfile, ReliabilityPolicy
+    from sensor_msgs.msg import Image
+
+    size, rate, seconds, qos_name = argv
+    width, height = (int(v) for v in size.split('x'))
+    rate, seconds = float(rate), float(seconds)
+    rclpy.init()
+    node = rclpy.create_node('bench_camera')
+    # What camera drivers use: sensor-data style (keep last, small depth), either reliability.
+    qos = QoSProfile(history=HistoryPolicy.KEEP_LAST, depth=5,
+                     reliability=ReliabilityPolicy.RELIABLE if qos_name == 'reliable'
+                     else ReliabilityPolicy.BEST_EFFORT)
+    publisher = node.create_publisher(Image, CAMERA_TOPIC, qos)
+    msg = Image(width=width, height=height, encoding='bgr8', step=3 * width)
+    pixels = np.random.default_rng(0).integers(0, 256, height * width * 3, dtype=np.uint8)
+    msg.data = array.array('B', pixels.tobytes())
+    msg.header.frame_id = 'bench_camera'
+    deadline = time.monotonic() + MATCH_TIMEOUT_S
+    while not publisher.get_subscription_count():
+        if time.monotonic() > deadline:
+            print(json.dumps({'sent': 0, 'error': 'no subscriber matched'}), flush=True)
+            return 1
+        time.sleep(0.05)
+    time.sleep(1.0)  # discovery is two-sided: let the node's reader see this writer too
+    count = int(round(rate * seconds))
+    start = time.monotonic()
+    for index in range(count):
+        msg.header.stamp = node.get_clock().now().to_msg()
+        publisher.publish(msg)
+        delay = start + (index + 1) / rate - time.monotonic()
+        if delay > 0:
+            time.sleep(delay)
+    time.sleep(1.0)  # a reliable writer may still be repairing the last frames
+    print(json.dumps({'sent': count}), flush=True)
+    node.destroy_node()
+    rclpy.try_shutdown()
+    return 0
+
+
+# ----------------------------------------------------------------------------- the node
+class LaunchedNode:
+    """The node as deployed: `ros2 launch bisenet_ros segment.launch.py`, shipped config."""
+
+    def __init__(self, env: dict, log_path: Path, extra_args: list[str]):
+        self.log_path = log_path
+        self._log = open(log_path, 'w')
+        ros2 = str(Path(sys.executable).parent / 'ros2')
+        self.process = subprocess.Popen(
+            [ros2 if Path(ros2).is_file() else 'ros2', 'launch', 'bisenet_ros',
+             'segment.launch.py', f'image_topic:={CAMERA_TOPIC}', f'namespace:={NAMESPACE}',
+             *extra_args],
+            env=env, stdout=self._log, stderr=subprocess.STDOUT, start_new_session=True,
+            preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL))
+        deadline = time.monotonic() + MATCH_TIMEOUT_S * 2
+        while 'ready:' not in self.text():
+            if self.process.poll() is not None or time.monotonic() > deadline:
+                raise RuntimeError(f'the node did not start:\n{self.text()}')
+            time.sleep(0.2)
+        self.pid = int(re.search(r'process started with pid \[(\d+)\]', self.text()).group(1))
+
+    def text(self) -> str:
+        self._log.flush()
+        return self.log_path.read_text(errors='replace')
+
+    def cpu_seconds(self) -> float:
+        import psutil
+
+        times = psutil.Process(self.pid).cpu_times()
+        return times.user + times.system
+
+    def stop(self) -> int:
+        if self.process.poll() is None:
+            self.process.send_signal(signal.SIGINT)
+            try:
+                self.process.wait(30)
+            except subprocess.TimeoutExpired:
+                os.killpg(self.process.pid, signal.SIGKILL)
+                self.process.wait(10)
+        self._log.close()
+        return self.process.returncode
+
+
+class Monitor:
+    """This process's participant: the node's labels (arrival - stamp) and its diagnostics."""
+
+    def __init__(self, domain_id: int):
+        import rclpy
+        from diagnostic_msgs.msg import DiagnosticArray
+        from rclpy.executors import SingleThreadedExecutor
+        from rclpy.qos import QoSProfile, ReliabilityPolicy
+        from sensor_msgs.msg import Image
+
+        self.context = rclpy.Context()
+        rclpy.init(context=self.context, domain_id=domain_id)
+        self.node = rclpy.create_node('bench_monitor', context=self.context)
+        self.latencies_ms: list[float] = []
+        self.counters: dict[str, int] = {}
+        self.lock = threading.Lock()
+        self.node.create_subscription(Image, LABEL_TOPIC, self._on_label,
+                                      QoSProfile(depth=10,
+                                                 reliability=ReliabilityPolicy.RELIABLE))
+        self.node.create_subscription(DiagnosticArray, '/diagnostics', self._on_diagnostics, 10)
+        self.executor = SingleThreadedExecutor(context=self.context)
+        self.executor.add_node(self.node)
+        self.thread = threading.Thread(target=self.executor.spin, daemon=True)
+        self.thread.start()
+
+    def _on_label(self, msg) -> None:
+        now = self.node.get_clock().now().nanoseconds
+        stamp = msg.header.stamp.sec * 10**9 + msg.header.stamp.nanosec
+        with self.lock:
+            self.latencies_ms.append((now - stamp) / 1e6)
+
+    def _on_diagnostics(self, msg) -> None:
+        for status in msg.status:
+            if status.name.startswith(f'{NAMESPACE}/segment_node'):
+                values = {kv.key: kv.value for kv in status.values}
+                with self.lock:
+                    self.counters = {key: int(values[key]) for key in
+                                     ('frames_in', 'frames_lost', 'frames_missed',
+                                      'frames_dropped', 'errors')}
+
+    def snapshot(self) -> tuple[dict[str, int], int]:
+        with self.lock:
+            return dict(self.counters), len(self.latencies_ms)
+
+    def wait_for_diagnostics(self, timeout: float = 30.0) -> None:
+        deadline = time.monotonic() + timeout
+        while not self.snapshot()[0]:
+            if time.monotonic() > deadline:
+                raise RuntimeError('no diagnostics from the node')
+            time.sleep(0.2)
+
+    def close(self) -> None:
+        self.executor.shutdown()
+        self.thread.join(5)
+        self.node.destroy_node()
+        self.context.try_shutdown()
+
+
+# ----------------------------------------------------------------------------- one run
+def run_streams(sizes, rate: float, seconds: float, publisher_qos, camera_env: str,
+                baseline: bool = False, log_dir: Path | None = None, progress=print) -> list:
+    """Launch the node once, then one camera stream per (size, publisher QoS); rows of dicts."""
+    domain_id = fresh_domain_id()
+    node_env = ros_child_env(domain_id)
+    camera_process_env = ros_child_env(domain_id)
+    # The launch file sets the shipped profile for the node when the variable is unset;
+    # --baseline sets it empty (Fast DDS defaults) and asks for a best-effort input.
+    node_env.pop(PROFILE_ENV, None)
+    launch_args = []
+    if baseline:
+        node_env[PROFILE_ENV] = ''
+        launch_args.append('reliability:=best_effort')
+    if camera_env == 'shipped' and not baseline:
+        camera_process_env[PROFILE_ENV] = str(SHIPPED_PROFILE)
+    else:
+        camera_process_env.pop(PROFILE_ENV, None)
+    log_dir = Path(log_dir or Path('out') / 'bench_node')
+    log_dir.mkdir(parents=True, exist_ok=True)
+    monitor = Monitor(domain_id)
+    node = LaunchedNode(node_env, log_dir / 'node.log', launch_args)
+    rows = []
+    try:
+        monitor.wait_for_diagnostics()
+        for width, height in sizes:
+            for qos in publisher_qos:
+                before, labels_before = monitor.snapshot()
+                cpu_before, wall_before = node.cpu_seconds(), time.monotonic()
+                camera = subprocess.run(
+                    [sys.executable, '-m', 'bench.bench_node', '--camera',
+                     f'{width}x{height}', str(rate), str(seconds), qos],
+                    env=camera_process_env, capture_output=True, text=True,
+                    timeout=seconds + MATCH_TIMEOUT_S + 60, cwd=REPO_ROOT)
+                time.sleep(SETTLE_S)
+                cpu = (node.cpu_seconds() - cpu_before) / (time.monotonic() - wall_before)
+                after, labels_after = monitor.snapshot()
+                try:
+                    sent = json.loads(camera.stdout.strip().splitlines()[-1])['sent']
+                except (IndexError, ValueError, KeyError):
+                    raise RuntimeError(f'camera process failed:\n{camera.stdout}\n'
+                                       f'{camera.stderr}') from None
+                with monitor.lock:
+                    latencies = monitor.latencies_ms[labels_before:labels_after]
+                delta = {key: after[key] - before.get(key, 0) for key in after}
+                row = {'image': f'{width}x{height}', 'publisher': qos, 'sent': sent,
+                       'reached': delta['frames_in'], 'lost': delta['frames_lost'],
+                       'missed': delta['frames_missed'],
+                       'dropped': delta['frames_dropped'], 'errors': delta['errors'],
+                       'labels': len(latencies), 'node_cpu_pct': 100.0 * cpu,
+                       'p50_ms': float(np.percentile(latencies, 50)) if latencies else None,
+                       'p99_ms': float(np.percentile(latencies, 99)) if latencies else None}
+                row['unaccounted'] = sent - row['reached'] - max(row['lost'], row['missed'])
+                rows.append(row)
+                progress(f'{row["image"]} {qos}: {row["reached"]}/{sent} reached, '
+                         f'{row["lost"]} lost, {row["missed"]} missed, '
+                         f'{row["unaccounted"]} unaccounted, '
+                         f'{row["labels"]} labels, node CPU {row["node_cpu_pct"]:.0f} %')
+    finally:
+        code = node.stop()
+        monitor.close()
+    if code != 0:
+        raise RuntimeError(f'ros2 launch exited {code}; see {log_dir / "node.log"}')
+    return rows
+
+
+def markdown(rows: list[dict]) -> str:
+    def ms(value):
+        return '-' if value is None else f'{value:.0f}'
+    lines = ['| image | camera QoS | sent | reached node | DDS lost | node missed | unaccounted '
+             '| delivered | masks out | end-to-end p50 / p99 ms | node CPU |',
+             '| --- | --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: |']
+    for r in rows:
+        delivered = 100.0 * r['reached'] / r['sent'] if r['sent'] else float('nan')
+        lines.append(f"| {r['image']} bgr8 | {r['publisher'].replace('_', '-')} | {r['sent']} | "
+                     f"{r['reached']} | {r['lost']} | {r['missed']} | {r['unaccounted']} | "
+                     f"{delivered:.1f} % | "
+                     f"{r['labels']} | {ms(r['p50_ms'])} / {ms(r['p99_ms'])} | "
+                     f"{r['node_cpu_pct']:.0f} % |")
+    return '\n'.join(lines)
