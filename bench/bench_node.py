@@ -194,10 +194,12 @@ def cross_process(args) -> int:
     from bench.node_delivery import run_streams
 
     sizes = args.sizes or [(640, 480), (1280, 720), (1920, 1080)]
-    rows = run_streams(sizes, args.rate, args.seconds, args.publishers, args.camera_env,
-                       baseline=args.baseline, log_dir=args.log_dir)
+    streams = [(width, height, qos, env) for env in args.camera_env for width, height in sizes
+               for qos in args.publishers]
+    rows = run_streams(streams, args.rate, args.seconds, baseline=args.baseline,
+                       log_dir=args.log_dir)
     setup = ('baseline: node input best-effort, Fast DDS defaults on both sides'
-             if args.baseline else f'node as shipped; camera Fast DDS profile: {args.camera_env}')
+             if args.baseline else 'node as shipped (launch file, config/segment.yaml)')
     print(f'\n{setup}; {args.rate:g} Hz for {args.seconds:g} s per stream; machine: {_machine()}')
     print(delivery_markdown(rows))
     return 0
@@ -236,13 +238,15 @@ def main(argv: list[str] | None = None) -> int:
     delivery.add_argument('--rate', type=float, default=30.0, help='camera rate in Hz (30)')
     delivery.add_argument('--seconds', type=float, default=60.0,
                           help='seconds per stream (60)')
-    delivery.add_argument('--publishers', nargs='+', choices=('best_effort', 'reliable'),
-                          default=['best_effort', 'reliable'],
+    delivery.add_argument('--publishers', nargs='+', choices=('reliable', 'best_effort'),
+                          default=['reliable', 'best_effort'],
                           help='camera publisher reliability, one stream each (both)')
-    delivery.add_argument('--camera-env', choices=('shipped', 'default'), default='default',
-                          help="the camera process's Fast DDS profile: the shipped "
-                               'config/fastdds.xml (a driver started after source '
-                               'scripts/ros_env.sh) or Fast DDS defaults (default)')
+    delivery.add_argument('--camera-env', nargs='+', choices=('default', 'shipped'),
+                          default=['default', 'shipped'],
+                          help="the camera process's Fast DDS profile, one stream each: Fast "
+                               'DDS defaults (a driver started from a plain shell) or the '
+                               'shipped config/fastdds.xml (one started after source '
+                               'scripts/ros_env.sh); default: both')
     delivery.add_argument('--baseline', action='store_true',
                           help='the node as it shipped before: best-effort input, no profile')
     delivery.add_argument('--log-dir', type=Path, default=Path('out/bench_node'),

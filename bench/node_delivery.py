@@ -197,12 +197,15 @@ class Monitor:
 
 
 # ----------------------------------------------------------------------------- one run
-def run_streams(sizes, rate: float, seconds: float, publisher_qos, camera_env: str,
-                baseline: bool = False, log_dir: Path | None = None, progress=print) -> list:
-    """Launch the node once, then one camera stream per (size, publisher QoS); rows of dicts."""
+def run_streams(streams, rate: float, seconds: float, baseline: bool = False,
+                log_dir: Path | None = None, progress=print) -> list:
+    """Launch the node once, then one camera process per stream; rows of dicts.
+
+    Args:
+        streams: (width, height, publisher QoS, camera env) per stream, in order.
+    """
     domain_id = fresh_domain_id()
     node_env = ros_child_env(domain_id)
-    camera_process_env = ros_child_env(domain_id)
     # The launch file sets the shipped profile for the node when the variable is unset;
     # --baseline sets it empty (Fast DDS defaults) and asks for a best-effort input.
     node_env.pop(PROFILE_ENV, None)
@@ -210,10 +213,12 @@ def run_streams(sizes, rate: float, seconds: float, publisher_qos, camera_env: s
     if baseline:
         node_env[PROFILE_ENV] = ''
         launch_args.append('reliability:=best_effort')
-    if camera_env == 'shipped' and not baseline:
-        camera_process_env[PROFILE_ENV] = str(SHIPPED_PROFILE)
-    else:
-        camera_process_env.pop(PROFILE_ENV, None)
+    camera_envs = {}
+    for name in CAMERA_ENVS:
+        camera_envs[name] = ros_child_env(domain_id)
+        camera_envs[name].pop(PROFILE_ENV, None)
+        if name == 'shipped':
+            camera_envs[name][PROFILE_ENV] = str(SHIPPED_PROFILE)
     log_dir = Path(log_dir or Path('out') / 'bench_node')
     log_dir.mkdir(parents=True, exist_ok=True)
     monitor = Monitor(domain_id)
@@ -221,39 +226,38 @@ def run_streams(sizes, rate: float, seconds: float, publisher_qos, camera_env: s
     rows = []
     try:
         monitor.wait_for_diagnostics()
-        for width, height in sizes:
-            for qos in publisher_qos:
-                before, labels_before = monitor.snapshot()
-                cpu_before, wall_before = node.cpu_seconds(), time.monotonic()
-                camera = subprocess.run(
-                    [sys.executable, '-m', 'bench.bench_node', '--camera',
-                     f'{width}x{height}', str(rate), str(seconds), qos],
-                    env=camera_process_env, capture_output=True, text=True,
-                    timeout=seconds + MATCH_TIMEOUT_S + 60, cwd=REPO_ROOT)
-                time.sleep(SETTLE_S)
-                cpu = (node.cpu_seconds() - cpu_before) / (time.monotonic() - wall_before)
-                after, labels_after = monitor.snapshot()
-                try:
-                    sent = json.loads(camera.stdout.strip().splitlines()[-1])['sent']
-                except (IndexError, ValueError, KeyError):
-                    raise RuntimeError(f'camera process failed:\n{camera.stdout}\n'
-                                       f'{camera.stderr}') from None
-                with monitor.lock:
-                    latencies = monitor.latencies_ms[labels_before:labels_after]
-                delta = {key: after[key] - before.get(key, 0) for key in after}
-                row = {'image': f'{width}x{height}', 'publisher': qos, 'sent': sent,
-                       'reached': delta['frames_in'], 'lost': delta['frames_lost'],
-                       'missed': delta['frames_missed'],
-                       'dropped': delta['frames_dropped'], 'errors': delta['errors'],
-                       'labels': len(latencies), 'node_cpu_pct': 100.0 * cpu,
-                       'p50_ms': float(np.percentile(latencies, 50)) if latencies else None,
-                       'p99_ms': float(np.percentile(latencies, 99)) if latencies else None}
-                row['unaccounted'] = sent - row['reached'] - max(row['lost'], row['missed'])
-                rows.append(row)
-                progress(f'{row["image"]} {qos}: {row["reached"]}/{sent} reached, '
-                         f'{row["lost"]} lost, {row["missed"]} missed, '
-                         f'{row["unaccounted"]} unaccounted, '
-                         f'{row["labels"]} labels, node CPU {row["node_cpu_pct"]:.0f} %')
+        for width, height, qos, camera_env in streams:
+            before, labels_before = monitor.snapshot()
+            cpu_before, wall_before = node.cpu_seconds(), time.monotonic()
+            camera = subprocess.run(
+                [sys.executable, '-m', 'bench.bench_node', '--camera',
+                 f'{width}x{height}', str(rate), str(seconds), qos],
+                env=camera_envs[camera_env], capture_output=True, text=True,
+                timeout=seconds + MATCH_TIMEOUT_S + 60, cwd=REPO_ROOT)
+            time.sleep(SETTLE_S)
+            cpu = (node.cpu_seconds() - cpu_before) / (time.monotonic() - wall_before)
+            after, labels_after = monitor.snapshot()
+            try:
+                sent = json.loads(camera.stdout.strip().splitlines()[-1])['sent']
+            except (IndexError, ValueError, KeyError):
+                raise RuntimeError(f'camera process failed:\n{camera.stdout}\n'
+                                   f'{camera.stderr}') from None
+            with monitor.lock:
+                latencies = monitor.latencies_ms[labels_before:labels_after]
+            delta = {key: after[key] - before.get(key, 0) for key in after}
+            row = {'image': f'{width}x{height}', 'publisher': qos, 'camera_env': camera_env,
+                   'sent': sent, 'reached': delta['frames_in'], 'lost': delta['frames_lost'],
+                   'missed': delta['frames_missed'],
+                   'dropped': delta['frames_dropped'], 'errors': delta['errors'],
+                   'labels': len(latencies), 'node_cpu_pct': 100.0 * cpu,
+                   'p50_ms': float(np.percentile(latencies, 50)) if latencies else None,
+                   'p99_ms': float(np.percentile(latencies, 99)) if latencies else None}
+            row['unaccounted'] = sent - row['reached'] - max(row['lost'], row['missed'])
+            rows.append(row)
+            progress(f'{row["image"]} {qos}: {row["reached"]}/{sent} reached, '
+                     f'{row["lost"]} lost, {row["missed"]} missed, '
+                     f'{row["unaccounted"]} unaccounted, '
+                     f'{row["labels"]} labels, node CPU {row["node_cpu_pct"]:.0f} %')
     finally:
         code = node.stop()
         monitor.close()
@@ -265,12 +269,13 @@ def run_streams(sizes, rate: float, seconds: float, publisher_qos, camera_env: s
 def markdown(rows: list[dict]) -> str:
     def ms(value):
         return '-' if value is None else f'{value:.0f}'
-    lines = ['| image | camera QoS | sent | reached node | DDS lost | node missed | unaccounted '
-             '| delivered | masks out | end-to-end p50 / p99 ms | node CPU |',
-             '| --- | --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: |']
+    lines = ['| image | camera QoS | camera profile | sent | reached node | DDS lost | node missed '
+             '| unaccounted | delivered | masks out | end-to-end p50 / p99 ms | node CPU |',
+             '| --- | --- | --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: |']
     for r in rows:
         delivered = 100.0 * r['reached'] / r['sent'] if r['sent'] else float('nan')
-        lines.append(f"| {r['image']} bgr8 | {r['publisher'].replace('_', '-')} | {r['sent']} | "
+        lines.append(f"| {r['image']} bgr8 | {r['publisher'].replace('_', '-')} | "
+                     f"{r['camera_env']} | {r['sent']} | "
                      f"{r['reached']} | {r['lost']} | {r['missed']} | {r['unaccounted']} | "
                      f"{delivered:.1f} % | "
                      f"{r['labels']} | {ms(r['p50_ms'])} / {ms(r['p99_ms'])} | "

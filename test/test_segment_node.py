@@ -711,3 +711,44 @@ def test_without_vision_msgs_there_is_no_label_info(harness):
     if vision_msgs_types() is not None:
         pytest.skip('vision_msgs is installed here')
     assert harness().node.label_info_publisher is None
+
+
+def test_best_available_follows_the_cameras_reliability(harness):
+    """A best-effort camera starting after the node still matches; a reliable one is repaired."""
+    h = harness(qos_reliability='best_available', latency_budget_ms=0.0)
+    node = h.node
+    # Only the harness's reliable publisher: a reliable subscription (lost fragments re-sent).
+    assert node._input_qos.reliability == ReliabilityPolicy.RELIABLE
+    best_effort = h.client.create_publisher(
+        Image, f'{h.ns}/image', QoSProfile(depth=1, reliability=ReliabilityPolicy.BEST_EFFORT))
+    # A middleware-resolved best_available would stay reliable and never match this camera.
+    h.wait(lambda: node._input_qos.reliability == ReliabilityPolicy.BEST_EFFORT
+           and best_effort.get_subscription_count() == 1, 're-subscribed best effort', 10)
+    frame = numpy_to_image(_scene(), 'rgb8')
+    frame.header.stamp.sec = 4242
+    deadline = time.monotonic() + TIMEOUT
+    while not [m for m in h.outputs['label'] if m.header.stamp.sec == 4242]:
+        assert time.monotonic() < deadline, 'no label for the best-effort camera'
+        best_effort.publish(frame)
+        time.sleep(0.2)
+    h.client.destroy_publisher(best_effort)
+    h.wait(lambda: node._input_qos.reliability == ReliabilityPolicy.RELIABLE,
+           'back to reliable once only reliable cameras are left', 10)
+    h.wait(lambda: h.publisher.get_subscription_count() == 1, 'the reliable camera matched')
+    h.output_for('label', h.publish(numpy_to_image(_scene(), 'rgb8')))
+
+
+def test_frames_that_never_arrived_are_counted_from_sequence_gaps(harness):
+    """Publication sequence numbers 1, 2, 5, 6, 9 from one camera: 2 + 2 frames missing."""
+    h = harness(latency_budget_ms=0.0)
+    node = h.node
+    camera = {'implementation_identifier': 'rmw_fastrtps_cpp', 'data': b'camera-a'}
+    other = {'implementation_identifier': 'rmw_fastrtps_cpp', 'data': b'camera-b'}
+    frame = numpy_to_image(_scene(), 'rgb8')
+    for sequence, gid in ((1, camera), (2, camera), (100, other), (5, camera), (6, camera),
+                          (101, other), (9, camera)):
+        node._on_image(frame, {'publication_sequence_number': sequence, 'publisher_gid': gid})
+    assert node.frames_missed == 4  # per publisher: camera-b's 100 -> 101 is no gap
+    status = _diagnostic(h, DiagnosticStatus.WARN, 0)
+    assert '4 frame(s) sent by the camera never arrived (0 reported lost' in status.message
+    assert {kv.key: kv.value for kv in status.values}['frames_missed'] == '4'
