@@ -31,9 +31,9 @@ def node_level(errors: int, dropped: int, latency_ms: float, budget_ms: float,
         return ERROR, f'{errors} bad input(s) or failed inference(s); last: {last_error}'
     problems = []
     if lost or missed:
-        problems.append(f'{max(lost, missed)} frame(s) sent by the camera never arrived '
-                        f'({lost} reported lost by DDS): see docs/node.md, "deploying on a '
-                        'vehicle"')
+        problems.append(f'{max(lost, missed)} frame(s) from the camera never reached the node '
+                        f'({lost} reported lost by DDS, the rest replaced in the input queue '
+                        'or lost silently): see docs/node.md, "deploying on a vehicle"')
     if incompatible:
         problems.append(f'{incompatible} publisher(s) with incompatible QoS: their frames '
                         'never arrive')

@@ -205,6 +205,27 @@ def compressed_to_network_input(msg: CompressedImage) -> tuple[np.ndarray, str]:
     return image, 'bgr'
 
 
+def labels_to_compressed(labels: np.ndarray, header=None) -> CompressedImage:
+    """uint8 H x W labels as a lossless PNG CompressedImage, format 'mono8; png compressed'.
+
+    image_transport's compressed format string for a mono8 PNG; any PNG decoder gives the
+    label values back exactly. A 1280x720 mask of a street is ~20-60 kB instead of 921 kB.
+    """
+    labels = np.asarray(labels)
+    if labels.dtype != np.uint8 or labels.ndim != 2 or labels.size == 0:
+        raise ImageConversionError(f'labels must be a non-empty uint8 H x W array, got '
+                                   f'{labels.dtype} {labels.shape}')
+    # Level 1: most of the size gain of a label mask at a fraction of level 9's time.
+    ok, encoded = cv2.imencode('.png', labels, [cv2.IMWRITE_PNG_COMPRESSION, 1])
+    if not ok:
+        raise ImageConversionError(f'cv2 could not encode {labels.shape} labels as png')
+    msg = CompressedImage(format='mono8; png compressed')
+    if header is not None:
+        msg.header = header
+    msg.data = _to_byte_array(encoded)
+    return msg
+
+
 def numpy_to_compressed(image: np.ndarray, fmt: str = 'jpeg', color_order: str = 'rgb',
                         header=None, quality: int = 90) -> CompressedImage:
     """Encode uint8 H x W x 3 (in color_order) or H x W mono as a jpeg/png CompressedImage."""

@@ -139,3 +139,59 @@ def test_bad_compressed_and_bad_arrays():
         numpy_to_image(np.zeros((2, 2, 3), np.uint8), 'mono8')
     with pytest.raises(ImageConversionError, match='format'):
         numpy_to_compressed(np.zeros((2, 2, 3), np.uint8), 'bmp')
+
+
+def test_image_size_read_from_png_and_jpeg_headers():
+    from bisenet_ros.image_conversion import compressed_image_size
+
+    image = RNG.integers(0, 256, (37, 53, 3), dtype=np.uint8)
+    assert compressed_image_size(numpy_to_compressed(image, 'png').data) == (53, 37)
+    assert compressed_image_size(numpy_to_compressed(image, 'jpeg').data) == (53, 37)
+    ok, progressive = cv2.imencode('.jpg', image, [cv2.IMWRITE_JPEG_PROGRESSIVE, 1])
+    assert b'\xff\xc2' in progressive.tobytes()  # SOF2, not SOF0
+    assert compressed_image_size(progressive.tobytes()) == (53, 37)
+    # A hand-written PNG start: signature, IHDR length, 'IHDR', width 6000, height 6000.
+    png_header = (b'\x89PNG\r\n\x1a\n' + (13).to_bytes(4, 'big') + b'IHDR'
+                  + (6000).to_bytes(4, 'big') + (6000).to_bytes(4, 'big'))
+    assert compressed_image_size(png_header) == (6000, 6000)
+    for junk in (b'', b'not an image at all', b'\xff\xd8\xff\xe0\x00\x10JFIF', png_header[:20]):
+        assert compressed_image_size(junk) is None
+
+
+def test_pixel_cap_check():
+    from bisenet_ros.image_conversion import check_image_pixels
+
+    small = numpy_to_image(np.zeros((10, 20, 3), np.uint8), 'rgb8')
+    check_image_pixels(small, 200)   # 200 pixels: at the cap is fine
+    check_image_pixels(small, 0)     # 0 = no limit
+    with pytest.raises(ImageConversionError, match=r'20x10 image .* max_image_pixels=199'):
+        check_image_pixels(small, 199)
+    png = numpy_to_compressed(np.zeros((10, 20, 3), np.uint8), 'png')
+    with pytest.raises(ImageConversionError, match='20x10'):
+        check_image_pixels(png, 199)
+
+
+def test_decoder_errors_are_conversion_errors():
+    # A jpeg whose header claims 65500 x 65500: OpenCV refuses it with cv2.error, which used
+    # to escape as "inference failed: OpenCV ..." instead of bad input.
+    data = bytearray(numpy_to_compressed(np.zeros((8, 8, 3), np.uint8), 'jpeg').data)
+    sof = data.index(b'\xff\xc0')
+    data[sof + 5:sof + 9] = (65500).to_bytes(2, 'big') * 2
+    with pytest.raises(ImageConversionError, match='cannot decode'):
+        compressed_to_network_input(CompressedImage(format='jpeg', data=bytes(data)))
+
+
+def test_labels_as_lossless_png():
+    from bisenet_ros.image_conversion import labels_to_compressed
+
+    labels = np.zeros((72, 100), np.uint8)
+    labels[10:30, 5:50] = 3
+    labels[40:, :] = 10
+    labels[0, 0], labels[71, 99] = 255, 7  # the ignore id and a lone pixel survive too
+    msg = labels_to_compressed(labels)
+    assert msg.format == 'mono8; png compressed'
+    decoded = cv2.imdecode(np.frombuffer(msg.data, np.uint8), cv2.IMREAD_UNCHANGED)
+    assert decoded.dtype == np.uint8 and np.array_equal(decoded, labels)
+    assert len(msg.data) < labels.size / 10  # a mask compresses far below 1 byte/pixel
+    with pytest.raises(ImageConversionError, match='uint8 H x W'):
+        labels_to_compressed(np.zeros((4, 4, 3), np.uint8))

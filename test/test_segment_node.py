@@ -523,7 +523,7 @@ def test_frames_lost_in_transport_turn_diagnostics_warn(harness):
     h = harness(latency_budget_ms=0.0)
     h.node._on_message_lost(LostInfo())  # what rclpy calls on the middleware's event
     status = _diagnostic(h, DiagnosticStatus.WARN, 0)
-    assert '3 frame(s) sent by the camera never arrived (3 reported lost' in status.message
+    assert '3 frame(s) from the camera never reached the node (3 reported lost' in status.message
     assert {kv.key: kv.value for kv in status.values}['frames_lost'] == '3'
     after = len(h.diagnostics)
     _diagnostic(h, DiagnosticStatus.OK, after)  # per period: clears when nothing more is lost
@@ -750,5 +750,5 @@ def test_frames_that_never_arrived_are_counted_from_sequence_gaps(harness):
         node._on_image(frame, {'publication_sequence_number': sequence, 'publisher_gid': gid})
     assert node.frames_missed == 4  # per publisher: camera-b's 100 -> 101 is no gap
     status = _diagnostic(h, DiagnosticStatus.WARN, 0)
-    assert '4 frame(s) sent by the camera never arrived (0 reported lost' in status.message
+    assert '4 frame(s) from the camera never reached the node (0 reported lost' in status.message
     assert {kv.key: kv.value for kv in status.values}['frames_missed'] == '4'
