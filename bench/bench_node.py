@@ -197,7 +197,7 @@ def cross_process(args) -> int:
     streams = [(width, height, qos, env) for env in args.camera_env for width, height in sizes
                for qos in args.publishers]
     rows = run_streams(streams, args.rate, args.seconds, baseline=args.baseline,
-                       log_dir=args.log_dir)
+                       log_dir=args.log_dir, launch_args=args.launch_arg)
     setup = ('baseline: node input best-effort, Fast DDS defaults on both sides'
              if args.baseline else 'node as shipped (launch file, config/segment.yaml)')
     print(f'\n{setup}; {args.rate:g} Hz for {args.seconds:g} s per stream; machine: {_machine()}')
@@ -249,6 +249,9 @@ def main(argv: list[str] | None = None) -> int:
                                'scripts/ros_env.sh); default: both')
     delivery.add_argument('--baseline', action='store_true',
                           help='the node as it shipped before: best-effort input, no profile')
+    delivery.add_argument('--launch-arg', action='append', default=[], metavar='NAME:=VALUE',
+                          help='another segment.launch.py argument, e.g. '
+                               'params_file:=my.yaml (repeatable)')
     delivery.add_argument('--log-dir', type=Path, default=Path('out/bench_node'),
                           help='where node.log goes (out/bench_node)')
     args = parser.parse_args(argv)

@@ -198,18 +198,20 @@ class Monitor:
 
 # ----------------------------------------------------------------------------- one run
 def run_streams(streams, rate: float, seconds: float, baseline: bool = False,
-                log_dir: Path | None = None, progress=print) -> list:
+                log_dir: Path | None = None, progress=print,
+                launch_args: tuple[str, ...] = ()) -> list:
     """Launch the node once, then one camera process per stream; rows of dicts.
 
     Args:
         streams: (width, height, publisher QoS, camera env) per stream, in order.
+        launch_args: more `name:=value` arguments for segment.launch.py.
     """
     domain_id = fresh_domain_id()
     node_env = ros_child_env(domain_id)
     # The launch file sets the shipped profile for the node when the variable is unset;
     # --baseline sets it empty (Fast DDS defaults) and asks for a best-effort input.
     node_env.pop(PROFILE_ENV, None)
-    launch_args = []
+    launch_args = list(launch_args)
     if baseline:
         node_env[PROFILE_ENV] = ''
         launch_args.append('reliability:=best_effort')

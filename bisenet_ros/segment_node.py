@@ -38,7 +38,7 @@ from rclpy.qos import (DurabilityPolicy, HistoryPolicy, QoSProfile, ReliabilityP
 from rclpy.signals import SignalHandlerOptions
 from sensor_msgs.msg import CameraInfo, CompressedImage, Image
 from diagnostic_msgs.msg import DiagnosticArray
-from std_msgs.msg import String
+from std_msgs.msg import Header, String
 
 from bisenet_core.inference import Segmenter
 from bisenet_core.inference.segmenter import STAGES as SEGMENTER_STAGES
@@ -50,7 +50,8 @@ from bisenet_ros.camera_info import CameraInfoMatcher, scale_camera_info
 from bisenet_ros.diagnostics import LEVEL_NAMES, build_diagnostic_array, node_level
 from bisenet_ros.image_conversion import (ImageConversionError, check_image_pixels,
                                           compressed_image_size, compressed_to_network_input,
-                                          image_to_network_input, numpy_to_image)
+                                          image_to_network_input, labels_to_compressed,
+                                          numpy_to_image)
 from bisenet_ros.label_info import class_table_json, label_info_message, vision_msgs_types
 from bisenet_ros.latency import RateMeter, RollingStats
 from bisenet_ros.paths import default_model_path
@@ -72,9 +73,14 @@ CHOICES = {'backend': BACKENDS, 'precision': PRECISIONS,
            'upsample': UPSAMPLE_MODES, 'qos_reliability': tuple(RELIABILITY),
            'qos_durability': tuple(DURABILITY)}
 RUNTIME_PARAMETERS = ('upsample', 'publish_color', 'publish_overlay', 'publish_small_label',
-                      'latency_budget_ms')
+                      'publish_compressed_label', 'latency_budget_ms')
 # 8192 x 8192: an 8K camera (7680 x 4320) fits with room to spare.
 DEFAULT_MAX_IMAGE_PIXELS = 8192 * 8192
+# Frames DDS may hold until the executor thread takes them: with 1, a frame arriving while
+# the executor is busy replaces the previous one in DDS (measured: 2-10 % of the frames of a
+# 30 Hz camera on a loaded 2-core CPU; 0.1-0.2 % with 5). The node still infers only the
+# newest frame, so latency does not grow with the depth.
+DEFAULT_QOS_DEPTH = 5
 MAX_QOS_DEPTH = 100
 MAX_TRACKED_PUBLISHERS = 16
 DIAGNOSTICS_PERIOD_S = 1.0
@@ -154,6 +160,7 @@ class SegmentNode(Node):
         self.publish_color = params['publish_color']
         self.publish_overlay = params['publish_overlay']
         self.publish_small_label = params['publish_small_label']
+        self.publish_compressed_label = params['publish_compressed_label']
         self.latency_budget_ms = params['latency_budget_ms']
         self.max_image_pixels = params['max_image_pixels']
         self.add_on_set_parameters_callback(self._on_set_parameters)
@@ -166,14 +173,17 @@ class SegmentNode(Node):
         self.color_publisher = self.create_publisher(Image, '~/color', out_qos)
         self.overlay_publisher = self.create_publisher(Image, '~/overlay', out_qos)
         self.small_label_publisher = self.create_publisher(Image, '~/label_small', out_qos)
-        self.label_info_publishers = {
+        self.compressed_label_publisher = self.create_publisher(
+            CompressedImage, '~/label/compressed', out_qos)
+        self.camera_info_publishers = {
             'label': self.create_publisher(CameraInfo, '~/label/camera_info', out_qos),
             'label_small': self.create_publisher(CameraInfo, '~/label_small/camera_info',
                                                  out_qos)}
         self.diagnostics_publisher = self.create_publisher(DiagnosticArray, '/diagnostics', 10)
         self._publish_class_tables()
 
-        # Input: keep only the newest frame anywhere (DDS depth qos_depth, one slot below).
+        # Input: DDS holds up to qos_depth frames for the executor; the worker gets only the
+        # newest (one slot below).
         in_qos = QoSProfile(history=HistoryPolicy.KEEP_LAST, depth=params['qos_depth'],
                             reliability=RELIABILITY[params['qos_reliability']],
                             durability=DURABILITY[params['qos_durability']])
@@ -236,8 +246,7 @@ class SegmentNode(Node):
                                    'class table is on ~/classes (JSON)')
             return
         label_info_type, vision_class_type = types
-        header = Image().header
-        header.stamp = self.get_clock().now().to_msg()
+        header = Header(stamp=self.get_clock().now().to_msg())
         self.label_info_publisher = self.create_publisher(label_info_type, '~/label_info',
                                                           latched)
         self.label_info_publisher.publish(
@@ -266,14 +275,18 @@ class SegmentNode(Node):
             ('publish_small_label', False, _descriptor(
                 'publish ~/label_small (labels at network output resolution)',
                 read_only=False)),
+            ('publish_compressed_label', True, _descriptor(
+                'publish ~/label/compressed (labels as lossless PNG, for recording)',
+                read_only=False)),
             ('use_compressed', False, _descriptor('subscribe to image/compressed (jpeg/png) '
                                                   'instead of image')),
             ('qos_reliability', 'best_available', _descriptor(
                 'input QoS reliability: best_available (reliable if the publisher is, so '
                 'large frames are repaired; still matches a best-effort camera), reliable or '
                 'best_effort', tuple(RELIABILITY))),
-            ('qos_depth', 1, _descriptor(
-                'input QoS history depth (1: only the newest frame waits in DDS)',
+            ('qos_depth', DEFAULT_QOS_DEPTH, _descriptor(
+                'input QoS history depth: frames that may wait in DDS for the executor (the '
+                'node itself keeps only the newest for inference)',
                 integer_range=IntegerRange(from_value=1, to_value=MAX_QOS_DEPTH, step=1))),
             ('qos_durability', 'volatile', _descriptor(
                 'input QoS durability (transient_local: also gets the last frame a latched '
@@ -457,7 +470,7 @@ class SegmentNode(Node):
         """CameraInfo of ~/label (the image's size) and ~/label_small (network output)."""
         for info, (header, image_size, small_size) in pairs:
             for name, size in (('label', image_size), ('label_small', small_size)):
-                publisher = self.label_info_publishers[name]
+                publisher = self.camera_info_publishers[name]
                 if size is not None and publisher.get_subscription_count():
                     publisher.publish(scale_camera_info(info, *size, header=header))
 
@@ -522,6 +535,7 @@ class SegmentNode(Node):
 
         header = msg.header
         self.label_publisher.publish(numpy_to_image(result.labels, 'mono8', header))
+        self._publish_compressed_label(result.labels, header)
         if result.color is not None:
             self.color_publisher.publish(numpy_to_image(result.color, 'rgb8', header))
         if result.overlay is not None:
@@ -541,6 +555,12 @@ class SegmentNode(Node):
             self.stage_ms[stage].add(result.timings_ms[stage])
         self.stage_ms['publish'].add((t3 - t2) * 1e3)
         self.stage_ms['end_to_end'].add(self._end_to_end_ms(header, received, t3))
+
+    def _publish_compressed_label(self, labels, header) -> None:
+        """~/label/compressed: the labels as a lossless PNG, for recording (lazy)."""
+        if self.publish_compressed_label and \
+                self.compressed_label_publisher.get_subscription_count():
+            self.compressed_label_publisher.publish(labels_to_compressed(labels, header))
 
     def _end_to_end_ms(self, header, received: float, published: float) -> float:
         """Header stamp -> publish on the node's clock; receive -> publish if unstamped."""

@@ -131,15 +131,15 @@ def launches(tmp_path):
 class Camera:
     """A camera driver's side: publishes frames, collects the node's labels and diagnostics."""
 
-    def __init__(self, topic: str = INPUT, label: str = LABEL):
+    def __init__(self):
         self.context = rclpy.Context()
         rclpy.init(context=self.context, domain_id=int(os.environ['ROS_DOMAIN_ID']))
         self.node = rclpy.create_node('test_camera', context=self.context)
         qos = QoSProfile(depth=10, reliability=ReliabilityPolicy.RELIABLE)
-        self.publisher = self.node.create_publisher(Image, topic, qos)
+        self.publisher = self.node.create_publisher(Image, INPUT, qos)
         self.labels, self.diagnostics = [], []
         self.arrival = {}
-        self.node.create_subscription(Image, label, self._on_label, qos)
+        self.node.create_subscription(Image, LABEL, self._on_label, qos)
         self.node.create_subscription(DiagnosticArray, '/diagnostics', self.diagnostics.append,
                                       10)
         self.executor = SingleThreadedExecutor(context=self.context)
@@ -181,14 +181,9 @@ class Camera:
 
 @pytest.fixture
 def camera():
-    cameras = []
-
-    def make(**kw):
-        cameras.append(Camera(**kw))
-        return cameras[-1]
-    yield make
-    for cam in cameras:
-        cam.close()
+    cam = Camera()
+    yield cam
+    cam.close()
 
 
 def _image(height=48, width=80, seed=0):
@@ -207,7 +202,7 @@ def test_launch_file_runs_the_node(launches, camera, tiny_model_file, tmp_path):
                       '    latency_budget_ms: 12345.0\n')
     launch = launches(*_node_args(tiny_model_file, 'width:=64', 'height:=64',
                                   f'params_file:={params}'))
-    cam = camera()
+    cam = camera
     cam.wait_matched(launch)
     cam.publish(_image(), 'launch_camera')
     assert cam.wait_labels(1), launch.text()
@@ -293,7 +288,7 @@ def test_twenty_launch_stop_cycles_all_exit_cleanly(launches, camera, tiny_model
     The three ways a node is stopped take turns: SIGINT to launch, SIGTERM to launch (used to
     orphan the node) and Ctrl-C twice to the process group.
     """
-    cam = camera()
+    cam = camera
     ways = ('SIGINT', 'SIGTERM', 'Ctrl-C twice')
     for cycle in range(20):
         launch = launches(*_node_args(tiny_model_file))
@@ -364,7 +359,7 @@ def test_ros2_cli_works_against_the_launched_node(launches, camera, tiny_model_f
     classes = _ros2_cli('topic', 'echo', '--once', f'{node}/classes', '--field', 'data')
     assert '"name": "sky"' in classes, classes
 
-    cam = camera()
+    cam = camera
     cam.wait_matched(launch)
     keep_publishing = threading.Event()
 

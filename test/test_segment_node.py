@@ -28,6 +28,11 @@ TIMEOUT = 20.0
 BASE = dict(backend='torch', device='cpu', upsample='nearest')
 
 
+OUTPUT_TYPES = {'label': Image, 'color': Image, 'overlay': Image, 'label_small': Image,
+                'label/camera_info': CameraInfo, 'label_small/camera_info': CameraInfo,
+                'label/compressed': CompressedImage}
+
+
 class Harness:
     """A SegmentNode and a test node (publishers, collected outputs) spun on one executor."""
 
@@ -46,14 +51,12 @@ class Harness:
         msg_type = CompressedImage if compressed else Image
         topic = f'{self.ns}/image' + ('/compressed' if compressed else '')
         self.publisher = self.client.create_publisher(msg_type, topic, qos)
-        self.outputs = {name: [] for name in ('label', 'color', 'overlay', 'label_small',
-                                              'label/camera_info', 'label_small/camera_info')}
+        self.outputs = {name: [] for name in OUTPUT_TYPES}
         self.diagnostics = []
         self.lock = threading.Condition()
         for name in self.outputs:
             self.client.create_subscription(
-                CameraInfo if name.endswith('camera_info') else Image,
-                f'{self.ns}/segment_node/{name}',
+                OUTPUT_TYPES[name], f'{self.ns}/segment_node/{name}',
                 lambda m, n=name: self._store(self.outputs[n], m), qos)
         self.client.create_subscription(DiagnosticArray, '/diagnostics',
                                         lambda m: self._store(self.diagnostics, m), 10)
@@ -752,3 +755,23 @@ def test_frames_that_never_arrived_are_counted_from_sequence_gaps(harness):
     status = _diagnostic(h, DiagnosticStatus.WARN, 0)
     assert '4 frame(s) from the camera never reached the node (0 reported lost' in status.message
     assert {kv.key: kv.value for kv in status.values}['frames_missed'] == '4'
+
+
+def test_compressed_label_decodes_to_the_same_labels(harness):
+    import cv2
+
+    h = harness(upsample='bilinear')
+    for seed in range(3):
+        stamp = h.publish(numpy_to_image(_scene(seed=seed), 'rgb8'))
+        label = image_to_numpy(h.output_for('label', stamp))
+        compressed = h.output_for('label/compressed', stamp)
+        assert compressed.format == 'mono8; png compressed'
+        assert compressed.header.frame_id == 'camera_optical'
+        decoded = cv2.imdecode(np.frombuffer(compressed.data, np.uint8), cv2.IMREAD_UNCHANGED)
+        assert np.array_equal(decoded, label), seed  # lossless, value for value
+    assert h.node.set_parameters([Parameter('publish_compressed_label', value=False)])[0] \
+        .successful
+    before = len(h.outputs['label/compressed'])
+    h.output_for('label', h.publish(numpy_to_image(_scene(), 'rgb8')))
+    time.sleep(0.3)
+    assert len(h.outputs['label/compressed']) == before
