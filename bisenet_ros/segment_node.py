@@ -467,7 +467,7 @@ class SegmentNode(Node):
         self._publish_camera_infos(self.camera_info_matcher.add_info(info))
 
     def _publish_camera_infos(self, pairs) -> None:
-        """CameraInfo of ~/label (the image's size) and ~/label_small (network output)."""
+        """Publish the CameraInfo of ~/label (image size) and ~/label_small (network output)."""
         for info, (header, image_size, small_size) in pairs:
             for name, size in (('label', image_size), ('label_small', small_size)):
                 publisher = self.camera_info_publishers[name]
@@ -659,7 +659,7 @@ def _exit_with_parent() -> bool:
 
 
 def _rcl_error_line(exc: Exception) -> str:
-    """rcl's "failed to initialize rcl: <reason>, at file.c:123, at ..." as one line."""
+    """One line from rcl's "failed to initialize rcl: <reason>, at file.c:123, at ..."."""
     message = ' '.join(str(exc).split())
     message = re.sub(r',? at /\S+:\d+', '', message).removeprefix('failed to initialize rcl: ')
     message = message.replace(' Error: error not set', '').strip(' ,')

@@ -371,13 +371,20 @@ def test_ros2_cli_works_against_the_launched_node(launches, camera, tiny_model_f
     try:
         echo = _ros2_cli('topic', 'echo', '--once', LABEL, '--field', 'encoding')
         assert echo.split()[:1] == ['mono8'], echo
-        # hz runs until stopped: give it a few diagnostics periods (1 Hz), then Ctrl-C.
+        # hz runs until stopped: let it report a few diagnostics periods (1 Hz), then Ctrl-C.
         hz = subprocess.Popen([ros2(), 'topic', 'hz', '/diagnostics'], env=launch_env(),
                               stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
                               preexec_fn=_default_signals)
-        time.sleep(6)
+        lines = []
+        reader = threading.Thread(target=lambda: lines.extend(hz.stdout), daemon=True)
+        reader.start()
+        deadline = time.monotonic() + 60
+        while sum('average rate' in line for line in lines) < 3 and time.monotonic() < deadline:
+            time.sleep(0.5)
         hz.send_signal(signal.SIGINT)
-        out = hz.communicate(timeout=20)[0]
+        hz.wait(20)
+        reader.join(5)
+        out = ''.join(lines)
     finally:
         keep_publishing.set()
         publisher.join(5)
