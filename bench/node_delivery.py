@@ -47,7 +47,7 @@ SHIPPED_PROFILE = REPO_ROOT / 'config' / 'fastdds.xml'
 CAMERA_ENVS = ('shipped', 'default')
 PUBLISHER_QOS = ('best_effort', 'reliable')
 MATCH_TIMEOUT_S = 60.0
-SETTLE_S = 3.0  # after a stream: > 2 diagnostics periods, so the counters are current
+SETTLE_S = 2.5  # after a stream: > 2 diagnostics periods, so the counters are current
 
 
 # ----------------------------------------------------------------------------- camera process

@@ -15,17 +15,16 @@ from bench.node_delivery import run_streams  # noqa: E402
 
 def test_frames_arrive_or_are_counted(tmp_path):
     rows = run_streams(
-        [(320, 240, 'reliable', 'default'),      # small frames: any set-up delivers them
-         (1280, 720, 'reliable', 'shipped'),     # a camera started after ros_env.sh
+        [(1280, 720, 'reliable', 'shipped'),     # a camera started after ros_env.sh
          (1280, 720, 'best_effort', 'shipped'),
          # Fast DDS defaults on the camera: a 2.7 MB best-effort frame is fragments that
          # the shared-memory segment (512 kB) cannot hold, and no node setting repairs it.
          (1280, 720, 'best_effort', 'default')],
         rate=10.0, seconds=2.0, log_dir=tmp_path, progress=lambda line: None)
-    for row in rows[:3]:
+    for row in rows[:2]:
         assert row['sent'] == 20 and row['reached'] == 20, row
         assert row['labels'] >= 1 and row['errors'] == 0, row
-    lossy = rows[3]
+    lossy = rows[2]
     assert lossy['sent'] == 20 and lossy['reached'] < 20, lossy
     # Never silent: what did not arrive is counted. A loss shows as a gap between two frames
     # that did arrive, so frames lost before the first or after the last one are the slack.
