@@ -73,7 +73,7 @@ CHOICES = {'backend': BACKENDS, 'precision': PRECISIONS,
            'upsample': UPSAMPLE_MODES, 'qos_reliability': tuple(RELIABILITY),
            'qos_durability': tuple(DURABILITY)}
 RUNTIME_PARAMETERS = ('upsample', 'publish_color', 'publish_overlay', 'publish_small_label',
-                      'publish_compressed_label', 'latency_budget_ms')
+                      'publish_compressed_label', 'publish_confidence', 'latency_budget_ms')
 # 8192 x 8192: an 8K camera (7680 x 4320) fits with room to spare.
 DEFAULT_MAX_IMAGE_PIXELS = 8192 * 8192
 # Frames DDS may hold until the executor thread takes them: with 1, a frame arriving while
@@ -161,6 +161,7 @@ class SegmentNode(Node):
         self.publish_overlay = params['publish_overlay']
         self.publish_small_label = params['publish_small_label']
         self.publish_compressed_label = params['publish_compressed_label']
+        self.publish_confidence = params['publish_confidence']
         self.latency_budget_ms = params['latency_budget_ms']
         self.max_image_pixels = params['max_image_pixels']
         self.add_on_set_parameters_callback(self._on_set_parameters)
@@ -175,6 +176,7 @@ class SegmentNode(Node):
         self.small_label_publisher = self.create_publisher(Image, '~/label_small', out_qos)
         self.compressed_label_publisher = self.create_publisher(
             CompressedImage, '~/label/compressed', out_qos)
+        self.confidence_publisher = self.create_publisher(Image, '~/confidence', out_qos)
         self.camera_info_publishers = {
             'label': self.create_publisher(CameraInfo, '~/label/camera_info', out_qos),
             'label_small': self.create_publisher(CameraInfo, '~/label_small/camera_info',
@@ -274,6 +276,9 @@ class SegmentNode(Node):
                                                    'image)', read_only=False)),
             ('publish_small_label', False, _descriptor(
                 'publish ~/label_small (labels at network output resolution)',
+                read_only=False)),
+            ('publish_confidence', True, _descriptor(
+                'publish ~/confidence (mono8: 255 x the largest softmax probability)',
                 read_only=False)),
             ('publish_compressed_label', True, _descriptor(
                 'publish ~/label/compressed (labels as lossless PNG, for recording)',
@@ -524,7 +529,8 @@ class SegmentNode(Node):
             image, color_order = image_to_network_input(msg)  # a view of msg.data
         # The optional outputs are only computed when someone listens (like image_transport's
         # lazy publishers): a 720p colour mask costs milliseconds to make and serialise.
-        wanted = (('color', self.publish_color, self.color_publisher),
+        wanted = (('confidence', self.publish_confidence, self.confidence_publisher),
+                  ('color', self.publish_color, self.color_publisher),
                   ('overlay', self.publish_overlay, self.overlay_publisher),
                   ('small_labels', self.publish_small_label, self.small_label_publisher))
         outputs = tuple(name for name, enabled, publisher in wanted
@@ -536,6 +542,8 @@ class SegmentNode(Node):
         header = msg.header
         self.label_publisher.publish(numpy_to_image(result.labels, 'mono8', header))
         self._publish_compressed_label(result.labels, header)
+        if result.confidence is not None:
+            self.confidence_publisher.publish(numpy_to_image(result.confidence, 'mono8', header))
         if result.color is not None:
             self.color_publisher.publish(numpy_to_image(result.color, 'rgb8', header))
         if result.overlay is not None:

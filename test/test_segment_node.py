@@ -9,6 +9,7 @@ import time
 
 import numpy as np
 import pytest
+import torch
 
 rclpy = pytest.importorskip('rclpy')
 from diagnostic_msgs.msg import DiagnosticArray, DiagnosticStatus  # noqa: E402
@@ -30,7 +31,7 @@ BASE = dict(backend='torch', device='cpu', upsample='nearest')
 
 OUTPUT_TYPES = {'label': Image, 'color': Image, 'overlay': Image, 'label_small': Image,
                 'label/camera_info': CameraInfo, 'label_small/camera_info': CameraInfo,
-                'label/compressed': CompressedImage}
+                'label/compressed': CompressedImage, 'confidence': Image}
 
 
 class Harness:
@@ -775,3 +776,35 @@ def test_compressed_label_decodes_to_the_same_labels(harness):
     h.output_for('label', h.publish(numpy_to_image(_scene(), 'rgb8')))
     time.sleep(0.3)
     assert len(h.outputs['label/compressed']) == before
+
+
+class ThreeClassConstant(torch.nn.Module):
+    """Logits ln 3, 0, 0 everywhere: softmax 3/5, 1/5, 1/5, so the confidence is 0.6."""
+
+    num_classes = 3
+
+    def forward(self, x):
+        from bisenet_core.model.bisenet import BiSeNetOutput
+
+        logits = torch.zeros(x.shape[0], 3, x.shape[2] // 8, x.shape[3] // 8)
+        logits[:, 0] = math.log(3.0)
+        return BiSeNetOutput(logits, ())
+
+
+def _constant_factory(path, **options):
+    from bisenet_core.spec import spec_for_classes
+
+    spec = spec_for_classes(['a', 'b', 'c'], input_size=(64, 32))
+    return Segmenter.from_model(ThreeClassConstant(), spec, **options)
+
+
+@pytest.mark.parametrize('upsample', ['nearest', 'bilinear'])
+def test_confidence_is_the_max_softmax_probability(harness, upsample):
+    h = harness(factory=_constant_factory, upsample=upsample)
+    stamp = h.publish(numpy_to_image(_scene(), 'rgb8'))
+    confidence = h.output_for('confidence', stamp)
+    assert (confidence.encoding, confidence.width, confidence.height) == ('mono8', 100, 72)
+    assert confidence.header.frame_id == 'camera_optical'
+    # round(255 x 3/5) = 153 at every pixel, by hand.
+    assert np.all(image_to_numpy(confidence) == 153)
+    assert np.all(image_to_numpy(h.output_for('label', stamp)) == 0)
