@@ -18,7 +18,6 @@ input. `--paper-sizes` runs the paper's speed-table sizes (Table 5: 640x360, 128
 from __future__ import annotations
 
 import argparse
-import platform
 import statistics
 import sys
 import time
@@ -28,6 +27,7 @@ import numpy as np
 import torch
 from tqdm import tqdm
 
+from bench.machine import machine_info
 from bisenet_core.inference import Segmenter
 from bisenet_core.inference.backends import cpu_threads, ort_available, ort_providers
 from bisenet_core.model import bisenet
@@ -113,23 +113,6 @@ def markdown_table(results: list[dict]) -> str:
                      f"{r['fps']:.1f} | {r['speedup']:.2f}x | {r['vs_best']:.2f} | "
                      f"{100 * r['agreement']:.2f}% |")
     return '\n'.join(lines)
-
-
-def machine_info() -> str:
-    cpu = platform.processor() or platform.machine()
-    try:
-        with open('/proc/cpuinfo') as f:
-            cpu = next(line.split(':', 1)[1].strip() for line in f if 'model name' in line)
-    except (OSError, StopIteration):
-        pass
-    gpu = torch.cuda.get_device_name(0) if torch.cuda.is_available() else 'none'
-    ort_version = 'not installed'
-    if ort_available():
-        import onnxruntime
-        ort_version = onnxruntime.__version__
-    return (f'CPU: {cpu}, {cpu_threads()} usable cores (torch threads {torch.get_num_threads()}); '
-            f'GPU: {gpu}; Python {platform.python_version()}, torch {torch.__version__}, '
-            f'onnxruntime {ort_version} {ort_providers()}')
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -44,6 +44,7 @@ EXPORT_KEY = 'bisenet_export'  # {"precision", "output", "dynamic", "input_size"
 INPUT_NAME = 'image'
 PRECISIONS = ('fp32', 'fp16')
 OUTPUTS = ('logits', 'labels')
+OPSET = 17
 
 
 class _ExportWrapper(nn.Module):
@@ -66,7 +67,7 @@ class _ExportWrapper(nn.Module):
 
 def export_onnx(model: nn.Module, spec: ModelSpec, path: str | os.PathLike,
                 precision: str = 'fp32', output: str = 'logits', dynamic: bool = False,
-                input_size: tuple[int, int] | None = None, opset: int = 17) -> Path:
+                input_size: tuple[int, int] | None = None, opset: int = OPSET) -> Path:
     """Export `model` to an ONNX file at `path` (written atomically) and return the path.
 
     Args:
@@ -79,22 +80,9 @@ def export_onnx(model: nn.Module, spec: ModelSpec, path: str | os.PathLike,
         input_size: (width, height) traced at; default spec.input_size.
         opset: ONNX opset version.
     """
-    import onnx  # imported here: the core imports without onnx installed
-
-    if precision not in PRECISIONS:
-        raise ValueError(f'precision must be one of {PRECISIONS}, got {precision!r}')
     if output not in OUTPUTS:
         raise ValueError(f'output must be one of {OUTPUTS}, got {output!r}')
-    width, height = tuple(input_size) if input_size is not None else spec.input_size
-    check_input_size(width, height)
-    module = unwrap_model(model)
-    num_classes = getattr(module, 'num_classes', spec.num_classes)
-    if num_classes != spec.num_classes:
-        raise ValueError(f'model has {num_classes} classes but the spec lists '
-                         f'{spec.num_classes}')
-
-    # Export a copy: the caller's model keeps its device, dtype and train/eval mode.
-    module = copy.deepcopy(module).cpu().float().eval()
+    module, (width, height) = export_copy(model, spec, precision, input_size)
     if precision == 'fp16':
         module = module.half()
     wrapper = _ExportWrapper(module, output, half=precision == 'fp16').eval()
@@ -106,23 +94,47 @@ def export_onnx(model: nn.Module, spec: ModelSpec, path: str | os.PathLike,
         dynamic_axes = {INPUT_NAME: {0: 'batch', 2: 'height', 3: 'width'}}
         dynamic_axes[out_name] = ({0: 'batch', 2: 'height_8', 3: 'width_8'} if output == 'logits'
                                   else {0: 'batch', 1: 'height_8', 2: 'width_8'})
+    proto = trace_onnx(wrapper, (dummy,), [INPUT_NAME], [out_name], dynamic_axes, opset)
+    return write_onnx(proto, spec, {'precision': precision, 'output': output,
+                                    'dynamic': bool(dynamic), 'input_size': [width, height],
+                                    'opset': opset}, path, full_check=True)
+
+
+def export_copy(model: nn.Module, spec: ModelSpec, precision: str,
+                input_size: tuple[int, int] | None) -> tuple[nn.Module, tuple[int, int]]:
+    """An fp32 CPU eval-mode copy of the model and the network input (width, height).
+
+    Checks the arguments; the caller's model keeps its device, dtype and mode.
+    """
+    if precision not in PRECISIONS:
+        raise ValueError(f'precision must be one of {PRECISIONS}, got {precision!r}')
+    width, height = tuple(input_size) if input_size is not None else spec.input_size
+    check_input_size(width, height)
+    module = unwrap_model(model)
+    num_classes = getattr(module, 'num_classes', spec.num_classes)
+    if num_classes != spec.num_classes:
+        raise ValueError(f'model has {num_classes} classes but the spec lists '
+                         f'{spec.num_classes}')
+    return copy.deepcopy(module).cpu().float().eval(), (width, height)
+
+
+def trace_onnx(module: nn.Module, args: tuple, input_names: list[str],
+               output_names: list[str], dynamic_axes: dict | None, opset: int):
+    """The ONNX ModelProto of `module` traced on `args` (TorchScript exporter)."""
+    import onnx  # imported here: the core imports without onnx installed
 
     buffer = io.BytesIO()
     with torch.no_grad(), warnings.catch_warnings():
-        # The tracer warns about shape arithmetic turned into constants; with dynamic=True
+        # The tracer warns about shape arithmetic turned into constants; with dynamic axes
         # the shapes are traced as values, and the tests check other sizes still work.
         warnings.simplefilter('ignore', torch.jit.TracerWarning)
         # We choose the TorchScript exporter on purpose (see module doc); its notices are noise.
         warnings.filterwarnings('ignore', message='.*legacy TorchScript-based ONNX export')
         warnings.filterwarnings('ignore', message='The feature will be removed')
-        torch.onnx.export(wrapper, (dummy,), buffer, input_names=[INPUT_NAME],
-                          output_names=[out_name], dynamic_axes=dynamic_axes,
+        torch.onnx.export(module, args, buffer, input_names=input_names,
+                          output_names=output_names, dynamic_axes=dynamic_axes,
                           opset_version=opset, do_constant_folding=True, dynamo=False)
-    proto = onnx.load_from_string(buffer.getvalue())
-
-    return write_onnx(proto, spec, {'precision': precision, 'output': output,
-                                    'dynamic': bool(dynamic), 'input_size': [width, height],
-                                    'opset': opset}, path, full_check=True)
+    return onnx.load_from_string(buffer.getvalue())
 
 
 def write_onnx(proto, spec: ModelSpec, export_info: dict, path: str | os.PathLike,

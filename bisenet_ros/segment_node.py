@@ -143,7 +143,8 @@ class SegmentNode(Node):
 
     Args:
         segmenter_factory: builds the Segmenter from (model_path, backend=, device=,
-            precision=, input_size=, upsample=); tests pass a wrapper (e.g. a slow one).
+            precision=, input_size=, upsample=, compile=); tests pass a wrapper (e.g. a slow
+            one).
         **kwargs: passed to rclpy's Node (context, parameter_overrides, namespace, ...).
     """
 
@@ -285,6 +286,9 @@ class SegmentNode(Node):
                 read_only=False)),
             ('use_compressed', False, _descriptor('subscribe to image/compressed (jpeg/png) '
                                                   'instead of image')),
+            ('compile', False, _descriptor(
+                'torch.compile the network (backend torch; mostly for GPUs): compiling takes '
+                'tens of seconds at start-up, before the first frame')),
             ('qos_reliability', 'best_available', _descriptor(
                 'input QoS reliability: best_available (reliable if the publisher is, so '
                 'large frames are repaired; still matches a best-effort camera), reliable or '
@@ -338,7 +342,7 @@ class SegmentNode(Node):
                 segmenter = factory(model_path, backend=params['backend'],
                                     device=params['device'], precision=params['precision'],
                                     input_size=size if size[0] else None,
-                                    upsample=params['upsample'])
+                                    upsample=params['upsample'], compile=params['compile'])
             except (ModelFileError, RuntimeError, ValueError, OSError) as exc:
                 raise StartupError(f'cannot load {model_path} on backend '
                                    f'{params["backend"]}/{params["device"]}: {exc}') from None

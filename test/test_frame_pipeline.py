@@ -1,6 +1,8 @@
 """Segmenter.segment on camera frames: every encoding, row padding, odd sizes, both upsampling
 modes and both pipelines ('host' cv2/numpy, 'device' torch), against a reference written here
 with plain numpy, cv2 and torch's F.interpolate (none of the code under test)."""
+import importlib.util
+
 import numpy as np
 import pytest
 import torch
@@ -86,12 +88,22 @@ def model_and_spec(tiny_model_file):
 
 
 @pytest.fixture(scope='module')
-def segmenters(tiny_model_file):
-    return {pipeline: Segmenter(tiny_model_file, backend='torch', device='cpu',
+def segmenters(tiny_model_file, tmp_path_factory):
+    """host and device pipelines on torch; the device pipeline's ONNX graph on ORT's CPU."""
+    segs = {pipeline: Segmenter(tiny_model_file, backend='torch', device='cpu',
                                 pipeline=pipeline) for pipeline in ('host', 'device')}
+    if importlib.util.find_spec('onnxruntime'):
+        with pytest.MonkeyPatch.context() as mp:  # the exported graphs go to a temporary cache
+            mp.setenv('BISENET_CACHE_DIR', str(tmp_path_factory.mktemp('cache')))
+            segs['onnx-device'] = Segmenter(tiny_model_file, backend='onnxruntime',
+                                            device='cpu', pipeline='device')
+            for mode in ('nearest', 'bilinear'):  # export both modes now, inside the cache
+                segs['onnx-device'].upsample = mode
+                segs['onnx-device'](np.zeros((8, 8, 3), np.uint8))
+    return segs
 
 
-@pytest.mark.parametrize('pipeline', ['host', 'device'])
+@pytest.mark.parametrize('pipeline', ['host', 'device', 'onnx-device'])
 @pytest.mark.parametrize('upsample', ['nearest', 'bilinear'])
 @pytest.mark.parametrize('encoding, size, pad', [
     ('rgb8', (97, 131), 0), ('bgr8', (61, 203), 7), ('rgba8', (97, 131), 0),
@@ -100,6 +112,8 @@ def segmenters(tiny_model_file):
 def test_labels_and_outputs_match_the_reference(segmenters, model_and_spec, pipeline, upsample,
                                                 encoding, size, pad):
     frame, order = as_encoding(scene(*size, seed=len(encoding)), encoding, pad)
+    if pipeline not in segmenters:
+        pytest.skip('onnxruntime is not installed')
     seg = segmenters[pipeline]
     seg.upsample = upsample
     result = seg.segment(frame, order, outputs=ALL_OUTPUTS)

@@ -1,7 +1,8 @@
 """Inference backends: run a normalised float32 N x 3 x H x W batch, return float32 1/8 logits.
 
-- TorchBackend: eager PyTorch. On CUDA: channels_last memory format and fp16 via `.half()`.
+- TorchBackend: PyTorch (Conv+BN folded; on CUDA channels_last and fp16; optional compile).
 - OrtBackend: ONNX Runtime with the CPU, CUDA or TensorRT execution provider.
+- OrtFrameRunner: ONNX Runtime running the end-to-end frame graphs (the device pipeline).
 
 Device and precision decisions (what 'auto' means, fp16 on CPU) are made once in
 `resolve_device` / `resolve_precision`, used by the Segmenter.
@@ -9,12 +10,19 @@ Device and precision decisions (what 'auto' means, fp16 on CPU) are made once in
 from __future__ import annotations
 
 import os
+import time
 import warnings
 from pathlib import Path
+from typing import Callable
 
 import numpy as np
 import torch
 from torch import nn
+
+from bisenet_core.export_frames import FRAME_OUTPUTS
+from bisenet_core.inference.frames import channel_index, to_rgb, to_uint8
+from bisenet_core.inference.postprocess import OVERLAY_ALPHA, blend_labels
+from bisenet_core.model.fuse import FoldError, fold_conv_bn
 
 BACKENDS = ('auto', 'torch', 'onnxruntime', 'tensorrt')
 # Device names: these, or 'cuda:N' for the N-th GPU (check_device).
@@ -125,28 +133,41 @@ def resolve_precision(precision: str, device: str) -> str:
 
 
 class TorchBackend:
-    """Eager PyTorch on the CPU or one GPU: the network alone (normalised batch -> logits).
+    """PyTorch on the CPU or one GPU: the network alone (normalised batch -> logits).
 
-    On CUDA: channels_last memory format (cuDNN's fastest NHWC kernels) and fp16 via `.half()`.
-    `model` is the prepared module (also used by the Segmenter's device pipeline).
+    The model is prepared once: eval mode, Conv+BN folded (bisenet_core.model.fuse), on the
+    device; on CUDA also channels_last memory format (cuDNN's fastest NHWC kernels), fp16
+    via `.half()` if asked, and cuDNN autotuning; optionally torch.compile (inductor). `model`
+    is the prepared module, also used by the Segmenter's device pipeline.
     """
 
     name = 'torch'
 
     def __init__(self, model: nn.Module, device: str, precision: str,
-                 threads: int | None = None):
+                 threads: int | None = None, compile: bool = False, fold: bool = True):
         self.device = torch.device(device)
         if threads is not None:
             torch.set_num_threads(threads)  # process-wide in torch
-        model = model.to(self.device).eval()
+        model = model.eval()
+        if fold:  # (fold=False: bench_network's "before" rows)
+            example = torch.randn(1, 3, 64, 64, generator=torch.Generator().manual_seed(0))
+            try:
+                fold_conv_bn(model.cpu().float(), example)
+            except FoldError as exc:
+                warnings.warn(f'running without Conv+BN folding: {exc}', RuntimeWarning,
+                              stacklevel=3)
+        model = model.to(self.device)
         self.channels_last = self.device.type == 'cuda'
         if self.channels_last:
             model = model.to(memory_format=torch.channels_last)
             if precision == 'fp16':
                 model = model.half()
-            torch.backends.cudnn.benchmark = True  # fixed input size: tune once
-        self.model = model
+            torch.backends.cudnn.benchmark = True  # fixed network input size: tune once
         self.dtype = torch.float16 if precision == 'fp16' else torch.float32
+        # The network input size is fixed, so one compiled graph serves every frame size;
+        # the compilation itself happens at the first call (the Segmenter's warm-up).
+        self.model = torch.compile(model, dynamic=False) if compile else model
+        self.compiled = compile
 
     def __call__(self, batch: np.ndarray) -> np.ndarray:
         with torch.inference_mode():
@@ -212,3 +233,50 @@ class OrtBackend:
 
     def __call__(self, batch: np.ndarray) -> np.ndarray:
         return self.session.run(None, {self.input_name: batch})[0]
+
+
+class OrtFrameRunner:
+    """Frame graphs (bisenet_core.export_frames) on ONNX Runtime: frame -> numpy outputs.
+
+    The graph takes the uint8 frame and returns labels, 1/8 labels and confidence, so resize,
+    normalisation and upsampling run on the provider's device. The colour mask and overlay
+    are a table lookup and a blend of the labels, made on the host only when asked for.
+
+    Args:
+        session_for: makes the OrtBackend of the frame graph for an upsampling mode (called
+            once per mode, at its first frame).
+        lut: palette_lut of the spec; num_classes: ids from it up are void.
+    """
+
+    def __init__(self, session_for: Callable[[str], 'OrtBackend'], lut: np.ndarray,
+                 num_classes: int):
+        self._session_for = session_for
+        self._sessions: dict[str, OrtBackend] = {}
+        self._lut = lut
+        self._num_classes = num_classes
+
+    def __call__(self, frame: np.ndarray, color_order: str, upsample: str,
+                 outputs: tuple[str, ...]) -> tuple[dict[str, np.ndarray], dict[str, float]]:
+        session = self._sessions.get(upsample)
+        if session is None:
+            session = self._sessions[upsample] = self._session_for(upsample)
+        t0 = time.perf_counter()
+        image = np.ascontiguousarray(to_uint8(frame))  # ORT reads contiguous buffers only
+        channels = np.asarray(channel_index(image.shape[2], color_order), np.int64)
+        t1 = time.perf_counter()
+        labels, small, confidence = session.session.run(
+            list(FRAME_OUTPUTS), {'image': image, 'channels': channels})
+        t2 = time.perf_counter()
+        result = {'labels': labels}
+        if 'confidence' in outputs:
+            result['confidence'] = confidence
+        if 'small_labels' in outputs:
+            result['small_labels'] = small
+        if 'color' in outputs:
+            result['color'] = self._lut[labels]
+        if 'overlay' in outputs:
+            result['overlay'] = blend_labels(to_rgb(image, color_order), labels, self._lut,
+                                             self._num_classes, OVERLAY_ALPHA)
+        t3 = time.perf_counter()
+        return result, {'upload': (t1 - t0) * 1e3, 'compute': (t2 - t1) * 1e3,
+                        'download': (t3 - t2) * 1e3}

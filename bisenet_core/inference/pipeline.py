@@ -28,11 +28,10 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from bisenet_core.inference.postprocess import UPSAMPLE_MODES, palette_lut
+from bisenet_core.inference.postprocess import OVERLAY_ALPHA, UPSAMPLE_MODES, palette_lut
 from bisenet_core.preprocess import normalization_constants
 from bisenet_core.spec import ModelSpec
 
-OVERLAY_ALPHA = 0.5
 # Pixels x classes interpolated at once in bilinear mode (bounds the extra memory).
 _BILINEAR_BUDGET = 1 << 23
 

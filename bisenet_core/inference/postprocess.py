@@ -26,6 +26,8 @@ from bisenet_core.preprocess import resize_labels
 from bisenet_core.spec import ModelSpec
 
 UPSAMPLE_MODES = ('nearest', 'bilinear')
+# Weight of the colour mask in the overlay output.
+OVERLAY_ALPHA = 0.5
 # Floats evaluated at once for the boundary segments: bounds the extra memory (16 MB) whatever
 # the number of classes and the output size.
 _BLOCK_FLOATS = 1 << 22

@@ -6,30 +6,29 @@
     result.labels, result.color, result.confidence, result.timings_ms
 
 Two pipelines compute the same thing (the tests hold both to an independent reference):
-- 'device': the whole frame -> labels step in torch where the model runs
-  (bisenet_core.inference.pipeline): upload the uint8 frame, resize, normalise, network,
-  upsample, argmax, colour, download uint8. What a GPU needs: no pixel loop on the host.
+- 'device': the whole frame -> labels step where the model runs. On torch it is
+  bisenet_core.inference.pipeline (upload the uint8 frame, resize, normalise, network,
+  upsample, argmax, colour, download uint8), captured as one CUDA graph per frame layout on a
+  GPU (bisenet_core.inference.device); on ONNX Runtime (CUDA, TensorRT) the same function
+  exported as one graph (bisenet_core.export_frames). What a GPU needs: no pixel loop on the
+  host, hundreds of kernel launches made one.
 - 'host': resize and normalise with cv2/numpy, the network on its backend, upsampling with
   numpy/cv2 (bisenet_core.inference.postprocess). Faster on a CPU, where "the device" is the
   host anyway (docs/benchmarks.md).
-`pipeline='auto'` picks 'device' for torch on CUDA and 'host' otherwise.
+`pipeline='auto'` picks 'device' on a GPU and 'host' on the CPU.
 
 A model path is our .pt model file (bisenet_core.modelfile) or an .onnx file written by
-bisenet_core.export.export_onnx (the ModelSpec is read from its metadata). Running a .pt file
-on ONNX Runtime exports it once to an on-disk cache, keyed by the file's content, so later
-starts skip the export: $BISENET_CACHE_DIR/onnx, default ~/.cache/bisenet_ros/onnx.
+bisenet_core.export.export_onnx (logits: host pipeline) or export_frame_onnx (frames: device
+pipeline); the ModelSpec is read from its metadata. Running a .pt file on ONNX Runtime
+exports the graphs it needs once to an on-disk cache (bisenet_core.inference.onnx_graphs).
 """
 from __future__ import annotations
 
 import copy
-import hashlib
 import logging
 import os
-import shutil
-import tempfile
 import time
 import warnings
-import weakref
 from pathlib import Path
 from typing import NamedTuple
 
@@ -37,16 +36,17 @@ import numpy as np
 import torch
 from torch import nn
 
-from bisenet_core.export import (export_onnx, read_onnx_export_info, read_onnx_metadata,
-                                 read_onnx_spec)
-from bisenet_core.inference.backends import (PRECISIONS, OrtBackend, TorchBackend,
-                                             device_index, resolve_backend, resolve_device,
-                                             resolve_precision)
-from bisenet_core.inference.frames import (channel_index, check_frame, check_outputs, to_rgb,
-                                           to_uint8)
-from bisenet_core.inference.pipeline import OVERLAY_ALPHA, FramePipeline
-from bisenet_core.inference.postprocess import (UPSAMPLE_MODES, blend_labels, check_labels,
-                                                confidence_map, logits_to_labels, palette_lut)
+from bisenet_core.export import read_onnx_export_info, read_onnx_metadata, read_onnx_spec
+from bisenet_core.inference.backends import (PRECISIONS, OrtBackend, OrtFrameRunner,
+                                             TorchBackend, device_index, resolve_backend,
+                                             resolve_device, resolve_precision)
+from bisenet_core.inference.device import DeviceRunner
+from bisenet_core.inference.frames import check_frame, check_outputs, to_rgb, to_uint8
+from bisenet_core.inference.onnx_graphs import OnnxGraphs, cache_dir
+from bisenet_core.inference.pipeline import FramePipeline
+from bisenet_core.inference.postprocess import (OVERLAY_ALPHA, UPSAMPLE_MODES, blend_labels,
+                                                check_labels, confidence_map, logits_to_labels,
+                                                palette_lut)
 from bisenet_core.modelfile import ModelFileError, build_model, read_model_file
 from bisenet_core.preprocess import normalize, resize_image
 from bisenet_core.spec import ModelSpec, check_input_size
@@ -54,8 +54,6 @@ from bisenet_core.spec import ModelSpec, check_input_size
 log = logging.getLogger(__name__)
 
 PIPELINES = ('auto', 'device', 'host')
-# Bump when the export changes in a way that makes cached ONNX files stale.
-_CACHE_FORMAT = 1
 # Stage timings in SegmentationResult.timings_ms, in order.
 STAGES = ('upload', 'compute', 'download')
 
@@ -84,23 +82,6 @@ class SegmentationResult(NamedTuple):
     small_labels: np.ndarray | None = None
 
 
-def cache_dir() -> Path:
-    """Where exported ONNX files (and TensorRT engines) are cached."""
-    root = os.environ.get('BISENET_CACHE_DIR')
-    if root:
-        return Path(root).expanduser()
-    xdg = os.environ.get('XDG_CACHE_HOME')
-    return (Path(xdg).expanduser() if xdg else Path.home() / '.cache') / 'bisenet_ros'
-
-
-def _file_digest(path: Path) -> str:
-    digest = hashlib.sha256()
-    with open(path, 'rb') as f:
-        for chunk in iter(lambda: f.read(1 << 20), b''):
-            digest.update(chunk)
-    return digest.hexdigest()
-
-
 class Segmenter:
     """BiSeNet inference on camera frames (module docstring).
 
@@ -118,35 +99,44 @@ class Segmenter:
         threads: CPU threads for inference (torch: process-wide); default all usable cores.
             Fewer leaves cores to other nodes on a busy robot computer.
         pipeline: 'device', 'host' or 'auto' (module docstring).
+        graphs: on CUDA, capture the device pipeline as one CUDA graph per frame layout
+            (bisenet_core.inference.device); False runs it eagerly.
+        compile: torch.compile the network (backend torch; inductor). Compiling takes tens
+            of seconds; it happens in the warm-up and is logged.
+        warmup: run the network once at construction (and capture the graph for frames of
+            the network's size), so the first real frame is not the slow one.
     """
 
     def __init__(self, model_path: str | os.PathLike, backend: str = 'auto',
                  device: str = 'auto', precision: str = 'fp32',
                  input_size: tuple[int, int] | None = None, upsample: str = 'nearest',
-                 threads: int | None = None, pipeline: str = 'auto'):
+                 threads: int | None = None, pipeline: str = 'auto', graphs: bool = True,
+                 compile: bool = False, warmup: bool = True):
         path = Path(model_path)
         if not path.is_file():
             raise ModelFileError(f'model file {path}: not found')
         self._setup(path, None, None, backend, device, precision, input_size, upsample,
-                    threads, pipeline)
+                    threads, pipeline, graphs, compile, warmup)
 
     @classmethod
     def from_model(cls, model: nn.Module, spec: ModelSpec, backend: str = 'auto',
                    device: str = 'auto', precision: str = 'fp32',
                    input_size: tuple[int, int] | None = None,
                    upsample: str = 'nearest', threads: int | None = None,
-                   pipeline: str = 'auto') -> 'Segmenter':
+                   pipeline: str = 'auto', graphs: bool = True, compile: bool = False,
+                   warmup: bool = True) -> 'Segmenter':
         """A Segmenter for an in-memory model (e.g. straight after training)."""
         self = cls.__new__(cls)
         self._setup(None, model, spec, backend, device, precision, input_size, upsample,
-                    threads, pipeline)
+                    threads, pipeline, graphs, compile, warmup)
         return self
 
     # ---------------------------------------------------------------- construction
     def _setup(self, path: Path | None, model: nn.Module | None, spec: ModelSpec | None,
                backend: str, device: str, precision: str,
                input_size: tuple[int, int] | None, upsample: str,
-               threads: int | None, pipeline: str) -> None:
+               threads: int | None, pipeline: str, graphs: bool, compile: bool,
+               warmup: bool) -> None:
         if threads is not None and threads < 1:
             raise ValueError(f'threads must be >= 1, got {threads}')
         if pipeline not in PIPELINES:
@@ -165,9 +155,10 @@ class Segmenter:
             if backend == 'torch':
                 raise ValueError(f'backend torch needs a .pt model file, got the ONNX file '
                                  f'{path}; use backend onnxruntime or tensorrt')
-            if onnx_info['output'] != 'logits':
+            if onnx_info['output'] not in ('logits', 'frame'):
                 raise ValueError(f"ONNX file {path} was exported with output="
-                                 f"{onnx_info['output']!r}; the Segmenter needs output='logits'")
+                                 f"{onnx_info['output']!r}; the Segmenter needs output='logits' "
+                                 "(export_onnx) or a frame graph (export_frame_onnx)")
             if backend == 'onnxruntime' and onnx_info['precision'] != precision:
                 # The file fixes the precision of the graph ORT runs.
                 if precision != 'fp32' or device != 'cpu':
@@ -191,72 +182,77 @@ class Segmenter:
             raise ValueError(f'input_size must be (width, height), got {input_size}')
         check_input_size(*input_size)
 
-        if pipeline == 'auto':
-            pipeline = 'device' if backend == 'torch' and device.startswith('cuda') else 'host'
-        if pipeline == 'device' and backend != 'torch':
-            raise ValueError(f"pipeline 'device' needs backend torch (got {backend!r})")
+        if compile and backend != 'torch':
+            warnings.warn(f'compile applies to backend torch; ignored for {backend!r}',
+                          RuntimeWarning, stacklevel=3)
+            compile = False
+        self.spec = spec
+        self._lut = palette_lut(spec)
         self.device = device
         self.precision = precision
         self.input_size = input_size
         self.backend_name = backend
-        self.pipeline = pipeline
-        self._tmpdir = None
-
+        self.compiled = compile
+        self._graphs = self._backend = self._runner = None
         if backend == 'torch':
-            if path is None:  # from_model: moving/halving must not change the caller's model
+            if pipeline == 'auto':
+                pipeline = 'device' if device.startswith('cuda') else 'host'
+            if path is None:  # from_model: folding/moving must not change the caller's model
                 model = copy.deepcopy(model)
-            self._backend = TorchBackend(model, device, precision, threads)
+            self._backend = TorchBackend(model, device, precision, threads, compile)
+            if pipeline == 'device':
+                frames = FramePipeline(self._backend.model, spec, input_size,
+                                       self._backend.dtype, self._backend.channels_last)
+                self._runner = DeviceRunner(frames, torch.device(device), graphs)
         else:
             provider = 'tensorrt' if backend == 'tensorrt' else device.split(':')[0]
             # TensorRT makes its own fp16 engine from the fp32 graph (trt_fp16_enable);
             # the CUDA provider runs the graph as exported, so it needs the fp16 graph.
             graph_precision = 'fp16' if precision == 'fp16' and provider == 'cuda' else 'fp32'
-            if is_onnx:
-                onnx_path = path
-            elif path is not None:
-                onnx_path = self._cached_onnx(path, state, spec, graph_precision, input_size)
-            else:
-                self._tmpdir = tempfile.mkdtemp(prefix='bisenet_onnx_')
-                weakref.finalize(self, shutil.rmtree, self._tmpdir, True)
-                onnx_path = export_onnx(model, spec, Path(self._tmpdir) / 'model.onnx',
-                                        precision=graph_precision, input_size=input_size)
+            self._graphs = OnnxGraphs(spec, graph_precision, input_size, path, state, model,
+                                      onnx_info)
             trt_cache = cache_dir() / 'tensorrt' if path is not None else None
-            self._backend = OrtBackend(onnx_path, provider, precision, trt_cache, threads,
-                                       device_index(device))
-            fixed = self._backend.fixed_input_size()
-            if fixed is not None and fixed != input_size:
-                raise ValueError(f'ONNX file {onnx_path} has a fixed input size '
-                                 f'{fixed[0]}x{fixed[1]}; input_size {input_size[0]}x'
-                                 f'{input_size[1]} needs a re-export (or dynamic=True)')
-        self.spec = spec
-        self._lut = palette_lut(spec)
-        self._frames = None
-        if pipeline == 'device':
-            self._frames = FramePipeline(self._backend.model, spec, input_size,
-                                         self._backend.dtype, self._backend.channels_last)
-            self._torch_device = torch.device(device)
 
-    def _cached_onnx(self, path: Path, state: dict, spec: ModelSpec, precision: str,
-                     input_size: tuple[int, int]) -> Path:
-        """Export a .pt file (read as state, spec) to ONNX once.
+            def session(onnx_path: Path) -> OrtBackend:
+                return OrtBackend(onnx_path, provider, precision, trt_cache, threads,
+                                  device_index(device))
+            self._session = session
+            if pipeline == 'auto':
+                on_gpu = provider != 'cpu' or self._graphs.given_kind == 'frame'
+                pipeline = 'device' if on_gpu else 'host'
+            if pipeline == 'device':
+                if self._graphs.given_kind == 'frame' and onnx_info['upsample'] != upsample:
+                    warnings.warn(f"ONNX file {path} upsamples {onnx_info['upsample']!r}; "
+                                  f'upsample {upsample!r} ignored', RuntimeWarning, stacklevel=3)
+                    self._upsample = onnx_info['upsample']  # the file's own mode
+                self._runner = OrtFrameRunner(lambda mode: session(self._graphs.frame(mode)),
+                                              self._lut, spec.num_classes)
+            else:
+                self._network()  # the logits session now: errors at start-up, not later
+        self.pipeline = pipeline
+        self.graphs = bool(getattr(self._runner, 'graphs', False))
+        if warmup:
+            self.warm_up()
+        elif compile:
+            warnings.warn('compile without warm-up: the first frame will take the compile '
+                          'time (tens of seconds)', RuntimeWarning, stacklevel=3)
 
-        The cache key is the file's content, so edits invalidate it.
+    def warm_up(self) -> float:
+        """Run the network once (compiling, autotuning, capturing); returns the seconds.
+
+        On the device pipeline this segments a blank frame of the network's size, which also
+        captures its CUDA graph; other frame sizes are captured at their first frame.
         """
-        digest = _file_digest(path)
-        size = path.stat().st_size
-        width, height = input_size
-        name = (f'{path.stem}-{digest[:16]}-{size}-{precision}-logits-{width}x{height}'
-                f'-v{_CACHE_FORMAT}.onnx')
-        cached = cache_dir() / 'onnx' / name
-        if cached.is_file():
-            try:
-                read_onnx_spec(cached)
-                return cached
-            except ModelFileError as exc:  # e.g. a disk filled up mid-copy by another tool
-                log.warning('re-exporting: %s', exc)
-        log.info('exporting %s to %s (once; later starts reuse it)', path, cached)
-        return export_onnx(build_model(state, spec, path), spec, cached, precision=precision,
-                           input_size=input_size)
+        start = time.perf_counter()
+        width, height = self.input_size
+        if self._runner is not None:
+            self._runner(np.zeros((height, width, 3), np.uint8), 'rgb', self.upsample, ())
+        else:
+            self.infer(np.zeros((1, 3, height, width), np.float32))
+        seconds = time.perf_counter() - start
+        if self.compiled:
+            log.info('torch.compile and warm-up of the network took %.1f s', seconds)
+        return seconds
 
     # ---------------------------------------------------------------- settings
     @property
@@ -268,6 +264,9 @@ class Segmenter:
     def upsample(self, mode: str) -> None:
         if mode not in UPSAMPLE_MODES:
             raise ValueError(f'upsample must be one of {UPSAMPLE_MODES}, got {mode!r}')
+        graphs = getattr(self, '_graphs', None)
+        if graphs is not None and graphs.given_kind == 'frame':
+            graphs.frame(mode)  # a frame graph file has one mode: a clear error now
         self._upsample = mode
 
     # ---------------------------------------------------------------- frames
@@ -291,18 +290,7 @@ class Segmenter:
 
     def _segment_on_device(self, frame: np.ndarray, color_order: str, upsample: str,
                            outputs: tuple[str, ...]) -> SegmentationResult:
-        t0 = time.perf_counter()
-        with torch.inference_mode():
-            x = torch.from_numpy(to_uint8(frame)).to(self._torch_device, non_blocking=True)
-            channels = torch.tensor(channel_index(frame.shape[2], color_order),
-                                    device=self._torch_device)
-            t1 = _synchronized(self._torch_device)
-            out = self._frames(x, channels, upsample, outputs)
-            t2 = _synchronized(self._torch_device)
-            result = {name: value.cpu().numpy() for name, value in out.items()}
-        t3 = time.perf_counter()
-        timings = {'upload': (t1 - t0) * 1e3, 'compute': (t2 - t1) * 1e3,
-                   'download': (t3 - t2) * 1e3}
+        result, timings = self._runner(frame, color_order, upsample, outputs)
         return SegmentationResult(result.pop('labels'), timings, **result)
 
     def _segment_on_host(self, frame: np.ndarray, color_order: str, upsample: str,
@@ -350,7 +338,18 @@ class Segmenter:
                     else type(batch).__name__)
             raise ValueError(f'infer expects a float32 N x 3 x H x W batch (from preprocess), '
                              f'got {desc}')
-        return self._backend(np.ascontiguousarray(batch))
+        return self._network()(np.ascontiguousarray(batch))
+
+    def _network(self):
+        """The network alone (torch, or the ONNX logits graph, made at first use)."""
+        if self._backend is None:
+            self._backend = self._session(self._graphs.logits())
+            fixed = self._backend.fixed_input_size()
+            if fixed is not None and fixed != self.input_size:
+                raise ValueError(f'ONNX file {self._graphs.path} has a fixed input size '
+                                 f'{fixed[0]}x{fixed[1]}; input_size {self.input_size[0]}x'
+                                 f'{self.input_size[1]} needs a re-export (or dynamic=True)')
+        return self._backend
 
     # ---------------------------------------------------------------- visualisation
     def colorize(self, labels: np.ndarray) -> np.ndarray:
@@ -376,11 +375,4 @@ class Segmenter:
         return (f'Segmenter({self.spec.backbone}, {self.spec.num_classes} classes, '
                 f'backend={self.backend_name}, device={self.device}, '
                 f'precision={self.precision}, input={w}x{h}, upsample={self.upsample}, '
-                f'pipeline={self.pipeline})')
-
-
-def _synchronized(device: torch.device) -> float:
-    """perf_counter after the device's queued work is done (stage timings)."""
-    if device.type == 'cuda':
-        torch.cuda.synchronize(device)
-    return time.perf_counter()
+                f'pipeline={self.pipeline}, graphs={self.graphs}, compile={self.compiled})')

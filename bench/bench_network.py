@@ -1,0 +1,145 @@
+"""The network alone, batch 1: eager, Conv+BN folded, one CUDA graph, torch.compile + graph.
+
+    python -m bench.bench_network                       # Xception39 1536x768, ResNet-18 2048x1024
+    python -m bench.bench_network --configs xception39:640x360 --iters 50
+
+What the paper's speed table measures: the forward pass on an input already on the device
+(random weights, 19 classes; speed does not depend on the weights), no pre/post-processing,
+no copies. Each row is prepared as the Segmenter prepares its model (TorchBackend: eval,
+folding, channels_last + fp16 on CUDA, compile) and, for the graph rows, captured the way the
+device pipeline captures (bisenet_core.inference.device.capture_graph). GPU times come from
+CUDA events around each call; FPS = 1000 / mean ms.
+"""
+from __future__ import annotations
+
+import argparse
+import copy
+import statistics
+import sys
+import time
+
+import numpy as np
+import torch
+
+from bench.machine import machine_info
+from bisenet_core.inference.backends import TorchBackend
+from bisenet_core.inference.device import capture_eager, capture_graph
+from bisenet_core.model import bisenet
+from bisenet_core.spec import BACKBONES, size_arg
+
+DEFAULT_CONFIGS = ('xception39:1536x768', 'resnet18:2048x1024')
+NUM_CLASSES = 19
+
+
+def config_arg(text: str) -> tuple[str, tuple[int, int]]:
+    backbone, _, size = text.partition(':')
+    if backbone not in BACKBONES:
+        raise argparse.ArgumentTypeError(f'backbone must be one of {BACKBONES}, got {backbone!r}')
+    return backbone, size_arg(size)
+
+
+def variants(device: str) -> list[tuple[str, str, dict, bool]]:
+    """(name, precision, TorchBackend options, graph) rows for this device."""
+    if device == 'cpu':
+        return [('eager', 'fp32', {'fold': False}, False),
+                ('folded', 'fp32', {}, False)]
+    return [('eager', 'fp32', {'fold': False}, False),
+            ('eager', 'fp16', {'fold': False}, False),
+            ('graph', 'fp16', {'fold': False}, True),
+            ('folded + graph', 'fp16', {}, True),
+            ('compile + graph', 'fp16', {'compile': True}, True)]
+
+
+def bench_one(backbone: str, size: tuple[int, int], device: str, iters: int, warmup: int
+              ) -> list[dict]:
+    torch.manual_seed(0)
+    model = bisenet(NUM_CLASSES, backbone).eval()
+    width, height = size
+    results = []
+    for name, precision, options, graph in variants(device):
+        start = time.perf_counter()
+        backend = TorchBackend(copy.deepcopy(model), device, precision, **options)
+        x = torch.randn(1, 3, height, width, device=device).to(backend.dtype)
+        if backend.channels_last:
+            x = x.contiguous(memory_format=torch.channels_last)
+
+        def run():
+            return {'logits': backend.model(x).logits}
+        with torch.inference_mode():
+            if device == 'cpu':
+                _, step = capture_eager(run, None)
+            else:
+                _, step = (capture_graph if graph else capture_eager)(
+                    run, torch.cuda.Stream(device))
+            for _ in range(warmup):
+                step()
+            prepare_s = time.perf_counter() - start
+            samples = _time(step, iters, device)
+        p50, p99 = np.percentile(samples, [50, 99])
+        results.append({'backbone': backbone, 'size': size, 'device': device, 'row': name,
+                        'precision': precision, 'p50': p50, 'p99': p99,
+                        'fps': 1e3 / statistics.fmean(samples), 'prepare_s': prepare_s})
+    return results
+
+
+def _time(step, iters: int, device: str) -> list[float]:
+    samples = []
+    if device == 'cpu':
+        for _ in range(iters):
+            start = time.perf_counter()
+            step()
+            samples.append((time.perf_counter() - start) * 1e3)
+        return samples
+    begin, end = torch.cuda.Event(enable_timing=True), torch.cuda.Event(enable_timing=True)
+    for _ in range(iters):
+        begin.record()
+        step()
+        end.record()
+        end.synchronize()
+        samples.append(begin.elapsed_time(end))
+    return samples
+
+
+def markdown_table(results: list[dict]) -> str:
+    lines = ['| backbone | input | device | row | precision | p50 ms | p99 ms | FPS | '
+             'prepare s |', '| --- | --- | --- | --- | --- | ---: | ---: | ---: | ---: |']
+    for r in results:
+        lines.append(f"| {r['backbone']} | {r['size'][0]}x{r['size'][1]} | {r['device']} | "
+                     f"{r['row']} | {r['precision']} | {r['p50']:.2f} | {r['p99']:.2f} | "
+                     f"{r['fps']:.1f} | {r['prepare_s']:.1f} |")
+    return '\n'.join(lines)
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(
+        prog='python -m bench.bench_network',
+        description='BiSeNet forward pass alone, batch 1: eager vs Conv+BN folded vs CUDA graph '
+                    'vs torch.compile + graph, on the CPU and every GPU row when CUDA is present.')
+    parser.add_argument('--configs', nargs='+', type=config_arg,
+                        default=[config_arg(c) for c in DEFAULT_CONFIGS],
+                        help='backbone:WxH network inputs (default: %s)' % ' '.join(
+                            DEFAULT_CONFIGS))
+    parser.add_argument('--iters', type=int, default=None,
+                        help='timed calls per row (default: 200 on a GPU, 5 on the CPU)')
+    parser.add_argument('--warmup', type=int, default=None,
+                        help='untimed calls per row first (default: 20 on a GPU, 1 on the CPU)')
+    parser.add_argument('--no-cpu', action='store_true', help='GPU rows only')
+    args = parser.parse_args(argv)
+    devices = ([] if args.no_cpu else ['cpu']) + (['cuda'] if torch.cuda.is_available() else [])
+    if not devices:
+        parser.error('--no-cpu without a CUDA GPU leaves nothing to measure')
+    print(machine_info(), flush=True)
+    results = []
+    for backbone, size in args.configs:
+        for device in devices:
+            iters = args.iters or (5 if device == 'cpu' else 200)
+            warmup = args.warmup if args.warmup is not None else (1 if device == 'cpu' else 20)
+            results += bench_one(backbone, size, device, iters, warmup)
+    print(f'batch 1, {NUM_CLASSES} classes, random weights; "prepare" includes folding, '
+          'compiling and capturing')
+    print(markdown_table(results))
+    return 0
+
+
+if __name__ == '__main__':
+    sys.exit(main())

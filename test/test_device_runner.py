@@ -1,0 +1,107 @@
+"""The device runner's logic on the CPU: one set of buffers (one graph on CUDA) per frame
+layout, a bounded LRU of them with a log line per capture, results that are the caller's own.
+The CUDA capture itself is swapped for a counting eager one here (test_cuda_pipeline.py runs
+the real thing on a GPU)."""
+import logging
+
+import numpy as np
+import pytest
+import torch
+
+from bisenet_core.inference import Segmenter
+from bisenet_core.inference.device import (DeviceRunner, FrameKey, StepCache, capture_eager)
+from bisenet_core.inference.frames import channel_index
+from bisenet_core.inference.pipeline import FramePipeline
+from bisenet_core.modelfile import load_model
+
+
+@pytest.fixture
+def device_log(caplog):
+    """The device module's log records (the launch_pytest plugin stops propagation)."""
+    logger = logging.getLogger('bisenet_core.inference.device')
+    level = logger.level
+    logger.addHandler(caplog.handler)
+    logger.setLevel(logging.INFO)
+    yield caplog
+    logger.removeHandler(caplog.handler)
+    logger.setLevel(level)
+
+
+def _key(width, height=48, order='rgb'):
+    return FrameKey(height, width, 3, order, 'nearest', ())
+
+
+def test_cache_is_least_recently_used_and_bounded(device_log):
+    built = []
+    cache = StepCache(lambda key: built.append(key) or f'step {key.width}', capacity=2)
+    a, b, c = _key(10), _key(20), _key(30)
+    assert cache.get(a) == 'step 10' and cache.get(b) == 'step 20'
+    assert cache.get(a) == 'step 10'            # a hit: nothing built, a is now newest
+    assert cache.get(c) == 'step 30'            # full: b, the least recently used, goes
+    assert built == [a, b, c] and cache.builds == 3 and cache.keys() == [a, c]
+    messages = [r.getMessage() for r in device_log.records]
+    assert sum('captured a CUDA graph for 10x48 rgb frames, nearest' in m for m in messages) == 1
+    assert any('dropped the CUDA graph for 20x48 rgb frames' in m for m in messages)
+    cache.get(b)
+    assert built[-1] == b and cache.keys() == [c, b]
+    with pytest.raises(ValueError, match='capacity'):
+        StepCache(lambda key: None, capacity=0)
+
+
+@pytest.fixture(scope='module')
+def pipeline(tiny_model_file):
+    model, spec = load_model(tiny_model_file)
+    return FramePipeline(model.eval(), spec, spec.input_size)
+
+
+def test_runner_captures_once_per_layout_and_matches_the_pipeline(pipeline):
+    captures = []
+
+    def counting_capture(run, stream):
+        captures.append(1)
+        return capture_eager(run, stream)
+
+    runner = DeviceRunner(pipeline, torch.device('cpu'), capture=counting_capture,
+                          cache_size=3)
+    rng = np.random.default_rng(0)
+    frames = [rng.integers(0, 256, (50, 70, 3), np.uint8) for _ in range(3)]
+    for i, frame in enumerate(frames):
+        out, timings = runner(frame, 'bgr', 'bilinear', ('color', 'small_labels'))
+        assert len(captures) == 1, 'same layout: replayed, not captured again'
+        with torch.no_grad():
+            want = pipeline(torch.from_numpy(frame), torch.tensor(channel_index(3, 'bgr')),
+                            'bilinear', ('color', 'small_labels'))
+        assert set(out) == {'labels', 'color', 'small_labels'}
+        for name, value in want.items():
+            np.testing.assert_array_equal(out[name], value.numpy(), err_msg=name)
+        assert set(timings) == {'upload', 'compute', 'download'}
+    runner(frames[0][:40], 'bgr', 'bilinear', ('color', 'small_labels'))   # new size
+    runner(frames[0], 'rgb', 'bilinear', ('color', 'small_labels'))        # new colour order
+    runner(frames[0], 'rgb', 'nearest', ('color', 'small_labels'))         # new upsampling
+    assert len(captures) == 4 and len(runner.cache) == 3
+    runner(frames[0][:, :, :1], 'rgb', 'nearest', ())                      # mono
+    assert len(captures) == 5 and len(runner.cache) == 3
+
+
+def test_results_are_the_callers_own_copies(pipeline):
+    runner = DeviceRunner(pipeline, torch.device('cpu'))
+    rng = np.random.default_rng(1)
+    first, _ = runner(rng.integers(0, 256, (40, 60, 3), np.uint8), 'rgb', 'nearest', ())
+    kept = first['labels'].copy()
+    second, _ = runner(rng.integers(0, 256, (40, 60, 3), np.uint8), 'rgb', 'nearest', ())
+    np.testing.assert_array_equal(first['labels'], kept)  # not overwritten by frame 2
+    assert not np.shares_memory(first['labels'], second['labels'])
+
+
+def test_segmenter_device_pipeline_uses_the_runner(tiny_model_file):
+    seg = Segmenter(tiny_model_file, backend='torch', device='cpu', pipeline='device')
+    builds = seg._runner.cache.builds   # the warm-up captured the network-size layout
+    assert builds == 1 and seg._runner.cache.keys()[0][:3] == (96, 128, 3)
+    frame = np.zeros((33, 45, 4), np.uint8)
+    seg.segment(frame, 'bgr')
+    seg.segment(frame, 'bgr')
+    assert seg._runner.cache.builds == builds + 1
+    assert not seg.graphs  # no CUDA here
+    cold = Segmenter(tiny_model_file, backend='torch', device='cpu', pipeline='device',
+                     warmup=False)
+    assert cold._runner.cache.builds == 0

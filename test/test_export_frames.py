@@ -1,0 +1,103 @@
+"""End-to-end ONNX export (uint8 frame in, uint8 labels out): the graph equals the torch
+pipeline at frame sizes and channel counts it was not traced at, and the Segmenter runs it."""
+import numpy as np
+import pytest
+import torch
+
+from bisenet_core.export import read_onnx_export_info
+from bisenet_core.export_frames import FRAME_INPUTS, FRAME_OUTPUTS, export_frame_onnx
+from bisenet_core.inference import Segmenter
+from bisenet_core.inference.frames import channel_index
+from bisenet_core.inference.pipeline import FramePipeline
+from bisenet_core.model.fuse import fold_conv_bn
+from bisenet_core.modelfile import load_model
+
+ort = pytest.importorskip('onnxruntime')
+
+
+def _scene(height, width):
+    yy, xx = np.mgrid[0:height, 0:width].astype(np.float32)
+    rgb = np.stack([127 + 120 * np.sin(xx / 9), 127 + 120 * np.cos(yy / 7),
+                    255.0 * ((xx - width / 2) ** 2 + (yy - height / 2) ** 2 < (height / 3) ** 2)],
+                   axis=2)
+    return np.clip(rgb, 0, 255).astype(np.uint8)
+
+
+@pytest.fixture(scope='module')
+def exported(tiny_model_file, tmp_path_factory):
+    model, spec = load_model(tiny_model_file)
+    folder = tmp_path_factory.mktemp('frames')
+    return {mode: export_frame_onnx(model, spec, folder / f'{mode}.onnx', upsample=mode)
+            for mode in ('nearest', 'bilinear')}
+
+
+@pytest.fixture(scope='module')
+def pipeline(tiny_model_file):
+    model, spec = load_model(tiny_model_file)
+    fold_conv_bn(model.eval(), torch.randn(1, 3, 64, 64))
+    return FramePipeline(model, spec, spec.input_size)
+
+
+@pytest.mark.parametrize('upsample', ['nearest', 'bilinear'])
+def test_graph_matches_torch_at_other_sizes_and_channels(exported, pipeline, upsample):
+    session = ort.InferenceSession(str(exported[upsample]), providers=['CPUExecutionProvider'])
+    assert [i.name for i in session.get_inputs()] == list(FRAME_INPUTS)
+    assert [o.name for o in session.get_outputs()] == list(FRAME_OUTPUTS)
+    rgb = _scene(77, 143)
+    frames = [(rgb, 'rgb'), (np.ascontiguousarray(rgb[:, :, ::-1]), 'bgr'),
+              (np.dstack([rgb, rgb[:, :, :1]]), 'rgb'), (rgb[:, :, 1:2].copy(), 'rgb'),
+              (np.ascontiguousarray(rgb[:40, :31]), 'rgb'),        # smaller than the network
+              (np.ascontiguousarray(np.tile(rgb, (3, 2, 1))), 'rgb')]  # 231 x 286
+    for frame, order in frames:
+        channels = np.array(channel_index(frame.shape[2], order), np.int64)
+        labels, small, confidence = session.run(None, {'image': frame, 'channels': channels})
+        with torch.no_grad():
+            want = pipeline(torch.from_numpy(frame), torch.from_numpy(channels), upsample,
+                            ('small_labels', 'confidence'))
+        assert labels.dtype == np.uint8 and labels.shape == frame.shape[:2]
+        assert (labels == want['labels'].numpy()).mean() >= 0.999, (frame.shape, order)
+        assert (small == want['small_labels'].numpy()).mean() >= 0.99
+        assert np.abs(confidence.astype(int) - want['confidence'].numpy()).max() <= 1
+
+
+def test_export_record_and_bad_arguments(exported, tiny_model_file, tmp_path):
+    info = read_onnx_export_info(exported['bilinear'])
+    assert (info['output'], info['upsample'], info['dynamic']) == ('frame', 'bilinear', True)
+    assert info['input_size'] == [128, 96]
+    model, spec = load_model(tiny_model_file)
+    with pytest.raises(ValueError, match='upsample'):
+        export_frame_onnx(model, spec, tmp_path / 'x.onnx', upsample='cubic')
+    with pytest.raises(ValueError, match='precision'):
+        export_frame_onnx(model, spec, tmp_path / 'x.onnx', precision='int8')
+
+
+def test_segmenter_runs_frame_graphs_on_onnxruntime(exported, tiny_model_file, tmp_path,
+                                                    monkeypatch):
+    monkeypatch.setenv('BISENET_CACHE_DIR', str(tmp_path))
+    frame = _scene(61, 83)
+    torch_device = Segmenter(tiny_model_file, backend='torch', device='cpu', pipeline='device',
+                             upsample='bilinear')
+    want = torch_device.segment(frame, outputs=('confidence', 'color', 'small_labels'))
+    # From the .pt file: the frame graph is exported into the cache at first use.
+    seg = Segmenter(tiny_model_file, backend='onnxruntime', device='cpu', pipeline='device',
+                    upsample='bilinear')
+    assert seg.pipeline == 'device' and list((tmp_path / 'onnx').glob('*-frame-bilinear-*'))
+    got = seg.segment(frame, outputs=('confidence', 'color', 'small_labels', 'overlay'))
+    assert (got.labels == want.labels).mean() >= 0.999
+    np.testing.assert_array_equal(got.color, seg.colorize(got.labels))
+    assert got.overlay.shape == (61, 83, 3) and got.small_labels.shape == (12, 16)
+    seg.upsample = 'nearest'  # the other mode: exported at its first frame
+    assert seg(frame).shape == (61, 83)
+    assert list((tmp_path / 'onnx').glob('*-frame-nearest-*'))
+    # Segmenter.infer still works (the logits graph, made when first needed).
+    assert seg.infer(seg.preprocess(frame)).shape == (1, 11, 12, 16)
+
+    # An exported frame file: its mode is fixed, and it has no logits.
+    with pytest.warns(RuntimeWarning, match="upsamples 'bilinear'; upsample 'nearest' ignored"):
+        from_file = Segmenter(exported['bilinear'], backend='onnxruntime', device='cpu')
+    assert from_file.pipeline == 'device' and from_file.upsample == 'bilinear'
+    assert (from_file(frame) == want.labels).mean() >= 0.999
+    with pytest.raises(ValueError, match='needs another export'):
+        from_file.upsample = 'nearest'
+    with pytest.raises(ValueError, match='needs a logits graph'):
+        Segmenter(exported['bilinear'], backend='onnxruntime', device='cpu', pipeline='host')
