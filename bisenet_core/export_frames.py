@@ -26,13 +26,12 @@ import torch
 from torch import nn
 
 from bisenet_core.export import OPSET, export_copy, trace_onnx, write_onnx
+from bisenet_core.inference.frames import FRAME_INPUTS, FRAME_OUTPUTS
 from bisenet_core.inference.pipeline import FramePipeline
 from bisenet_core.inference.postprocess import UPSAMPLE_MODES
 from bisenet_core.model.fuse import fold_conv_bn
 from bisenet_core.spec import ModelSpec
 
-FRAME_INPUTS = ('image', 'channels')
-FRAME_OUTPUTS = ('labels', 'small_labels', 'confidence')
 # Frame size traced at (any works; the graph is dynamic). Large enough that the bilinear
 # class groups it fixes stay small at camera resolutions.
 TRACE_SIZE = (1280, 720)

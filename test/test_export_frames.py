@@ -5,9 +5,9 @@ import pytest
 import torch
 
 from bisenet_core.export import read_onnx_export_info
-from bisenet_core.export_frames import FRAME_INPUTS, FRAME_OUTPUTS, export_frame_onnx
+from bisenet_core.export_frames import export_frame_onnx
 from bisenet_core.inference import Segmenter
-from bisenet_core.inference.frames import channel_index
+from bisenet_core.inference.frames import FRAME_INPUTS, FRAME_OUTPUTS, channel_index
 from bisenet_core.inference.pipeline import FramePipeline
 from bisenet_core.model.fuse import fold_conv_bn
 from bisenet_core.modelfile import load_model
@@ -101,3 +101,28 @@ def test_segmenter_runs_frame_graphs_on_onnxruntime(exported, tiny_model_file, t
         from_file.upsample = 'nearest'
     with pytest.raises(ValueError, match='needs a logits graph'):
         Segmenter(exported['bilinear'], backend='onnxruntime', device='cpu', pipeline='host')
+
+
+def test_fp16_graph_runs_and_agrees(exported, tiny_model_file, tmp_path):
+    """fp16 is for the CUDA provider; ONNX Runtime's CPU runs it too, so check it here."""
+    model, spec = load_model(tiny_model_file)
+    half = export_frame_onnx(model, spec, tmp_path / 'half.onnx', precision='fp16')
+    frame = _scene(90, 120)
+    channels = np.array([0, 1, 2], np.int64)
+    labels = {}
+    for name, path in (('fp32', exported['bilinear']), ('fp16', half)):
+        session = ort.InferenceSession(str(path), providers=['CPUExecutionProvider'])
+        labels[name] = session.run(['labels'], {'image': frame, 'channels': channels})[0]
+    assert (labels['fp16'] == labels['fp32']).mean() >= 0.98
+
+
+@pytest.mark.parametrize('module', ['bisenet_core.export_frames', 'bisenet_core.inference',
+                                    'bisenet_core.inference.backends',
+                                    'bisenet_core.inference.onnx_graphs'])
+def test_modules_import_on_their_own(module):
+    """No import cycle between the export and the inference package, whatever comes first."""
+    import subprocess
+    import sys
+    proc = subprocess.run([sys.executable, '-c', f'import {module}'], capture_output=True,
+                          text=True, timeout=120)
+    assert proc.returncode == 0, proc.stderr[-500:]

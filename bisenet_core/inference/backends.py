@@ -19,8 +19,7 @@ import numpy as np
 import torch
 from torch import nn
 
-from bisenet_core.export_frames import FRAME_OUTPUTS
-from bisenet_core.inference.frames import channel_index, to_rgb, to_uint8
+from bisenet_core.inference.frames import FRAME_OUTPUTS, channel_index, to_rgb, to_uint8
 from bisenet_core.inference.postprocess import OVERLAY_ALPHA, blend_labels
 from bisenet_core.model.fuse import FoldError, fold_conv_bn
 

@@ -21,7 +21,6 @@ from pathlib import Path
 from torch import nn
 
 from bisenet_core.export import export_onnx, read_onnx_spec
-from bisenet_core.export_frames import export_frame_onnx
 from bisenet_core.modelfile import ModelFileError, build_model
 from bisenet_core.spec import ModelSpec
 
@@ -134,5 +133,7 @@ class OnnxGraphs:
         if kind == 'logits':
             return export_onnx(model, self.spec, target, precision=self.precision,
                                input_size=self.input_size)
+        # Imported here: export_frames imports the inference package (its pipeline).
+        from bisenet_core.export_frames import export_frame_onnx
         return export_frame_onnx(model, self.spec, target, upsample=upsample,
                                  precision=self.precision, input_size=self.input_size)

@@ -69,20 +69,23 @@ def bilinear_labels(logits: np.ndarray, size: tuple[int, int]) -> np.ndarray:
     ys, js = ys[keep], js[keep]
     block = max(1, _BLOCK_FLOATS // (num_classes * cols.index.shape[1]))
     for start in range(0, len(ys), block):
-        y, j = ys[start:start + block], js[start:start + block]
-        flat[y[:, None] * width + cols.index[j]] = _segment_labels(rows, ends, y, j, cols.t[j])
+        _fill_segments(flat, rows, ends, ys[start:start + block], js[start:start + block],
+                       cols, width / w)
     return labels
 
 
-def _segment_labels(rows: np.ndarray, ends: np.ndarray, y: np.ndarray, j: np.ndarray,
-                    t: np.ndarray) -> np.ndarray:
-    """uint8 labels of the pixels (K x L, at positions t in [0, 1]) of K row segments.
+def _fill_segments(flat: np.ndarray, rows: np.ndarray, ends: np.ndarray, y: np.ndarray,
+                   j: np.ndarray, cols: '_Columns', stretch: float) -> None:
+    """Write the labels of K row segments whose two ends disagree into `flat` (H * W).
 
-    Along a segment every class is a straight line a_c + (b_c - a_c) t. p wins at t = 0, q at
-    t = 1; their upper envelope is convex with its one kink where they cross. Another line
-    minus that envelope is concave, so it is largest at 0, the crossing or 1, and it is <= 0
-    at both ends: a third class wins somewhere exactly when it beats p at the crossing.
+    Along a segment every class is a straight line a_c + (b_c - a_c) t, t in [0, 1]. p wins at
+    t = 0, q at t = 1; their upper envelope is convex with its one kink where they cross.
+    Another line minus that envelope is concave, so it is largest at 0, the crossing or 1, and
+    it is <= 0 at both ends: a third class wins somewhere exactly when it beats p at the
+    crossing. Without one, the segment's pixels are p (there already) up to the crossing and
+    q from there on; with one, every class is evaluated at every pixel of the segment.
     """
+    width = flat.size // ends.shape[0]
     a, b = rows[:, y, j], rows[:, y, j + 1]                    # C x K line ends
     p, q = ends[y, j], ends[y, j + 1]                           # the winners at each end
     k = np.arange(len(y))
@@ -93,13 +96,24 @@ def _segment_labels(rows: np.ndarray, ends: np.ndarray, y: np.ndarray, j: np.nda
     envelope = at_cross[p, k]
     at_cross[p, k] = -np.inf
     at_cross[q, k] = -np.inf
-    labels = np.where(t < cross[:, None], p[:, None], q[:, None])
-    general = np.nonzero(at_cross.max(axis=0) > envelope)[0]
-    if len(general):
-        g = general
-        lines = a[:, g, None] + (b[:, g, None] - a[:, g, None]) * t[g][None]
-        labels[g] = _argmax_classes(lines)
-    return labels
+    general = at_cross.max(axis=0) > envelope
+
+    # Two classes: pixel x of segment j sits at t = (x + 0.5) * w / W - 0.5 - j, so q starts
+    # at the first x with t >= cross; write q from there to the segment's end.
+    s = np.nonzero(~general)[0]
+    js = j[s]
+    end = cols.starts[js] + cols.counts[js]
+    first = np.ceil((js + cross[s] + 0.5) * stretch - 0.5).astype(np.int64)
+    first = np.clip(first, cols.starts[js], end)
+    lengths = end - first
+    offsets = y[s] * width + first - (np.cumsum(lengths) - lengths)
+    flat[np.repeat(offsets, lengths) + np.arange(lengths.sum())] = np.repeat(q[s], lengths)
+
+    g = np.nonzero(general)[0]
+    if len(g):
+        t = cols.t[j[g]]                                        # G x L pixel positions
+        lines = a[:, g, None] + (b[:, g, None] - a[:, g, None]) * t[None]
+        flat[y[g, None] * width + cols.index[j[g]]] = _argmax_classes(lines)
 
 
 class _Columns:
@@ -108,7 +122,7 @@ class _Columns:
     def __init__(self, width: int, w: int):
         x0, _, wx = _source_index(width, w)
         self.counts = np.bincount(x0, minlength=w)       # pixels whose left neighbour is j
-        starts = np.cumsum(self.counts) - self.counts
+        self.starts = starts = np.cumsum(self.counts) - self.counts
         span = int(self.counts.max())
         last = starts + np.maximum(self.counts, 1) - 1
         # Segment j's pixels, padded to a common length by repeating its last pixel (the
@@ -136,16 +150,17 @@ def _source_index(out_size: int, in_size: int) -> tuple[np.ndarray, np.ndarray, 
 
 
 def _argmax_classes(scores: np.ndarray) -> np.ndarray:
-    """The argmax over axis 0 as uint8 (the first class wins ties), one pass per class.
+    """The argmax over axis 0 as uint8 (the first class wins ties).
 
-    A loop over the C classes on contiguous maps: much faster than np.argmax(axis=0).
+    One max over the classes, then a pass per class from the last to the first marking where
+    it reaches the max: faster than np.argmax(axis=0) on these small-C, large-map arrays.
     """
-    best = scores[0].copy()
-    labels = np.zeros(scores.shape[1:], np.uint8)
-    for c in range(1, scores.shape[0]):
-        better = scores[c] > best
-        np.maximum(best, scores[c], out=best)
-        labels[better] = c
+    top = scores.max(axis=0)
+    labels = np.full(scores.shape[1:], scores.shape[0] - 1, np.uint8)
+    reached = np.empty(scores.shape[1:], bool)
+    for c in range(scores.shape[0] - 2, -1, -1):
+        np.equal(scores[c], top, out=reached)
+        np.copyto(labels, c, where=reached)
     return labels
 
 
