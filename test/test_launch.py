@@ -32,7 +32,8 @@ from bisenet_ros.ros_env import ros_child_env  # noqa: E402
 
 NAMESPACE = '/launch_test'
 INPUT = '/launch_test/camera/image_raw'
-LABEL = f'{NAMESPACE}/segment_node/label'
+NODE_NAME = 'segment_node'
+LABEL = f'{NAMESPACE}/{NODE_NAME}/label'
 START_TIMEOUT = 90.0
 # launch's own start-up chatter, not about the node.
 LAUNCH_BANNER = ('All log files can be found', 'Default logging verbosity')
@@ -393,3 +394,12 @@ def test_ros2_cli_works_against_the_launched_node(launches, camera, tiny_model_f
     assert 'Traceback' not in out and 'No module named' not in out
     launch.process.send_signal(signal.SIGINT)
     assert launch.wait(30) == 0
+
+
+def test_node_dying_fails_the_launch(launches, tiny_model_file):
+    """A node killed while running (a crash, the OOM killer) makes ros2 launch exit 1."""
+    launch = launches(*_node_args(tiny_model_file))
+    node_pid = launch.wait_ready()
+    os.kill(node_pid, signal.SIGKILL)
+    assert launch.wait(30) == 1
+    assert f'{NODE_NAME} exited with code -9' in launch.text()
