@@ -26,6 +26,7 @@ def test_frames_arrive_or_are_counted(tmp_path):
         assert row['labels'] >= 1 and row['errors'] == 0, row
     lossy = rows[2]
     assert lossy['sent'] == 20 and lossy['reached'] < 20, lossy
-    # Never silent: what did not arrive is counted. A loss shows as a gap between two frames
-    # that did arrive, so frames lost before the first or after the last one are the slack.
-    assert lossy['lost'] > 0 and lossy['missed'] > 0 and lossy['unaccounted'] <= 2, lossy
+    # Never silent: what did not arrive is counted (DDS's lost event; the node's sequence gaps
+    # need two frames that arrived, test_segment_node checks them). Frames lost before the
+    # first or after the last frame that arrived are the slack.
+    assert lossy['lost'] > 0 and lossy['unaccounted'] <= 2, lossy
