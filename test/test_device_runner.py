@@ -105,3 +105,33 @@ def test_segmenter_device_pipeline_uses_the_runner(tiny_model_file):
     cold = Segmenter(tiny_model_file, backend='torch', device='cpu', pipeline='device',
                      warmup=False)
     assert cold._runner.cache.builds == 0
+
+
+def test_compile_wraps_the_network_once_and_warms_up(tiny_model_file, monkeypatch, tmp_path):
+    """compile=True hands the network to torch.compile (fixed shapes) and the warm-up runs it.
+
+    So the first frame does not compile. torch.compile itself is recorded, not run: inductor
+    takes minutes on this CPU; the CUDA tests run the real thing.
+    """
+    compiled, calls = [], []
+
+    def fake_compile(module, **options):
+        compiled.append(options)
+
+        def forward(x):
+            calls.append(tuple(x.shape))
+            return module(x)
+        return forward
+    monkeypatch.setattr(torch, 'compile', fake_compile)
+    monkeypatch.setenv('BISENET_CACHE_DIR', str(tmp_path))  # the ONNX Runtime export below
+    seg = Segmenter(tiny_model_file, backend='torch', device='cpu', compile=True)
+    assert compiled == [{'dynamic': False}] and seg.compiled
+    assert calls == [(1, 3, 96, 128)]  # the warm-up
+    seg(np.zeros((50, 70, 3), np.uint8))
+    assert len(compiled) == 1 and calls[-1] == (1, 3, 96, 128)
+    with pytest.warns(RuntimeWarning, match='compile applies to backend torch'):
+        ort_seg = Segmenter(tiny_model_file, backend='onnxruntime', device='cpu',
+                            compile=True)
+    assert not ort_seg.compiled
+    with pytest.warns(RuntimeWarning, match='first frame will take the compile time'):
+        Segmenter(tiny_model_file, backend='torch', device='cpu', compile=True, warmup=False)
