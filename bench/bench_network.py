@@ -52,34 +52,46 @@ def variants(device: str) -> list[tuple[str, str, dict, bool]]:
 
 def bench_one(backbone: str, size: tuple[int, int], device: str, iters: int, warmup: int
               ) -> list[dict]:
+    """Every variant of one backbone and network size on one device."""
     torch.manual_seed(0)
     model = bisenet(NUM_CLASSES, backbone).eval()
-    width, height = size
     results = []
     for name, precision, options, graph in variants(device):
-        start = time.perf_counter()
-        backend = TorchBackend(copy.deepcopy(model), device, precision, **options)
-        x = torch.randn(1, 3, height, width, device=device).to(backend.dtype)
-        if backend.channels_last:
-            x = x.contiguous(memory_format=torch.channels_last)
-
-        def run():
-            return {'logits': backend.model(x).logits}
-        with torch.inference_mode():
-            if device == 'cpu':
-                _, step = capture_eager(run, None)
-            else:
-                _, step = (capture_graph if graph else capture_eager)(
-                    run, torch.cuda.Stream(device))
-            for _ in range(warmup):
-                step()
-            prepare_s = time.perf_counter() - start
-            samples = _time(step, iters, device)
-        p50, p99 = np.percentile(samples, [50, 99])
+        try:
+            row = bench_variant(model, size, device, precision, options, graph, iters, warmup)
+        except Exception as exc:  # noqa: BLE001 - e.g. compile without a working compiler
+            print(f'skipped: {backbone} {size[0]}x{size[1]} {device} {name} {precision}: '
+                  f'{type(exc).__name__}: {str(exc)[:200]}', file=sys.stderr)
+            continue
         results.append({'backbone': backbone, 'size': size, 'device': device, 'row': name,
-                        'precision': precision, 'p50': p50, 'p99': p99,
-                        'fps': 1e3 / statistics.fmean(samples), 'prepare_s': prepare_s})
+                        'precision': precision, **row})
     return results
+
+
+def bench_variant(model, size: tuple[int, int], device: str, precision: str, options: dict,
+                  graph: bool, iters: int, warmup: int) -> dict:
+    """Prepare a copy of `model` as the Segmenter would and time its forward pass."""
+    width, height = size
+    start = time.perf_counter()
+    backend = TorchBackend(copy.deepcopy(model), device, precision, **options)
+    x = torch.randn(1, 3, height, width, device=device).to(backend.dtype)
+    if backend.channels_last:
+        x = x.contiguous(memory_format=torch.channels_last)
+
+    def run():
+        return {'logits': backend.model(x).logits}
+    with torch.inference_mode():
+        if device == 'cpu':
+            _, step = capture_eager(run, None)
+        else:
+            _, step = (capture_graph if graph else capture_eager)(run, torch.cuda.Stream(device))
+        for _ in range(warmup):
+            step()
+        prepare_s = time.perf_counter() - start
+        samples = _time(step, iters, device)
+    p50, p99 = np.percentile(samples, [50, 99])
+    return {'p50': p50, 'p99': p99, 'fps': 1e3 / statistics.fmean(samples),
+            'prepare_s': prepare_s}
 
 
 def _time(step, iters: int, device: str) -> list[float]:

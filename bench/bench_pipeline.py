@@ -294,17 +294,33 @@ def main(argv: list[str] | None = None) -> int:
     print(machine_info(), flush=True)
     rows = rows_for_this_machine(args.model, args.threads, args.compile)
     results = []
+    skipped = []
     for camera in args.cameras:
         frames = drive_frames(camera, args.frames)
         for network in args.networks:
-            segmenters = [row.make(network) for row in rows]
+            # A row that cannot start here (e.g. a TensorRT engine build, a compiler missing)
+            # is left out of this configuration and named under the table, not fatal.
+            ready = []
+            for row in rows:
+                try:
+                    seg = row.make(network)
+                    seg(frames[0], 'bgr')
+                    ready.append((row, seg))
+                except Exception as exc:  # noqa: BLE001 - reported, the other rows go on
+                    if row.today:
+                        raise
+                    skipped.append(f'{row.name} {row.device} {row.precision} at '
+                                   f'{network[0]}x{network[1]}: {type(exc).__name__}: '
+                                   f'{str(exc).splitlines()[0][:200] if str(exc) else ""}')
             for upsample in args.upsample:
-                results += bench_config(rows, segmenters, frames, camera, network, upsample,
-                                        args.iters, args.warmup)
-            del segmenters
+                results += bench_config([r for r, _ in ready], [s for _, s in ready], frames,
+                                        camera, network, upsample, args.iters, args.warmup)
+            del ready
     print(f'model {args.model.name}; {args.iters} frames per row (warm-up {args.warmup}), '
           f'bgr8 input, interleaved; threads {args.threads}')
     print(markdown_table(results), flush=True)
+    for note in skipped:
+        print(f'skipped: {note}')
     if not args.no_upsampling_table:
         print('\nBilinear upsampling alone (same logits; peak = Python/numpy heap, tracemalloc):')
         print(upsampling_table(args.model, args.cameras, args.networks,
