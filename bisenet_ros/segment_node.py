@@ -53,6 +53,7 @@ from bisenet_ros.image_conversion import (ImageConversionError, check_image_pixe
                                           image_to_network_input, labels_to_compressed,
                                           numpy_to_image)
 from bisenet_ros.label_info import class_table_json, label_info_message, vision_msgs_types
+from bisenet_ros.log_forwarding import forward_core_logs, stop_forwarding
 from bisenet_ros.latency import RateMeter, RollingStats
 from bisenet_ros.paths import default_model_path
 
@@ -150,12 +151,15 @@ class SegmentNode(Node):
 
     def __init__(self, segmenter_factory: Callable[..., Segmenter] = Segmenter, **kwargs):
         super().__init__(NODE_NAME, **kwargs)
+        # Graph captures, compile times and exports are logged by the core (Python logging).
+        self._core_log_handler = forward_core_logs(self.get_logger())
         try:
             self._declare_parameters()
             params = {name: self.get_parameter(name).value for name in self._parameter_names}
             self._check_startup_parameters(params)
             self.segmenter = self._create_segmenter(segmenter_factory, params)
         except StartupError:
+            stop_forwarding(self._core_log_handler)
             super().destroy_node()  # no worker yet; release the node's handles
             raise
         self.publish_color = params['publish_color']
@@ -370,9 +374,13 @@ class SegmentNode(Node):
                 return SetParametersResult(
                     successful=False,
                     reason=f'latency_budget_ms={param.value!r}: must be a float >= 0')
-        for param in parameters:
+        # upsample first: the only one the Segmenter may still refuse (nothing applied yet).
+        for param in sorted(parameters, key=lambda p: p.name != 'upsample'):
             if param.name == 'upsample':
-                self.segmenter.upsample = param.value  # read at every frame by segment
+                try:
+                    self.segmenter.upsample = param.value  # read at every frame by segment
+                except ValueError as exc:  # e.g. an exported frame graph has one mode
+                    return SetParametersResult(successful=False, reason=str(exc))
             else:
                 setattr(self, param.name, param.value)
         return SetParametersResult(successful=True)
@@ -649,6 +657,7 @@ class SegmentNode(Node):
 
     def destroy_node(self) -> None:
         self.stop_worker()
+        stop_forwarding(self._core_log_handler)
         super().destroy_node()
 
 

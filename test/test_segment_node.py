@@ -808,3 +808,32 @@ def test_confidence_is_the_max_softmax_probability(harness, upsample):
     # round(255 x 3/5) = 153 at every pixel, by hand.
     assert np.all(image_to_numpy(confidence) == 153)
     assert np.all(image_to_numpy(h.output_for('label', stamp)) == 0)
+
+
+def test_frame_graph_file_runs_and_refuses_another_upsampling(harness, tiny_model_file,
+                                                              tmp_path):
+    """An exported frame -> labels graph (training.export --output frame) in the node: it has
+    one upsampling mode, so switching it at run time is refused, and nothing else in that
+    request is applied."""
+    from bisenet_core.export import read_onnx_export_info
+    from training.export import main as export_main
+
+    path = tmp_path / 'frames_nearest.onnx'
+    assert export_main(['--model', str(tiny_model_file), '--out', str(path),
+                        '--output', 'frame', '--upsample', 'nearest']) == 0
+    info = read_onnx_export_info(path)
+    assert (info['output'], info['upsample'], info['dynamic']) == ('frame', 'nearest', True)
+
+    h = harness(model_path=str(path), backend='onnxruntime')
+    frame = _scene(seed=5)
+    label = image_to_numpy(h.output_for('label', h.publish(numpy_to_image(frame, 'rgb8'))))
+    expected = Segmenter(tiny_model_file, **BASE).segment(frame).labels
+    assert label.shape == (72, 100)
+    assert (label == expected).mean() >= 0.995
+
+    result = h.node.set_parameters_atomically([Parameter('publish_color', value=False),
+                                               Parameter('upsample', value='bilinear')])
+    assert not result.successful and 'needs another export' in result.reason
+    assert h.node.get_parameter('upsample').value == 'nearest'
+    assert h.node.segmenter.upsample == 'nearest'
+    assert h.node.publish_color is True

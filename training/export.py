@@ -2,7 +2,9 @@
 
 The ModelSpec (classes, palette, normalisation, input size) travels in the ONNX metadata,
 so the node and TensorRT builds need nothing else. `--precision int8` writes a statically
-quantised graph for ONNX Runtime on the CPU, calibrated on `--calib-images`.
+quantised graph for ONNX Runtime on the CPU, calibrated on `--calib-images`. `--output frame`
+writes the whole camera-frame -> labels step as one graph (uint8 H x W x C image in, uint8
+labels out, any image size; bisenet_core/export_frames.py).
 """
 from __future__ import annotations
 
@@ -23,8 +25,10 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(
         prog='python -m training.export',
         description='Export a BiSeNet model file (.pt) to ONNX for onnxruntime / TensorRT.',
-        epilog='example:\n  python -m training.export --model models/model.pt --out '
-               'model_fp16.onnx --precision fp16 --output labels',
+        epilog='examples:\n  python -m training.export --model models/model.pt --out '
+               'model_fp16.onnx --precision fp16 --output labels\n'
+               '  python -m training.export --model models/model.pt --out frames.onnx '
+               '--output frame --upsample bilinear --size 640x360',
         formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument('--model', required=True, type=Path, help='model file (.pt)')
     parser.add_argument('--out', required=True, type=Path, help='ONNX file to write')
@@ -36,8 +40,14 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
                              'recursively), e.g. a training split')
     parser.add_argument('--calib-count', type=int, default=48,
                         help='int8: images taken, evenly spaced over the folder (default 48)')
-    parser.add_argument('--output', choices=('logits', 'labels'), default='logits',
-                        help='logits: 1/8-resolution scores; labels: argmax in the graph')
+    parser.add_argument('--output', choices=('logits', 'labels', 'frame'), default='logits',
+                        help='logits: 1/8-resolution scores; labels: argmax in the graph; '
+                             'frame: uint8 camera frame in (any size, 1/3/4 channels), '
+                             'resize + normalise + network + upsampling + argmax in the graph, '
+                             'uint8 labels at the frame\'s size out (always dynamic)')
+    parser.add_argument('--upsample', choices=('nearest', 'bilinear'), default='bilinear',
+                        help='--output frame: labels to the frame size by nearest labels or '
+                             'bilinear logits (default bilinear, the node\'s default)')
     parser.add_argument('--dynamic', action='store_true',
                         help='dynamic batch and image size axes')
     parser.add_argument('--size', type=size_arg, metavar='WxH',
@@ -45,6 +55,8 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     args = parser.parse_args(argv)
     if args.calib_count < 1:
         parser.error(f'--calib-count must be >= 1, got {args.calib_count}')
+    if args.output == 'frame' and args.dynamic:
+        parser.error('--output frame is always dynamic in the image size; drop --dynamic')
     return args
 
 
@@ -71,6 +83,11 @@ def main(argv: list[str] | None = None) -> int:
 
             images = calibration_images(args.calib_images, args.calib_count)
             path = quantize_int8(model, spec, args.out, images, input_size=args.size)
+        elif args.output == 'frame':
+            from bisenet_core.export_frames import export_frame_onnx
+
+            path = export_frame_onnx(model, spec, args.out, upsample=args.upsample,
+                                     precision=args.precision, input_size=args.size)
         else:
             path = export_onnx(model, spec, args.out, precision=args.precision,
                                output=args.output, dynamic=args.dynamic, input_size=args.size)
@@ -78,7 +95,9 @@ def main(argv: list[str] | None = None) -> int:
         print(f'error: {exc}', file=sys.stderr)
         return 2
     size = args.size or spec.input_size
-    print(f'wrote {path} ({args.precision}, output {args.output}, input {size[0]}x{size[1]}'
+    detail = (f'frame -> labels, upsample {args.upsample}, any image size'
+              if args.output == 'frame' else f'output {args.output}')
+    print(f'wrote {path} ({args.precision}, {detail}, network input {size[0]}x{size[1]}'
           f'{", dynamic" if args.dynamic else ""})')
     return 0
 
