@@ -282,7 +282,12 @@ def test_startup_errors_in_process(context, tiny_model_file, tmp_path):
               "input_width='abc': a string where an integer is expected"),
              ({'model_path': str(tiny_model_file), 'qos_depth': 0}, 'qos_depth=0: out of range'),
              ({'model_path': str(tiny_model_file), 'qos_durability': 'forever'},
-              'qos_durability')]
+              'qos_durability'),
+             # a GPU index this machine does not have (none here; GPU 64 nowhere)
+             ({'model_path': str(tiny_model_file), 'device': 'cuda:64'},
+              r"device.*'cuda:64'"),
+             ({'model_path': str(tiny_model_file), 'device': 'gpu'},
+              r"device='gpu'.*cuda:N")]
     for params, message in cases:
         overrides = [Parameter(k, value=v) for k, v in {**BASE, **params}.items()]
         with pytest.raises(StartupError, match=message):
