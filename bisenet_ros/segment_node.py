@@ -13,13 +13,10 @@ model drops old frames, never queues. See docs/node.md.
 """
 from __future__ import annotations
 
-import ctypes
 import math
 import os
-import re
 import signal
 import sys
-import tempfile
 import threading
 import time
 import warnings
@@ -28,14 +25,13 @@ from pathlib import Path
 from typing import Callable
 
 import rclpy
-from rcl_interfaces.msg import (FloatingPointRange, IntegerRange, ParameterDescriptor,
-                                ParameterType, SetParametersResult)
+from rcl_interfaces.msg import (FloatingPointRange, IntegerRange, ParameterType,
+                                SetParametersResult)
 from rclpy.event_handler import SubscriptionEventCallbacks
 from rclpy.executors import ExternalShutdownException, SingleThreadedExecutor
 from rclpy.node import Node
 from rclpy.qos import (DurabilityPolicy, HistoryPolicy, QoSProfile, ReliabilityPolicy,
                        qos_policy_name_from_kind)
-from rclpy.signals import SignalHandlerOptions
 from sensor_msgs.msg import CameraInfo, CompressedImage, Image
 from diagnostic_msgs.msg import DiagnosticArray
 from std_msgs.msg import Header, String
@@ -45,7 +41,6 @@ from bisenet_core.inference.segmenter import STAGES as SEGMENTER_STAGES
 from bisenet_core.inference.backends import BACKENDS, DEVICES, PRECISIONS, check_device
 from bisenet_core.inference.postprocess import UPSAMPLE_MODES
 from bisenet_core.modelfile import ModelFileError
-from bisenet_core.spec import MAX_INPUT_SIDE
 from bisenet_ros.camera_info import CameraInfoMatcher, scale_camera_info
 from bisenet_ros.diagnostics import LEVEL_NAMES, build_diagnostic_array, node_level
 from bisenet_ros.image_conversion import (ImageConversionError, check_image_pixels,
@@ -53,8 +48,11 @@ from bisenet_ros.image_conversion import (ImageConversionError, check_image_pixe
                                           image_to_network_input, labels_to_compressed,
                                           numpy_to_image)
 from bisenet_ros.label_info import class_table_json, label_info_message, vision_msgs_types
-from bisenet_ros.log_forwarding import forward_core_logs, stop_forwarding
 from bisenet_ros.latency import RateMeter, RollingStats
+from bisenet_ros.log_forwarding import forward_core_logs, stop_forwarding
+from bisenet_ros.node_parameters import param_descriptor, parameter_error, size_range
+from bisenet_ros.node_process import (STOP_TIMEOUT_S, StartupError, exit_with_parent,
+                                      init_rclpy)
 from bisenet_ros.paths import default_model_path
 
 NODE_NAME = 'segment_node'
@@ -89,54 +87,6 @@ SUMMARY_PERIOD_S = 10.0
 ERROR_LOG_THROTTLE_S = 5.0
 # main() polls for a stop request this often (its own signal handlers run between polls).
 SPIN_POLL_S = 0.1
-# Set by launch/segment.launch.py: the node stops when this process (ros2 launch) is gone.
-PARENT_PID_ENV = 'BISENET_ROS_PARENT_PID'
-
-
-class StartupError(RuntimeError):
-    """The node cannot start (model, backend or parameters); the message is one line."""
-
-
-def _descriptor(description: str, choices: tuple[str, ...] | None = None,
-                read_only: bool = True, integer_range: IntegerRange | None = None,
-                float_range: FloatingPointRange | None = None) -> ParameterDescriptor:
-    if choices:
-        description += f' ({"|".join(choices)})'
-    if read_only:
-        description += '; read-only: needs a restart'
-    return ParameterDescriptor(
-        description=description, read_only=read_only,
-        additional_constraints=f'one of {", ".join(choices)}' if choices else '',
-        integer_range=[integer_range] if integer_range else [],
-        floating_point_range=[float_range] if float_range else [])
-
-
-def _size_range() -> IntegerRange:
-    # 0 = the model's own input size; the Segmenter refuses 1..31 with a clear message.
-    return IntegerRange(from_value=0, to_value=MAX_INPUT_SIDE, step=1)
-
-
-_TYPE_NAMES = {'STRING': 'a string', 'INTEGER': 'an integer', 'DOUBLE': 'a float',
-               'BOOL': 'a bool'}
-
-
-def _parameter_error(name: str, descriptor: ParameterDescriptor, exc: Exception) -> str:
-    """One line naming the parameter, the value given and why it cannot be used."""
-    message = ' '.join(str(exc).split())
-    # rclpy's messages: "Invalid parameter value (-32) for parameter. Reason: ... out of
-    # range ..." and "Trying to set parameter 'x' to 'abc' of type 'STRING', expecting type
-    # 'INTEGER'"; the exceptions carry no fields, so the value is read back from them.
-    type_error = re.search(r"to '(.*)' of type '(\w+)', expecting type '(\w+)'", message)
-    if type_error:
-        value, given, expected = type_error.groups()
-        return (f'parameter {name}={value!r}: {_TYPE_NAMES.get(given, given)} where '
-                f'{_TYPE_NAMES.get(expected, expected)} is expected ({descriptor.description})')
-    ranges = descriptor.integer_range or descriptor.floating_point_range
-    value_error = re.search(r'Invalid parameter value \((.*?)\) for parameter', message)
-    if ranges and value_error and 'out of range' in message:
-        return (f'parameter {name}={value_error.group(1)}: out of range '
-                f'{ranges[0].from_value:g}..{ranges[0].to_value:g} ({descriptor.description})')
-    return f'parameter {name}: {message}'
 
 
 class SegmentNode(Node):
@@ -264,51 +214,54 @@ class SegmentNode(Node):
         budget = FloatingPointRange(from_value=0.0, to_value=60000.0, step=0.0)
         declarations = [
             ('model_path', str(default_model_path()),
-             _descriptor('BiSeNet model file (.pt or .onnx); empty = the shipped model')),
-            ('backend', 'auto', _descriptor('inference backend', BACKENDS)),
-            ('device', 'auto', _descriptor('inference device', (*DEVICES, 'cuda:N'))),
-            ('precision', 'fp32', _descriptor('fp16 needs a GPU (fp32 on the CPU)', PRECISIONS)),
-            ('input_width', 0, _descriptor('network input width (multiple of 32: no padding); '
-                                           "0 = the model's own", integer_range=_size_range())),
-            ('input_height', 0, _descriptor('network input height (multiple of 32: no padding); '
-                                            "0 = the model's own", integer_range=_size_range())),
-            ('upsample', DEFAULT_UPSAMPLE, _descriptor(
+             param_descriptor('BiSeNet model file (.pt or .onnx); empty = the shipped model')),
+            ('backend', 'auto', param_descriptor('inference backend', BACKENDS)),
+            ('device', 'auto', param_descriptor('inference device', (*DEVICES, 'cuda:N'))),
+            ('precision', 'fp32', param_descriptor('fp16 needs a GPU (fp32 on the CPU)',
+                                                   PRECISIONS)),
+            ('input_width', 0, param_descriptor(
+                "network input width (multiple of 32: no padding); 0 = the model's own",
+                integer_range=size_range())),
+            ('input_height', 0, param_descriptor(
+                "network input height (multiple of 32: no padding); 0 = the model's own",
+                integer_range=size_range())),
+            ('upsample', DEFAULT_UPSAMPLE, param_descriptor(
                 'labels to image size: nearest (argmax at 1/8, fast) or bilinear (smoother '
                 'boundaries, slower)', UPSAMPLE_MODES, read_only=False)),
-            ('publish_color', True, _descriptor('publish ~/color (rgb8 colour mask)',
-                                                read_only=False)),
-            ('publish_overlay', False, _descriptor('publish ~/overlay (mask blended over the '
-                                                   'image)', read_only=False)),
-            ('publish_small_label', False, _descriptor(
+            ('publish_color', True, param_descriptor('publish ~/color (rgb8 colour mask)',
+                                                     read_only=False)),
+            ('publish_overlay', False, param_descriptor(
+                'publish ~/overlay (mask blended over the image)', read_only=False)),
+            ('publish_small_label', False, param_descriptor(
                 'publish ~/label_small (labels at network output resolution)',
                 read_only=False)),
-            ('publish_confidence', True, _descriptor(
+            ('publish_confidence', True, param_descriptor(
                 'publish ~/confidence (mono8: 255 x the largest softmax probability)',
                 read_only=False)),
-            ('publish_compressed_label', True, _descriptor(
+            ('publish_compressed_label', True, param_descriptor(
                 'publish ~/label/compressed (labels as lossless PNG, for recording)',
                 read_only=False)),
-            ('use_compressed', False, _descriptor('subscribe to image/compressed (jpeg/png) '
-                                                  'instead of image')),
-            ('compile', False, _descriptor(
+            ('use_compressed', False, param_descriptor(
+                'subscribe to image/compressed (jpeg/png) instead of image')),
+            ('compile', False, param_descriptor(
                 'torch.compile the network (backend torch; mostly for GPUs): compiling takes '
                 'tens of seconds at start-up, before the first frame')),
-            ('qos_reliability', 'best_available', _descriptor(
+            ('qos_reliability', 'best_available', param_descriptor(
                 'input QoS reliability: best_available (reliable if the publisher is, so '
                 'large frames are repaired; still matches a best-effort camera), reliable or '
                 'best_effort', tuple(RELIABILITY))),
-            ('qos_depth', DEFAULT_QOS_DEPTH, _descriptor(
+            ('qos_depth', DEFAULT_QOS_DEPTH, param_descriptor(
                 'input QoS history depth: frames that may wait in DDS for the executor (the '
                 'node itself keeps only the newest for inference)',
                 integer_range=IntegerRange(from_value=1, to_value=MAX_QOS_DEPTH, step=1))),
-            ('qos_durability', 'volatile', _descriptor(
+            ('qos_durability', 'volatile', param_descriptor(
                 'input QoS durability (transient_local: also gets the last frame a latched '
                 'publisher sent before the node started)', tuple(DURABILITY))),
-            ('max_image_pixels', DEFAULT_MAX_IMAGE_PIXELS, _descriptor(
+            ('max_image_pixels', DEFAULT_MAX_IMAGE_PIXELS, param_descriptor(
                 'frames with more pixels (width x height, read from the header before '
                 'decoding) are refused as bad input; 0 = no limit',
                 integer_range=IntegerRange(from_value=0, to_value=2**40, step=1))),
-            ('latency_budget_ms', 100.0, _descriptor(
+            ('latency_budget_ms', 100.0, param_descriptor(
                 'diagnostics WARN when the end-to-end latency p90 exceeds this; 0 = off',
                 read_only=False, float_range=budget)),
         ]
@@ -317,7 +270,7 @@ class SegmentNode(Node):
             try:
                 self.declare_parameter(name, default, descriptor)
             except Exception as exc:  # bad values or types in a params file / launch argument
-                raise StartupError(_parameter_error(name, descriptor, exc)) from None
+                raise StartupError(parameter_error(name, descriptor, exc)) from None
 
     def _check_startup_parameters(self, params: dict) -> None:
         for name, choices in CHOICES.items():
@@ -661,65 +614,6 @@ class SegmentNode(Node):
         super().destroy_node()
 
 
-# Below launch's 5 s between its SIGINT and SIGTERM, so a slow last frame still ends cleanly.
-STOP_TIMEOUT_S = 4.0
-
-
-def _exit_with_parent() -> bool:
-    """Linux: get SIGTERM when ros2 launch (PARENT_PID_ENV) dies, even by SIGKILL.
-
-    Returns False if that process is already gone. Without this, a killed launch leaves the
-    node running as an orphan (and a relaunch makes two /segment_node).
-    """
-    parent = os.environ.get(PARENT_PID_ENV, '')
-    if not parent.isdigit() or not sys.platform.startswith('linux'):
-        return True
-    pr_set_pdeathsig = 1
-    ctypes.CDLL(None, use_errno=True).prctl(pr_set_pdeathsig, signal.SIGTERM, 0, 0, 0)
-    return os.getppid() == int(parent)  # checked after prctl: no window left open
-
-
-def _rcl_error_line(exc: Exception) -> str:
-    """One line from rcl's "failed to initialize rcl: <reason>, at file.c:123, at ..."."""
-    message = ' '.join(str(exc).split())
-    message = re.sub(r',? at /\S+:\d+', '', message).removeprefix('failed to initialize rcl: ')
-    message = message.replace(' Error: error not set', '').strip(' ,')
-    remap = re.search(r"remap rule: '-r [^']*?:=([^']*)'", message)
-    if remap:  # rcl's lexer error does not say what is wrong with the name; rclpy's check does
-        from rclpy.validate_topic_name import validate_topic_name
-        try:
-            validate_topic_name(remap.group(1))
-        except Exception as exc:
-            reason = str(exc).splitlines()[0].removeprefix('Invalid topic name: ').rstrip(':')
-            message = f"{message.split('. Error:')[0].rstrip('.')}: {reason}"
-    return message
-
-
-def _init_rclpy(args: list[str] | None) -> None:
-    """rclpy.init without rclpy's signal handlers; bad ROS arguments -> StartupError.
-
-    rcl prints its own "Failed to parse global arguments" line before raising, so stderr is
-    held during init and only passed on when init succeeds: a failed start is one line.
-    """
-    sys.stderr.flush()
-    saved = os.dup(2)
-    with tempfile.TemporaryFile() as held:
-        os.dup2(held.fileno(), 2)
-        try:
-            rclpy.init(args=args, signal_handler_options=SignalHandlerOptions.NO)
-        except Exception as exc:  # RCLError: remap rule, log level, params file, ...
-            error = exc
-        else:
-            error = None
-        finally:
-            os.dup2(saved, 2)
-            os.close(saved)
-        if error is not None:
-            raise StartupError(f'invalid ROS arguments: {_rcl_error_line(error)}') from None
-        held.seek(0)
-        os.write(2, held.read())
-
-
 def main(args: list[str] | None = None,
          segmenter_factory: Callable[..., Segmenter] = Segmenter) -> int:
     """Run the node until SIGINT/SIGTERM; 0 on a clean stop, 1 on a failed start.
@@ -737,11 +631,11 @@ def main(args: list[str] | None = None,
     for signum in (signal.SIGINT, signal.SIGTERM):
         signal.signal(signum, request_stop)
     logger = rclpy.logging.get_logger(NODE_NAME)
-    if not _exit_with_parent():
+    if not exit_with_parent():
         logger.warning('the ros2 launch that started this node is gone; not starting')
         return 1
     try:
-        _init_rclpy(args)
+        init_rclpy(args)
     except StartupError as exc:
         logger.fatal(str(exc))
         return 1

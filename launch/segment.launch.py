@@ -31,10 +31,11 @@ from launch.events import Shutdown
 from launch.substitutions import LaunchConfiguration
 from launch_ros.actions import Node
 
+# The node stops itself when the process with this pid (ros2 launch) is gone.
+from bisenet_ros.node_process import PARENT_PID_ENV
+
 PACKAGE = 'bisenet_ros'
 NODE_NAME = 'segment_node'
-# The node stops itself when the process with this pid (ros2 launch) is gone.
-PARENT_PID_ENV = 'BISENET_ROS_PARENT_PID'
 LOG_LEVELS = ('debug', 'info', 'warn', 'error', 'fatal')
 # Fast DDS reads its default participant profile from here: config/fastdds.xml gives shared
 # memory large enough for camera frames (docs/node.md, "deploying on a vehicle").
