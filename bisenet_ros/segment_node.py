@@ -585,11 +585,12 @@ class SegmentNode(Node):
 
     def summary_line(self) -> str:
         v = self.diagnostic_values()
+        timing = ('no frame segmented yet' if not v['frames_out'] else
+                  f'compute p50 {v["compute_p50_ms"]:.1f} ms, end-to-end p50 '
+                  f'{v["end_to_end_p50_ms"]:.1f} / p99 {v["end_to_end_p99_ms"]:.1f} ms')
         return (f'{v["fps_in"]:.1f} fps in, {v["fps_out"]:.1f} out, {v["frames_out"]} frames, '
                 f'{v["frames_dropped"]} dropped, {v["frames_missed"]} never arrived, '
-                f'{v["errors"]} errors; compute p50 '
-                f'{v["compute_p50_ms"]:.1f} ms, end-to-end p50 {v["end_to_end_p50_ms"]:.1f} / '
-                f'p99 {v["end_to_end_p99_ms"]:.1f} ms; status '
+                f'{v["errors"]} errors; {timing}; status '
                 f'{LEVEL_NAMES.get(getattr(self, "last_level", None), "-")}')
 
     def _log_summary(self) -> None:

@@ -2,6 +2,7 @@
 import math
 import signal
 import os
+import re
 import subprocess
 import sys
 import threading
@@ -159,9 +160,11 @@ def test_compressed_input_png_and_jpeg(harness, tiny_model_file):
 
 def test_optional_outputs_and_runtime_parameters(harness):
     h = harness(publish_color=False, publish_overlay=True, publish_small_label=True)
+    assert 'no frame segmented yet' in h.node.summary_line()  # not "p50 nan ms"
     stamp = h.publish(numpy_to_image(_scene(), 'rgb8'))
     overlay = h.output_for('overlay', stamp)
     small = h.output_for('label_small', stamp)
+    assert re.search(r'compute p50 \d+\.\d ms', h.node.summary_line())
     assert (overlay.encoding, overlay.height, overlay.width) == ('rgb8', 72, 100)
     # The tiny model's network input is 128x96: output stride 8 -> 16x12.
     assert (small.encoding, small.width, small.height) == ('mono8', 16, 12)
