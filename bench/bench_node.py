@@ -19,7 +19,6 @@ from __future__ import annotations
 
 import argparse
 import os
-import platform
 import sys
 import tempfile
 import threading
@@ -29,6 +28,7 @@ from pathlib import Path
 import numpy as np
 from tqdm import tqdm
 
+from bench.machine import machine_info
 from bisenet_core.spec import size_arg
 from bisenet_ros.ros_env import fresh_domain_id, ros_child_env
 
@@ -183,12 +183,6 @@ def markdown(rows: list[dict]) -> str:
     return '\n'.join(lines)
 
 
-def _machine() -> str:
-    load = ', '.join(f'{v:.1f}' for v in os.getloadavg())
-    return (f'{platform.processor() or "?"} {os.cpu_count()} CPUs, {platform.system()} '
-            f'{platform.release()}; python {platform.python_version()}; load average {load}')
-
-
 def cross_process(args) -> int:
     from bench.node_delivery import markdown as delivery_markdown
     from bench.node_delivery import run_streams
@@ -200,7 +194,8 @@ def cross_process(args) -> int:
                        log_dir=args.log_dir, launch_args=args.launch_arg)
     setup = ('baseline: node input best-effort, Fast DDS defaults on both sides'
              if args.baseline else 'node as shipped (launch file, config/segment.yaml)')
-    print(f'\n{setup}; {args.rate:g} Hz for {args.seconds:g} s per stream; machine: {_machine()}')
+    print(f'\n{setup}; {args.rate:g} Hz for {args.seconds:g} s per stream')
+    print(f'machine: {machine_info()}')
     print(delivery_markdown(rows))
     return 0
 
@@ -272,7 +267,7 @@ def main(argv: list[str] | None = None) -> int:
                model, args.color)
     outputs = 'label + color' if args.color else 'label'
     print(f'\nmodel: {model or "random-init xception39"}; outputs timed: {outputs}; machine: '
-          f'{_machine()}')
+          f'{machine_info()}')
     print(markdown(rows))
     worst = max(r['ratio_p50'] for r in rows)
     print(f'\nnode overhead (p50 ratio, worst size): {worst:.3f} (goal <= 1.15)')
