@@ -44,9 +44,8 @@ from bisenet_core.modelfile import ModelFileError
 from bisenet_ros.camera_info import CameraInfoMatcher, scale_camera_info
 from bisenet_ros.diagnostics import LEVEL_NAMES, build_diagnostic_array, node_level
 from bisenet_ros.image_conversion import (ImageConversionError, check_image_pixels,
-                                          compressed_image_size, compressed_to_network_input,
-                                          image_to_network_input, labels_to_compressed,
-                                          numpy_to_image)
+                                          compressed_to_network_input, image_to_network_input,
+                                          labels_to_compressed, numpy_to_image)
 from bisenet_ros.label_info import class_table_json, label_info_message, vision_msgs_types
 from bisenet_ros.latency import RateMeter, RollingStats
 from bisenet_ros.log_forwarding import forward_core_logs, stop_forwarding
@@ -441,18 +440,14 @@ class SegmentNode(Node):
         for info, (header, image_size, small_size) in pairs:
             for name, size in (('label', image_size), ('label_small', small_size)):
                 publisher = self.camera_info_publishers[name]
-                if size is not None and publisher.get_subscription_count():
+                if publisher.get_subscription_count():
                     publisher.publish(scale_camera_info(info, *size, header=header))
 
-    def _frame_sizes(self, msg: Image | CompressedImage):
-        """(label size, small label size) as (width, height) for a frame the node processed."""
-        if isinstance(msg, CompressedImage):
-            image_size = compressed_image_size(msg.data)
-        else:
-            image_size = (int(msg.width), int(msg.height))
+    def _small_label_size(self) -> tuple[int, int]:
+        """(width, height) of ~/label_small: the network output."""
         width, height = self.segmenter.input_size
         stride = self.segmenter.spec.output_stride
-        return image_size, (width // stride, height // stride)
+        return width // stride, height // stride
 
     def _work(self) -> None:
         while True:
@@ -465,7 +460,7 @@ class SegmentNode(Node):
                 self.latest_frame = None
             try:
                 check_image_pixels(msg, self.max_image_pixels)
-                self._process(msg, received)
+                label_size = self._process(msg, received)
             except (ImageConversionError, ValueError) as exc:
                 self._record_error(f'bad input on {self.subscription.topic_name}: {exc}')
                 continue
@@ -474,9 +469,8 @@ class SegmentNode(Node):
                     return  # the context was shut down under us (by its owner): not an error
                 self._record_error(f'inference failed: {type(exc).__name__}: {exc}')
                 continue
-            self._publish_camera_infos(
-                self.camera_info_matcher.add_frame(msg.header, (msg.header,
-                                                                *self._frame_sizes(msg))))
+            self._publish_camera_infos(self.camera_info_matcher.add_frame(
+                msg.header, (msg.header, label_size, self._small_label_size())))
 
     def _record_error(self, message: str) -> None:
         with self._stats_lock:
@@ -486,7 +480,8 @@ class SegmentNode(Node):
         self.get_logger().error(message, throttle_duration_sec=ERROR_LOG_THROTTLE_S)
 
     # ------------------------------------------------------------------ processing
-    def _process(self, msg: Image | CompressedImage, received: float) -> None:
+    def _process(self, msg: Image | CompressedImage, received: float) -> tuple[int, int]:
+        """Segment one frame and publish its outputs; returns the label's (width, height)."""
         t0 = time.perf_counter()
         if isinstance(msg, CompressedImage):
             image, color_order = compressed_to_network_input(msg)
@@ -528,6 +523,7 @@ class SegmentNode(Node):
             self.stage_ms[stage].add(result.timings_ms[stage])
         self.stage_ms['publish'].add((t3 - t2) * 1e3)
         self.stage_ms['end_to_end'].add(self._end_to_end_ms(header, received, t3))
+        return result.labels.shape[1], result.labels.shape[0]
 
     def _publish_compressed_label(self, labels, header) -> None:
         """~/label/compressed: the labels as a lossless PNG, for recording (lazy)."""
