@@ -19,8 +19,8 @@ import numpy as np
 import torch
 from torch import nn
 
-from bisenet_core.inference.frames import FRAME_OUTPUTS, channel_index, to_rgb, to_uint8
-from bisenet_core.inference.postprocess import OVERLAY_ALPHA, blend_labels
+from bisenet_core.inference.frames import FRAME_OUTPUTS, channel_index, to_uint8
+from bisenet_core.inference.postprocess import color_outputs
 from bisenet_core.model.fuse import FoldError, fold_conv_bn
 
 BACKENDS = ('auto', 'torch', 'onnxruntime', 'tensorrt')
@@ -271,11 +271,8 @@ class OrtFrameRunner:
             result['confidence'] = confidence
         if 'small_labels' in outputs:
             result['small_labels'] = small
-        if 'color' in outputs:
-            result['color'] = self._lut[labels]
-        if 'overlay' in outputs:
-            result['overlay'] = blend_labels(to_rgb(image, color_order), labels, self._lut,
-                                             self._num_classes, OVERLAY_ALPHA)
+        result.update(color_outputs(labels, image, color_order, self._lut, self._num_classes,
+                                    outputs))
         t3 = time.perf_counter()
         return result, {'upload': (t1 - t0) * 1e3, 'compute': (t2 - t1) * 1e3,
                         'download': (t3 - t2) * 1e3}

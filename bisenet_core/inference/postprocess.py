@@ -22,6 +22,7 @@ from functools import lru_cache
 import cv2
 import numpy as np
 
+from bisenet_core.inference.frames import to_rgb
 from bisenet_core.preprocess import resize_labels
 from bisenet_core.spec import ModelSpec
 
@@ -199,6 +200,18 @@ def blend_labels(image_rgb: np.ndarray, labels: np.ndarray, lut: np.ndarray, num
     void = labels >= num_classes
     blended[void] = image_rgb[void]
     return blended
+
+
+def color_outputs(labels: np.ndarray, frame: np.ndarray, color_order: str, lut: np.ndarray,
+                  num_classes: int, outputs: tuple[str, ...]) -> dict[str, np.ndarray]:
+    """The requested 'color' mask and 'overlay' (over the uint8 frame) of host labels."""
+    made = {}
+    if 'color' in outputs:
+        made['color'] = lut[labels]
+    if 'overlay' in outputs:
+        made['overlay'] = blend_labels(to_rgb(frame, color_order), labels, lut, num_classes,
+                                       OVERLAY_ALPHA)
+    return made
 
 
 def check_labels(labels: np.ndarray) -> None:

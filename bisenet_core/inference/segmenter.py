@@ -45,8 +45,8 @@ from bisenet_core.inference.frames import check_frame, check_outputs, to_rgb, to
 from bisenet_core.inference.onnx_graphs import OnnxGraphs, cache_dir
 from bisenet_core.inference.pipeline import FramePipeline
 from bisenet_core.inference.postprocess import (OVERLAY_ALPHA, UPSAMPLE_MODES, blend_labels,
-                                                check_labels, confidence_map, logits_to_labels,
-                                                palette_lut)
+                                                check_labels, color_outputs, confidence_map,
+                                                logits_to_labels, palette_lut)
 from bisenet_core.modelfile import ModelFileError, build_model, read_model_file
 from bisenet_core.preprocess import normalize, resize_image
 from bisenet_core.spec import ModelSpec, check_input_size
@@ -305,11 +305,8 @@ class Segmenter:
         extra = {}
         if 'confidence' in outputs:
             extra['confidence'] = confidence_map(logits, size, upsample)
-        if 'color' in outputs:
-            extra['color'] = self._lut[labels]
-        if 'overlay' in outputs:
-            extra['overlay'] = blend_labels(to_rgb(frame, color_order), labels, self._lut,
-                                            self.spec.num_classes, OVERLAY_ALPHA)
+        extra.update(color_outputs(labels, frame, color_order, self._lut, self.spec.num_classes,
+                                   outputs))
         if 'small_labels' in outputs:
             extra['small_labels'] = logits_to_labels(logits, logits.shape[1:], 'nearest')
         t2 = time.perf_counter()
