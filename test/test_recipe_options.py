@@ -128,7 +128,7 @@ def test_frozen_batchnorm_keeps_running_statistics_after_a_step(freeze):
 
 
 def test_training_with_freeze_bn_keeps_statistics_through_validation(drive_root, tmp_path):
-    """Validation puts the model in train mode afterwards; the loop re-freezes BatchNorm."""
+    """Validation gives every module its own mode back: frozen BatchNorm stays frozen."""
     config = tiny_config(drive_root, tmp_path / 'run', 'train.freeze_bn=true', 'train.iterations=3',
                          'train.eval_interval=1', 'train.warmup_iters=0')
     result = train(config, CPU, progress=False)

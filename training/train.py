@@ -355,7 +355,6 @@ def train(config: RunConfig, runtime: Runtime, resume: dict | None = None,
                 # Periodic validation; the best model so far is kept as best.ckpt/best_model.pt.
                 if (t.eval_interval and step % t.eval_interval == 0) or step == t.iterations:
                     confusion = validate(model, val_set, spec, config, runtime, progress)
-                    set_train_mode(model, t.freeze_bn)  # validation left it in train mode
                     last_miou = float(confusion.miou())
                     iou = confusion.iou()
                     val_log.write({'step': step, 'miou': round(last_miou, 5),

@@ -45,7 +45,7 @@ def freeze_batchnorm(model: nn.Module) -> int:
 
 
 def set_train_mode(model: nn.Module, freeze_bn: bool = False) -> nn.Module:
-    """model.train(), keeping BatchNorm frozen if asked (call again after validation)."""
+    """model.train(), keeping BatchNorm frozen if asked."""
     model.train()
     if freeze_bn:
         freeze_batchnorm(model)

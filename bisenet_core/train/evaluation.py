@@ -210,7 +210,9 @@ def evaluate_dataset(model: torch.nn.Module, dataset, spec: ModelSpec, device: t
     Cityscapes only).
     """
     check_protocol(protocol, scales, flip)
-    was_training = model.training
+    # Each module's own mode comes back afterwards (frozen BatchNorm in a training model stays
+    # frozen), not one flag for the whole model.
+    modes = [(module, module.training) for module in model.modules()]
     model.eval()
     indices = range(len(dataset)) if indices is None else indices
     for i in tqdm(indices, desc=desc, disable=not progress, leave=False, dynamic_ncols=True):
@@ -218,5 +220,6 @@ def evaluate_dataset(model: torch.nn.Module, dataset, spec: ModelSpec, device: t
         prediction, truth = predict_labels(model, image, label, spec, device, protocol, scales,
                                            flip, autocast, data_format)
         confusion.update(prediction, truth)
-    model.train(was_training)
+    for module, training in modes:
+        module.training = training
     return confusion
