@@ -143,11 +143,6 @@ def size_arg(text: str) -> tuple[int, int]:
     return width, height
 
 
-def round_to_divisor(value: int, divisor: int = SIZE_DIVISOR) -> int:
-    """Nearest positive multiple of divisor."""
-    return max(divisor, int(round(value / divisor)) * divisor)
-
-
 def spec_for_dataset(dataset: str, backbone: str = 'xception39',
                      input_size: tuple[int, int] = (960, 720), **kw) -> ModelSpec:
     """A ModelSpec with a known dataset's classes and palette ('camvid', 'cityscapes', ...)."""

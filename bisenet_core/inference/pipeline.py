@@ -29,7 +29,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from bisenet_core.inference.postprocess import OVERLAY_ALPHA, UPSAMPLE_MODES, palette_lut
-from bisenet_core.preprocess import normalization_constants
+from bisenet_core.preprocess import normalization_constants, shrinks
 from bisenet_core.spec import ModelSpec
 
 # Pixels x classes interpolated at once in bilinear mode (bounds the extra memory).
@@ -70,7 +70,7 @@ def resize_weights(src_size, dst_size: int, area, mixed, device=None) -> torch.T
 def resize_channels(image: torch.Tensor, size: tuple[int, int]) -> torch.Tensor:
     """C x H x W float -> C x h x w, size = (h, w), with the weights of resize_image (cv2)."""
     height, width = image.shape[-2], image.shape[-1]
-    area = size[0] * size[1] < height * width  # resize_image's rule (preprocess.shrinks)
+    area = shrinks((width, height), (size[1], size[0]))  # resize_image's rule
     mixed = (size[0] > height) | (size[1] > width)
     rows = resize_weights(height, size[0], area, mixed, image.device).to(image.dtype)
     cols = resize_weights(width, size[1], area, mixed, image.device).to(image.dtype)

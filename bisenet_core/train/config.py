@@ -23,6 +23,7 @@ from bisenet_core.spec import (ARCHITECTURES, BACKBONES, DEFAULT_ARCHITECTURE, I
                                UNRECORDED_ARCHITECTURE, ModelSpec, spec_for_classes,
                                spec_for_dataset)
 from bisenet_core.train.evaluation import PROTOCOLS
+from bisenet_core.train.loss import MIN_KEPT_OF
 from bisenet_core.train.optim import HEAD_PARTS
 
 DATA_FORMATS = ('cityscapes', 'camvid', 'cocostuff', 'folder', 'synthetic')
@@ -220,13 +221,13 @@ class RunConfig:
         _check(not (m.pretrained and m.init_from), 'model.init_from', m.init_from,
                'empty when model.pretrained is given (the file holds the whole network)')
         _check(min(m.std) > 0, 'model.std', list(m.std), 'three values > 0')
-        _check_size('model.input_size', m.input_size, 1)
+        _check_size('model.input_size', m.input_size)
         _check(all(SIZE_DIVISOR <= v <= MAX_INPUT_SIDE for v in m.input_size),
                'model.input_size', list(m.input_size),
                f'{SIZE_DIVISOR}..{MAX_INPUT_SIDE} pixels per side')
         _check(d.format in DATA_FORMATS, 'data.format', d.format, f'one of {DATA_FORMATS}')
         _check(bool(d.root), 'data.root', d.root, 'a folder')
-        _check_size('data.crop_size', d.crop_size, 1)
+        _check_size('data.crop_size', d.crop_size)
         _check(bool(d.scales) and min(d.scales) > 0, 'data.scales', d.scales,
                'a list of positive scales')
         _check(0 <= d.color_jitter < 1, 'data.color_jitter', d.color_jitter, 'in [0, 1)')
@@ -240,7 +241,7 @@ class RunConfig:
         _check(len(held_out) == 2 and not held_out & set(s.train_seeds), 'data.synthetic.val_seed',
                [s.val_seed, s.test_seed], 'val and test seeds different from each other and '
                'from the train seeds')
-        _check_size('data.synthetic.size', s.size, 1)
+        _check_size('data.synthetic.size', s.size)
         _check(t.batch_size >= 2, 'train.batch_size', t.batch_size, '>= 2')
         _check(t.grad_accum >= 1, 'train.grad_accum', t.grad_accum, '>= 1')
         _check(t.batch_size % t.grad_accum == 0, 'train.grad_accum', t.grad_accum,
@@ -260,8 +261,8 @@ class RunConfig:
         _check(0 < t.ohem_thresh <= 1, 'train.ohem_thresh', t.ohem_thresh, 'in (0, 1]')
         _check(0 <= t.ohem_min_fraction <= 1, 'train.ohem_min_fraction', t.ohem_min_fraction,
                'in [0, 1]')
-        _check(t.ohem_min_fraction_of in ('valid', 'all'), 'train.ohem_min_fraction_of',
-               t.ohem_min_fraction_of, "'valid' or 'all'")
+        _check(t.ohem_min_fraction_of in MIN_KEPT_OF, 'train.ohem_min_fraction_of',
+               t.ohem_min_fraction_of, f'one of {MIN_KEPT_OF}')
         _check(t.label_downsample >= 1 and all(v % t.label_downsample == 0 for v in d.crop_size),
                'train.label_downsample', t.label_downsample,
                f'>= 1 and a divisor of data.crop_size {list(d.crop_size)}')
@@ -360,12 +361,9 @@ def _check(ok: bool, key: str, value: Any, expected: str) -> None:
         raise ConfigError(f'{key}: got {value!r}, expected {expected}')
 
 
-def _check_size(key: str, size, divisor: int) -> None:
-    ok = len(size) == 2 and all(isinstance(v, int) and v > 0 and v % divisor == 0 for v in size)
-    expected = '[width, height], positive integers'
-    if divisor > 1:
-        expected += f', multiples of {divisor}'
-    _check(ok, key, list(size), expected)
+def _check_size(key: str, size) -> None:
+    ok = len(size) == 2 and all(isinstance(v, int) and v > 0 for v in size)
+    _check(ok, key, list(size), '[width, height], positive integers')
 
 
 def _build(cls, raw: Any, prefix: str):

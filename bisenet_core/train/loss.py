@@ -19,6 +19,9 @@ from torch import nn
 
 from bisenet_core.classes import IGNORE_INDEX
 
+# What OHEM's minimum kept fraction is of: the labelled pixels, or all of them (TorchSeg).
+MIN_KEPT_OF = ('valid', 'all')
+
 
 class OhemCrossEntropy(nn.Module):
     """Cross-entropy averaged over the hard pixels of the whole batch.
@@ -35,8 +38,8 @@ class OhemCrossEntropy(nn.Module):
     def __init__(self, thresh: float = 0.7, min_kept_fraction: float = 1 / 16,
                  ignore_index: int = IGNORE_INDEX, min_kept_of: str = 'valid'):
         super().__init__()
-        if min_kept_of not in ('valid', 'all'):
-            raise ValueError(f"min_kept_of must be 'valid' or 'all', got {min_kept_of!r}")
+        if min_kept_of not in MIN_KEPT_OF:
+            raise ValueError(f'min_kept_of must be one of {MIN_KEPT_OF}, got {min_kept_of!r}')
         self.thresh = thresh
         self.min_kept_fraction = min_kept_fraction
         self.ignore_index = ignore_index
