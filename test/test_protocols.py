@@ -17,7 +17,7 @@ from bisenet_core.model import BiSeNetOutput
 from bisenet_core.spec import spec_for_dataset
 from bisenet_core.train.data import prepare_synthetic
 from bisenet_core.train.evaluation import (check_protocol, predict_labels,
-                                           sliding_window_scores)
+                                           predict_probabilities, sliding_window_scores)
 from test_train_loop import tiny_config  # noqa: I100 (test/ is on sys.path)
 from training import evaluate
 
@@ -52,6 +52,28 @@ def test_sliding_windows_cover_the_image_as_torchseg():
     counts = np.array([1] * 54 + [2] * 10 + [2] * 54 + [1] * 10, np.float32)
     np.testing.assert_allclose(score[0].numpy(), np.tile(counts, (64, 1)), atol=1e-6)
     assert score.shape == (11, 64, 128)
+
+
+class LeftRight(nn.Module):
+    """Class 0 on the left half of whatever it is given, class 1 on the right half."""
+
+    def forward(self, x):
+        w = -(-x.shape[-1] // 8)
+        logits = torch.zeros(x.shape[0], 2, -(-x.shape[-2] // 8), w)
+        logits[:, 0, :, :w // 2] = 20.0
+        logits[:, 1, :, w // 2:] = 20.0
+        return BiSeNetOutput(logits, ())
+
+
+def test_flip_adds_the_mirrored_prediction_flipped_back():
+    # The flipped input again gets class 0 on its left; flipped back, that is the right half.
+    # So with two classes each class scores p(x) + p(mirror x) = 1 at every pixel; without
+    # the flip back it would be 2 on one half and 0 on the other.
+    image = np.random.default_rng(0).integers(0, 256, (32, 64, 3), np.uint8)
+    probs = predict_probabilities(LeftRight(), image, SPEC, torch.device('cpu'), flip=True)
+    np.testing.assert_allclose(probs.numpy(), np.ones((2, 32, 64)), atol=1e-5)
+    score = sliding_window_scores(LeftRight(), torch.randn(1, 3, 64, 64), crop=64, flip=True)
+    np.testing.assert_allclose(score.numpy(), np.ones((2, 64, 64)), atol=1e-5)
 
 
 def test_small_images_are_padded_to_the_crop_centred():

@@ -89,26 +89,21 @@ def predict_probabilities(model: torch.nn.Module, image: np.ndarray, spec: Model
         w = max(SIZE_DIVISOR, int(round(base_w * scale)))
         h = max(SIZE_DIVISOR, int(round(base_h * scale)))
         x = _to_tensor(resize_image(image, w, h), spec, device)
-        batch = torch.cat([x, x.flip(-1)]) if flip else x
-        logits = F.interpolate(_run(model, batch, autocast), size=(height, width),
-                               mode='bilinear', align_corners=False)
-        probs = logits.softmax(dim=1)
-        if flip:
-            probs = probs[0:1] + probs[1:2].flip(-1)
-        total = probs[0] if total is None else total + probs[0]
+        probs = _softmax_at(model, x, (height, width), flip, autocast, align_corners=False)
+        total = probs if total is None else total + probs
     return total
 
 
-def _window_scores(model, window: torch.Tensor, flip: bool, autocast) -> torch.Tensor:
-    """Softmax of one window at the window's size.
+def _softmax_at(model, x: torch.Tensor, size, flip: bool, autocast, align_corners: bool
+                ) -> torch.Tensor:
+    """C x size softmax of a 1 x 3 x h x w input's logits upsampled bilinearly to `size`.
 
-    As TorchSeg: logits upsampled x8 with align_corners=True, then exp(log_softmax); with
-    flip, plus the flipped window's softmax flipped back.
+    With flip, plus the flipped input's softmax flipped back. Windows use TorchSeg's
+    align_corners=True (their x8 upsampling, then exp(log_softmax)).
     """
-    size = window.shape[-2:]
-    batch = torch.cat([window, window.flip(-1)]) if flip else window
+    batch = torch.cat([x, x.flip(-1)]) if flip else x
     logits = F.interpolate(_run(model, batch, autocast), size=size, mode='bilinear',
-                           align_corners=True)
+                           align_corners=align_corners)
     probs = logits.softmax(dim=1)
     return probs[0] + probs[1].flip(-1) if flip else probs[0]
 
@@ -135,7 +130,7 @@ def sliding_window_scores(model: torch.nn.Module, x: torch.Tensor, crop: int = T
     height, width = x.shape[-2:]
     padded, (top, bottom, left, right) = _pad_centred(x, crop, crop)
     if max(height, width) <= crop:
-        score = _window_scores(model, padded, flip, autocast)
+        score = _softmax_at(model, padded, padded.shape[-2:], flip, autocast, True)
     else:
         stride = int(math.ceil(crop * stride_rate))
         rows, cols = padded.shape[-2:]
@@ -144,7 +139,8 @@ def sliding_window_scores(model: torch.nn.Module, x: torch.Tensor, crop: int = T
             for gx in range(int(math.ceil((cols - crop) / stride)) + 1):
                 y1, x1 = min(gy * stride + crop, rows), min(gx * stride + crop, cols)
                 y0, x0 = y1 - crop, x1 - crop
-                window = _window_scores(model, padded[..., y0:y1, x0:x1], flip, autocast)
+                window = padded[..., y0:y1, x0:x1]
+                window = _softmax_at(model, window, window.shape[-2:], flip, autocast, True)
                 if score is None:
                     score = torch.zeros((window.shape[0], rows, cols), device=window.device)
                 score[:, y0:y1, x0:x1] += window
