@@ -46,14 +46,29 @@ def rcl_error_line(exc: Exception) -> str:
     message = re.sub(r',? at /\S+:\d+', '', message).removeprefix('failed to initialize rcl: ')
     message = message.replace(' Error: error not set', '').strip(' ,')
     remap = re.search(r"remap rule: '-r [^']*?:=([^']*)'", message)
-    if remap:  # rcl's lexer error does not say what is wrong with the name; rclpy's check does
-        from rclpy.validate_topic_name import validate_topic_name
-        try:
-            validate_topic_name(remap.group(1))
-        except Exception as exc:
-            reason = str(exc).splitlines()[0].removeprefix('Invalid topic name: ').rstrip(':')
-            message = f"{message.split('. Error:')[0].rstrip('.')}: {reason}"
+    # rcl's lexer error does not say what is wrong with the name; rclpy's check does.
+    reason = topic_name_problem(remap.group(1)) if remap else None
+    if reason:
+        message = f"{message.split('. Error:')[0].rstrip('.')}: {reason}"
     return message
+
+
+def topic_name_problem(topic: str, node_name: str | None = None) -> str | None:
+    """What is wrong with a topic name (rclpy's rule, one line), or None if it is valid.
+
+    With `node_name`, the name expanded for that node must be a valid full name too.
+    """
+    from rclpy.expand_topic_name import expand_topic_name
+    from rclpy.validate_full_topic_name import validate_full_topic_name
+    from rclpy.validate_topic_name import validate_topic_name
+
+    try:
+        validate_topic_name(topic)
+        if node_name is not None:
+            validate_full_topic_name(expand_topic_name(topic, node_name, '/'))
+    except Exception as exc:  # rclpy's exceptions name the rule, then draw a caret
+        return str(exc).splitlines()[0].removeprefix('Invalid topic name: ').rstrip(':')
+    return None
 
 
 def init_rclpy(args: list[str] | None) -> None:

@@ -32,7 +32,7 @@ from launch.substitutions import LaunchConfiguration
 from launch_ros.actions import Node
 
 # The node stops itself when the process with this pid (ros2 launch) is gone.
-from bisenet_ros.node_process import PARENT_PID_ENV
+from bisenet_ros.node_process import PARENT_PID_ENV, topic_name_problem
 
 PACKAGE = 'bisenet_ros'
 NODE_NAME = 'segment_node'
@@ -84,17 +84,9 @@ def _typed(name: str, value: str, kind: type):
 
 
 def _check_topic(name: str, topic: str) -> None:
-    from rclpy.expand_topic_name import expand_topic_name
-    from rclpy.validate_full_topic_name import validate_full_topic_name
-    from rclpy.validate_topic_name import validate_topic_name
-
-    try:
-        validate_topic_name(topic)
-        validate_full_topic_name(expand_topic_name(topic, NODE_NAME, '/'))
-    except Exception as exc:  # rclpy's exceptions name the rule, then draw a caret
-        reason = str(exc).splitlines()[0].removeprefix('Invalid topic name: ').rstrip(':')
-        raise LaunchArgumentError(f'{name}:={topic}: not a valid ROS topic name: '
-                                  f'{reason}') from None
+    reason = topic_name_problem(topic, NODE_NAME)
+    if reason:
+        raise LaunchArgumentError(f'{name}:={topic}: not a valid ROS topic name: {reason}')
 
 
 def _check_params_file(path: str) -> None:
