@@ -18,8 +18,6 @@ import cv2
 import numpy as np
 from sensor_msgs.msg import CompressedImage, Image
 
-from bisenet_core.inference.frames import to_rgb  # noqa: F401 (frame -> RGB, for callers)
-
 
 class ImageConversionError(ValueError):
     """A message that cannot be turned into an image (or an image into a message)."""
@@ -216,14 +214,8 @@ def labels_to_compressed(labels: np.ndarray, header=None) -> CompressedImage:
         raise ImageConversionError(f'labels must be a non-empty uint8 H x W array, got '
                                    f'{labels.dtype} {labels.shape}')
     # Level 1: most of the size gain of a label mask at a fraction of level 9's time.
-    ok, encoded = cv2.imencode('.png', labels, [cv2.IMWRITE_PNG_COMPRESSION, 1])
-    if not ok:
-        raise ImageConversionError(f'cv2 could not encode {labels.shape} labels as png')
-    msg = CompressedImage(format='mono8; png compressed')
-    if header is not None:
-        msg.header = header
-    msg.data = _to_byte_array(encoded)
-    return msg
+    return _compressed_message(labels, 'png', [cv2.IMWRITE_PNG_COMPRESSION, 1],
+                               'mono8; png compressed', header)
 
 
 def numpy_to_compressed(image: np.ndarray, fmt: str = 'jpeg', color_order: str = 'rgb',
@@ -238,14 +230,21 @@ def numpy_to_compressed(image: np.ndarray, fmt: str = 'jpeg', color_order: str =
     if image.ndim == 3 and color_order == 'rgb':
         image = cv2.cvtColor(image, cv2.COLOR_RGB2BGR)  # cv2 encodes BGR
     params = [cv2.IMWRITE_JPEG_QUALITY, quality] if fmt == 'jpeg' else []
+    # image_transport's convention: "<original encoding>; <fmt> compressed <encoding>".
+    source = 'mono8' if image.ndim == 2 else ('rgb8' if color_order == 'rgb' else 'bgr8')
+    return _compressed_message(
+        image, fmt, params, f'{source}; {fmt} compressed {"mono8" if image.ndim == 2 else "bgr8"}',
+        header)
+
+
+def _compressed_message(image: np.ndarray, fmt: str, params: list[int], format_string: str,
+                        header) -> CompressedImage:
+    """Encode with cv2 ('jpeg' or 'png') into a CompressedImage with that format string."""
     ok, encoded = cv2.imencode('.jpg' if fmt == 'jpeg' else '.png', image, params)
     if not ok:
         raise ImageConversionError(f'cv2 could not encode {image.shape} as {fmt}')
-    msg = CompressedImage()
+    msg = CompressedImage(format=format_string)
     if header is not None:
         msg.header = header
-    # image_transport's convention: "<original encoding>; <fmt> compressed <encoding>".
-    source = 'mono8' if image.ndim == 2 else ('rgb8' if color_order == 'rgb' else 'bgr8')
-    msg.format = f'{source}; {fmt} compressed {"mono8" if image.ndim == 2 else "bgr8"}'
     msg.data = _to_byte_array(encoded)
     return msg

@@ -8,10 +8,10 @@ import pytest
 pytest.importorskip('sensor_msgs')
 from sensor_msgs.msg import CompressedImage, Image  # noqa: E402
 
+from bisenet_core.inference.frames import to_rgb  # noqa: E402
 from bisenet_ros.image_conversion import (ENCODINGS, ImageConversionError,  # noqa: E402
                                           compressed_to_network_input, image_to_network_input,
-                                          image_to_numpy, numpy_to_compressed, numpy_to_image,
-                                          to_rgb)
+                                          image_to_numpy, numpy_to_compressed, numpy_to_image)
 
 RNG = np.random.default_rng(0)
 
