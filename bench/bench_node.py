@@ -29,6 +29,7 @@ import numpy as np
 from tqdm import tqdm
 
 from bench.machine import machine_info
+from bench.node_delivery import CAMERA_ENVS, PUBLISHER_QOS
 from bisenet_core.spec import size_arg
 from bisenet_ros.ros_env import fresh_domain_id, ros_child_env
 
@@ -202,9 +203,6 @@ def cross_process(args) -> int:
 
 def main(argv: list[str] | None = None) -> int:
     argv = sys.argv[1:] if argv is None else argv
-    if argv[:1] == ['--camera']:  # the camera process of --cross-process
-        from bench.node_delivery import camera_main
-        return camera_main(argv[1:])
     parser = argparse.ArgumentParser(
         prog='python -m bench.bench_node',
         description='segment_node overhead: end-to-end latency (Image published -> '
@@ -233,11 +231,11 @@ def main(argv: list[str] | None = None) -> int:
     delivery.add_argument('--rate', type=float, default=30.0, help='camera rate in Hz (30)')
     delivery.add_argument('--seconds', type=float, default=60.0,
                           help='seconds per stream (60)')
-    delivery.add_argument('--publishers', nargs='+', choices=('reliable', 'best_effort'),
-                          default=['reliable', 'best_effort'],
+    delivery.add_argument('--publishers', nargs='+', choices=PUBLISHER_QOS,
+                          default=list(PUBLISHER_QOS),
                           help='camera publisher reliability, one stream each (both)')
-    delivery.add_argument('--camera-env', nargs='+', choices=('default', 'shipped'),
-                          default=['default', 'shipped'],
+    delivery.add_argument('--camera-env', nargs='+', choices=CAMERA_ENVS,
+                          default=list(CAMERA_ENVS),
                           help="the camera process's Fast DDS profile, one stream each: Fast "
                                'DDS defaults (a driver started from a plain shell) or the '
                                'shipped config/fastdds.xml (one started after source '

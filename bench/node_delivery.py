@@ -25,9 +25,6 @@ shipped before (best-effort input, no profile) to compare.
 from __future__ import annotations
 
 import json
-import os
-import re
-import signal
 import subprocess
 import sys
 import threading
@@ -36,6 +33,7 @@ from pathlib import Path
 
 import numpy as np
 
+from bisenet_ros.launched_node import LaunchedNode
 from bisenet_ros.paths import REPO_ROOT
 from bisenet_ros.ros_env import fresh_domain_id, ros_child_env
 
@@ -44,15 +42,18 @@ CAMERA_TOPIC = '/bench/camera/image_raw'
 LABEL_TOPIC = f'{NAMESPACE}/segment_node/label'
 PROFILE_ENV = 'FASTDDS_DEFAULT_PROFILES_FILE'
 SHIPPED_PROFILE = REPO_ROOT / 'config' / 'fastdds.xml'
-CAMERA_ENVS = ('shipped', 'default')
-PUBLISHER_QOS = ('best_effort', 'reliable')
+CAMERA_ENVS = ('default', 'shipped')
+PUBLISHER_QOS = ('reliable', 'best_effort')
 MATCH_TIMEOUT_S = 60.0
 SETTLE_S = 2.5  # after a stream: > 2 diagnostics periods, so the counters are current
 
 
 # ----------------------------------------------------------------------------- camera process
 def camera_main(argv: list[str]) -> int:
-    """`--camera WxH RATE SECONDS QOS`: publish, then print {"sent": n} as JSON."""
+    """`python -m bench.node_delivery WxH RATE SECONDS QOS`: publish, print {"sent": n} (JSON).
+
+    Its own module entry point: the camera process imports no torch.
+    """
     import array
 
     import rclpy
@@ -96,46 +97,12 @@ def camera_main(argv: list[str]) -> int:
 
 
 # ----------------------------------------------------------------------------- the node
-class LaunchedNode:
-    """The node as deployed: `ros2 launch bisenet_ros segment.launch.py`, shipped config."""
+def cpu_seconds(pid: int) -> float:
+    """CPU time (user + system) the process has used so far."""
+    import psutil
 
-    def __init__(self, env: dict, log_path: Path, extra_args: list[str]):
-        self.log_path = log_path
-        self._log = open(log_path, 'w')
-        ros2 = str(Path(sys.executable).parent / 'ros2')
-        self.process = subprocess.Popen(
-            [ros2 if Path(ros2).is_file() else 'ros2', 'launch', 'bisenet_ros',
-             'segment.launch.py', f'image_topic:={CAMERA_TOPIC}', f'namespace:={NAMESPACE}',
-             *extra_args],
-            env=env, stdout=self._log, stderr=subprocess.STDOUT, start_new_session=True,
-            preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL))
-        deadline = time.monotonic() + MATCH_TIMEOUT_S * 2
-        while 'ready:' not in self.text():
-            if self.process.poll() is not None or time.monotonic() > deadline:
-                raise RuntimeError(f'the node did not start:\n{self.text()}')
-            time.sleep(0.2)
-        self.pid = int(re.search(r'process started with pid \[(\d+)\]', self.text()).group(1))
-
-    def text(self) -> str:
-        self._log.flush()
-        return self.log_path.read_text(errors='replace')
-
-    def cpu_seconds(self) -> float:
-        import psutil
-
-        times = psutil.Process(self.pid).cpu_times()
-        return times.user + times.system
-
-    def stop(self) -> int:
-        if self.process.poll() is None:
-            self.process.send_signal(signal.SIGINT)
-            try:
-                self.process.wait(30)
-            except subprocess.TimeoutExpired:
-                os.killpg(self.process.pid, signal.SIGKILL)
-                self.process.wait(10)
-        self._log.close()
-        return self.process.returncode
+    times = psutil.Process(pid).cpu_times()
+    return times.user + times.system
 
 
 class Monitor:
@@ -224,20 +191,22 @@ def run_streams(streams, rate: float, seconds: float, baseline: bool = False,
     log_dir = Path(log_dir or Path('out') / 'bench_node')
     log_dir.mkdir(parents=True, exist_ok=True)
     monitor = Monitor(domain_id)
-    node = LaunchedNode(node_env, log_dir / 'node.log', launch_args)
+    node = LaunchedNode([f'image_topic:={CAMERA_TOPIC}', f'namespace:={NAMESPACE}', *launch_args],
+                        node_env, log_dir / 'node.log')
     rows = []
     try:
+        pid = node.wait_ready(MATCH_TIMEOUT_S * 2)
         monitor.wait_for_diagnostics()
         for width, height, qos, camera_env in streams:
             before, labels_before = monitor.snapshot()
-            cpu_before, wall_before = node.cpu_seconds(), time.monotonic()
+            cpu_before, wall_before = cpu_seconds(pid), time.monotonic()
             camera = subprocess.run(
-                [sys.executable, '-m', 'bench.bench_node', '--camera',
-                 f'{width}x{height}', str(rate), str(seconds), qos],
+                [sys.executable, '-m', 'bench.node_delivery', f'{width}x{height}', str(rate),
+                 str(seconds), qos],
                 env=camera_envs[camera_env], capture_output=True, text=True,
                 timeout=seconds + MATCH_TIMEOUT_S + 60, cwd=REPO_ROOT)
             time.sleep(SETTLE_S)
-            cpu = (node.cpu_seconds() - cpu_before) / (time.monotonic() - wall_before)
+            cpu = (cpu_seconds(pid) - cpu_before) / (time.monotonic() - wall_before)
             after, labels_after = monitor.snapshot()
             try:
                 sent = json.loads(camera.stdout.strip().splitlines()[-1])['sent']
@@ -261,7 +230,7 @@ def run_streams(streams, rate: float, seconds: float, baseline: bool = False,
                      f'{row["unaccounted"]} unaccounted, '
                      f'{row["labels"]} labels, node CPU {row["node_cpu_pct"]:.0f} %')
     finally:
-        code = node.stop()
+        code = node.stop(timeout=30.0)
         monitor.close()
     if code != 0:
         raise RuntimeError(f'ros2 launch exited {code}; see {log_dir / "node.log"}')
@@ -283,3 +252,7 @@ def markdown(rows: list[dict]) -> str:
                      f"{r['labels']} | {ms(r['p50_ms'])} / {ms(r['p99_ms'])} | "
                      f"{r['node_cpu_pct']:.0f} % |")
     return '\n'.join(lines)
+
+
+if __name__ == '__main__':
+    sys.exit(camera_main(sys.argv[1:]))

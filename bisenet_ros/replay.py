@@ -16,10 +16,7 @@ from __future__ import annotations
 
 import argparse
 import os
-import signal
-import subprocess
 import sys
-import tempfile
 import threading
 import time
 from dataclasses import dataclass, field
@@ -36,6 +33,7 @@ from bisenet_core.inference.postprocess import (UPSAMPLE_MODES, blend_labels, lo
 from bisenet_core.metrics import ConfusionMatrix
 from bisenet_core.spec import MAX_INPUT_SIDE, SIZE_DIVISOR, ModelSpec
 from bisenet_ros.bags import BagError, BagFrame, bag_info, choose_topics, read_frames
+from bisenet_ros.launched_node import LaunchedNode
 from bisenet_ros.paths import DEFAULT_MODEL_NAME, default_model_path
 from bisenet_ros.report import latency_stats, write_report
 from bisenet_ros.stamp_matching import StampMatch, match_stamps
@@ -47,7 +45,6 @@ MODES = ('live', 'offline', 'both')
 LAUNCH_NAMESPACE = '/bisenet_replay'
 INPUT_TOPIC = '/bisenet_replay/image_raw'
 NODE_NAME = 'segment_node'
-LAUNCH_FILE = 'segment.launch.py'
 NUM_SAMPLES = 4
 
 
@@ -134,103 +131,6 @@ def _replay_parameters(upsample: str | None = None) -> dict:
         node_params['upsample'] = upsample
     node_params.setdefault('upsample', DEFAULT_UPSAMPLE)
     return params
-
-
-def _launch_target() -> list[str]:
-    """`bisenet_ros segment.launch.py`, or the launch file's path.
-
-    The path where ros2 launch would not find it by package (it walks share/bisenet_ros
-    without following symlinked folders, as an editable install's share/bisenet_ros/launch is).
-    """
-    from bisenet_ros.paths import REPO_ROOT, share_dir
-
-    share = share_dir()
-    if share is not None:
-        if any(LAUNCH_FILE in files for _, _, files in os.walk(share)):
-            return ['bisenet_ros', LAUNCH_FILE]
-        if (share / 'launch' / LAUNCH_FILE).is_file():
-            return [str(share / 'launch' / LAUNCH_FILE)]
-    return [str(REPO_ROOT / 'launch' / LAUNCH_FILE)]
-
-
-class LaunchedNode:
-    """`ros2 launch bisenet_ros segment.launch.py` as a child process, stopped on exit.
-
-    Stops with SIGINT (ros2 launch shuts its nodes down cleanly), then SIGTERM, then SIGKILL
-    after timeouts, so no node outlives the replay, even on errors or Ctrl-C.
-    """
-
-    def __init__(self, model: Path, env: dict, log_path: Path, backend: str = 'auto',
-                 device: str = 'auto', precision: str = 'fp32',
-                 input_size: tuple[int, int] | None = None, use_compressed: bool = False,
-                 params: dict | None = None):
-        self.log_path = log_path
-        self._params = tempfile.NamedTemporaryFile('w', prefix='bisenet_replay_',
-                                                   suffix='.yaml', delete=False)
-        yaml.safe_dump(params if params is not None else _replay_parameters(), self._params)
-        self._params.close()
-        target = _launch_target()
-        self.target = ' '.join(target)
-        self.command = [
-            'ros2', 'launch', *target,
-            f'model:={model}', f'backend:={backend}', f'device:={device}',
-            f'precision:={precision}', f'image_topic:={INPUT_TOPIC}',
-            f'namespace:={LAUNCH_NAMESPACE}', f'params_file:={self._params.name}',
-            f'use_compressed:={"true" if use_compressed else "false"}',
-        ]
-        if input_size is not None:
-            self.command += [f'width:={input_size[0]}', f'height:={input_size[1]}']
-        log_path.parent.mkdir(parents=True, exist_ok=True)
-        self._log = open(log_path, 'w')
-        # A session of its own: a Ctrl-C in the terminal reaches only us, and we stop it.
-        self.process = subprocess.Popen(self.command, env=env, stdout=self._log,
-                                        stderr=subprocess.STDOUT, start_new_session=True)
-
-    def check_alive(self) -> None:
-        code = self.process.poll()
-        if code is not None:
-            raise ReplayError(f'the node exited with code {code} before the replay ended; '
-                              f'its log ({self.log_path}) ends with:\n{self.log_tail()}')
-
-    def log_tail(self, lines: int = 15) -> str:
-        self._log.flush()
-        try:
-            text = self.log_path.read_text(errors='replace').splitlines()
-        except OSError:
-            return ''
-        return '\n'.join(text[-lines:])
-
-    def stop(self, timeout: float = 15.0) -> int | None:
-        """SIGINT to ros2 launch (it shuts its nodes down), then SIGTERM and SIGKILL.
-
-        The signals after SIGINT go to the launch's whole process group, each only if it
-        has not exited in time.
-        """
-        try:
-            for sig, wait in ((signal.SIGINT, timeout), (signal.SIGTERM, 5.0),
-                              (signal.SIGKILL, 5.0)):
-                if self.process.poll() is not None:
-                    break
-                try:
-                    if sig == signal.SIGINT:  # only launch: it forwards SIGINT to each node
-                        self.process.send_signal(sig)
-                    else:
-                        os.killpg(self.process.pid, sig)
-                except ProcessLookupError:
-                    break
-                try:
-                    self.process.wait(wait)
-                except subprocess.TimeoutExpired:
-                    continue
-            # Children that survived their launch parent (same process group) go too.
-            try:
-                os.killpg(self.process.pid, signal.SIGKILL)
-            except (ProcessLookupError, PermissionError):
-                pass
-        finally:
-            self._log.close()
-            Path(self._params.name).unlink(missing_ok=True)
-        return self.process.returncode
 
 
 class ReplayClient:
@@ -374,8 +274,13 @@ def run_live(frames: Sequence[BagFrame], model: Path, out_dir: Path, rate: float
                 probe.close()
             node_desc = f'attached to {attach} (domain {domain_id})'
         else:
-            launched = LaunchedNode(model, env, out_dir / 'node.log', backend, device,
-                                    precision, input_size, params=params)
+            args = [f'model:={model}', f'backend:={backend}', f'device:={device}',
+                    f'precision:={precision}', f'image_topic:={INPUT_TOPIC}',
+                    f'namespace:={LAUNCH_NAMESPACE}', 'use_compressed:=false']
+            if input_size is not None:
+                args += [f'width:={input_size[0]}', f'height:={input_size[1]}']
+            launched = LaunchedNode(args, env, out_dir / 'node.log',
+                                    params if params is not None else _replay_parameters())
             input_topic = INPUT_TOPIC
             label_topic = f'{LAUNCH_NAMESPACE}/{NODE_NAME}/label'
             node_desc = (f'launched `ros2 launch {launched.target}` '
