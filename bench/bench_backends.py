@@ -20,14 +20,13 @@ from __future__ import annotations
 import argparse
 import statistics
 import sys
-import time
 import warnings
 
 import numpy as np
 import torch
-from tqdm import tqdm
 
 from bench.machine import machine_info
+from bench.timing import interleaved_ms
 from bisenet_core.inference import Segmenter
 from bisenet_core.inference.backends import cpu_threads, ort_available, ort_providers
 from bisenet_core.model import bisenet
@@ -77,16 +76,8 @@ def bench_config(backbone: str, size: tuple[int, int], iters: int, warmup: int,
     reference = segmenters[0].infer(batch)[0].argmax(0)
     agreement = [float((seg.infer(batch)[0].argmax(0) == reference).mean())
                  for seg in segmenters]
-    for _ in range(warmup):
-        for seg in segmenters:
-            seg.infer(batch)
-    times: list[list[float]] = [[] for _ in segmenters]
-    label = f'{backbone} {size[0]}x{size[1]}'
-    for _ in tqdm(range(iters), desc=label, unit='iter', leave=False):
-        for seg, samples in zip(segmenters, times):
-            start = time.perf_counter()
-            seg.infer(batch)
-            samples.append((time.perf_counter() - start) * 1e3)
+    times = interleaved_ms([seg.infer for seg in segmenters], [batch], iters, warmup,
+                           f'{backbone} {size[0]}x{size[1]}')
     results = []
     for (backend, device, precision), samples, agree in zip(rows, times, agreement):
         p50, p90, p99 = np.percentile(samples, [50, 90, 99])

@@ -36,9 +36,9 @@ from typing import Callable
 import cv2
 import numpy as np
 import torch
-from tqdm import tqdm
 
 from bench.machine import machine_info
+from bench.timing import interleaved_ms
 from bisenet_core.data.synthetic import render_drive
 from bisenet_core.inference import Segmenter
 from bisenet_core.inference.backends import cpu_threads, ort_available, ort_providers
@@ -164,17 +164,8 @@ def bench_config(rows: list[Row], segmenters: list[Segmenter], frames: list[np.n
     reference = [calls[0](frame) for frame in frames]
     agreement = [statistics.fmean(float((call(f) == ref).mean())
                                   for f, ref in zip(frames, reference)) for call in calls]
-    for i in range(warmup):
-        for call in calls:
-            call(frames[i % len(frames)])
-    times: list[list[float]] = [[] for _ in calls]
     desc = f'{camera[0]}x{camera[1]} -> {network[0]}x{network[1]} {upsample}'
-    for i in tqdm(range(iters), desc=desc, unit='frame', leave=False):
-        frame = frames[i % len(frames)]
-        for call, samples in zip(calls, times):
-            start = time.perf_counter()
-            call(frame)
-            samples.append((time.perf_counter() - start) * 1e3)
+    times = interleaved_ms(calls, frames, iters, warmup, desc, unit='frame')
     results = []
     for row, samples, agree in zip(rows, times, agreement):
         p50, p99 = np.percentile(samples, [50, 99])
