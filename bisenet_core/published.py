@@ -102,9 +102,12 @@ def _rename(key: str, pairs) -> str | None:
     return new + key[len(old):]
 
 
+_OUR_PREFIXES = tuple((ours, theirs) for theirs, ours in KEY_PREFIXES)
+
+
 def ours_to_coincheung(key: str) -> str | None:
     """The key CoinCheung gives one of ours (to name missing keys in the file's terms)."""
-    return _rename(key, [(new, old) for old, new in KEY_PREFIXES])
+    return _rename(key, _OUR_PREFIXES)
 
 
 def convert_state_dict(source: dict[str, torch.Tensor], model: torch.nn.Module,
