@@ -108,8 +108,8 @@ def test_stamp_matching_with_a_dropped_frame():
 
 def test_offline_report_numbers(bag, tiny_model_file, expected, tmp_path):
     out = tmp_path / 'report'
-    report = replay.evaluate(bag, tiny_model_file, mode='offline', out=out, backend='torch',
-                             device='cpu', progress=False)
+    report = replay.evaluate(replay.ReplayOptions(bag, tiny_model_file, mode='offline', out=out,
+                                                  backend='torch', device='cpu', progress=False))
     on_disk = json.loads((out / 'report.json').read_text())
     for mode in ('nearest', 'bilinear'):
         _check_scores(on_disk['offline'][mode], expected[mode])
@@ -184,8 +184,9 @@ def test_a_bag_without_ground_truth_is_replayed_but_not_scored(drive, tiny_model
     stamps = [1_600_000_000_000_000_000 + i * 50_000_000 for i in range(len(images))]
     unlabelled = _hand_made_bag(tmp_path / 'unlabelled', images, stamps)
     out = tmp_path / 'report'
-    report = replay.evaluate(unlabelled, tiny_model_file, mode='offline', out=out,
-                             backend='torch', device='cpu', progress=False)
+    report = replay.evaluate(replay.ReplayOptions(unlabelled, tiny_model_file, mode='offline',
+                                                  out=out, backend='torch', device='cpu',
+                                                  progress=False))
     assert report['bag']['labelled_frames'] == 0 and report['bag']['ground_truth'] == 'none'
     assert report['offline']['frames_scored'] == 0
     assert report['offline']['nearest']['miou'] is None
@@ -199,14 +200,15 @@ def test_bad_arguments_are_refused_before_any_work(bag, tiny_model_file, tmp_pat
         replay.main([str(bag), '--max-frames', '0', '--out', str(out)])
     assert '--max-frames: 0 is not >= 1' in capsys.readouterr().err
     with pytest.raises(replay.ReplayError, match='max_frames must be >= 1, got 0'):
-        replay.evaluate(bag, tiny_model_file, mode='offline', out=out, max_frames=0)
+        replay.evaluate(replay.ReplayOptions(bag, tiny_model_file, mode='offline', out=out,
+                                             max_frames=0))
     with pytest.raises(SystemExit):
         replay.main([str(bag), '--rate', '0'])
     assert not out.exists()
     a_file = tmp_path / 'a_file'
     a_file.write_text('x')
     with pytest.raises(replay.ReplayError, match='exists and is not a folder'):
-        replay.evaluate(bag, tiny_model_file, mode='offline', out=a_file)
+        replay.evaluate(replay.ReplayOptions(bag, tiny_model_file, mode='offline', out=a_file))
 
 
 def test_demo_and_replay_share_their_node_options():
@@ -230,9 +232,9 @@ def test_live_replay_through_the_node(bag, tiny_model_file, expected, tmp_path, 
     monkeypatch.setenv('OMP_NUM_THREADS', '1')  # the node's torch: see one_torch_thread
     out = tmp_path / 'live'
     domain = os.environ.get('ROS_DOMAIN_ID')
-    report = replay.evaluate(bag, tiny_model_file, mode='both', rate=None, out=out,
-                             backend='torch', device='cpu', start_timeout=120.0,
-                             progress=False)
+    report = replay.evaluate(replay.ReplayOptions(bag, tiny_model_file, mode='both', rate=None,
+                                                  out=out, backend='torch', device='cpu',
+                                                  start_timeout=120.0, progress=False))
     assert os.environ.get('ROS_DOMAIN_ID') == domain  # the node's fresh domain was temporary
     live = report['live']
     assert live['frames_sent'] == live['frames_received'] == FRAMES
