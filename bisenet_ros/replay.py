@@ -27,13 +27,13 @@ from bisenet_core.inference import Segmenter
 from bisenet_core.inference.backends import BACKENDS, PRECISIONS
 from bisenet_core.inference.postprocess import UPSAMPLE_MODES
 from bisenet_core.metrics import ConfusionMatrix
+from bisenet_core.model_source import read_spec
 from bisenet_core.modelfile import ModelFileError
 from bisenet_core.spec import MAX_INPUT_SIDE, SIZE_DIVISOR, ModelSpec
 from bisenet_ros.bags import BagError, bag_info, choose_topics, read_frames
 from bisenet_ros.paths import DEFAULT_MODEL_NAME, default_model_path
 from bisenet_ros.replay_live import LiveResult, replay_parameters, run_live
-from bisenet_ros.replay_offline import (OfflineRun, Score, read_spec, run_offline, samples,
-                                        score)
+from bisenet_ros.replay_offline import OfflineRun, Score, run_offline, samples, score
 from bisenet_ros.replay_options import MODES, ReplayError, ReplayOptions
 from bisenet_ros.report import latency_stats, write_report
 

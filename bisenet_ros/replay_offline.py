@@ -12,17 +12,14 @@ from __future__ import annotations
 import os
 import time
 from dataclasses import dataclass
-from pathlib import Path
 from typing import Sequence
 
 import numpy as np
 from tqdm import tqdm
 
-from bisenet_core.export import read_onnx_spec
 from bisenet_core.inference import Segmenter
 from bisenet_core.inference.postprocess import blend_labels, logits_to_labels, palette_lut
 from bisenet_core.metrics import ConfusionMatrix
-from bisenet_core.modelfile import read_model_file
 from bisenet_core.spec import ModelSpec
 from bisenet_ros.bags import BagFrame
 from bisenet_ros.replay_options import ReplayError
@@ -48,16 +45,6 @@ class OfflineRun:
     predictions: dict[str, dict[int, np.ndarray]]  # upsampling -> frame index -> labels
     scores: dict[str, Score]                       # upsampling -> score
     timings_ms: dict[str, float]                   # mean per frame: preprocess, inference, ...
-
-
-def read_spec(model: str | os.PathLike) -> ModelSpec:
-    """The ModelSpec of a .pt model file or an exported .onnx file (ModelFileError if neither).
-
-    The one place replay reads a model file; the core's reader checks that it exists.
-    """
-    if Path(model).suffix.lower() == '.onnx':
-        return read_onnx_spec(model)
-    return read_model_file(model)[1]
 
 
 def run_offline(frames: Sequence[BagFrame], model: Segmenter | str | os.PathLike,

@@ -210,6 +210,9 @@ def test_replay_errors(bag, tiny_model_file, tmp_path, capsys):
     assert replay.main([str(bag), '--model', str(tmp_path / 'no.pt'), '--mode', 'offline',
                         '--out', str(tmp_path / 'o')]) == 2
     assert 'no.pt: not found' in capsys.readouterr().err
+    assert replay.main([str(bag), '--model', str(tmp_path), '--mode', 'offline',
+                        '--out', str(tmp_path / 'o')]) == 2
+    assert f'model file {tmp_path}: is a folder, not a file' in capsys.readouterr().err
     assert replay.main([str(bag), '--model', str(tiny_model_file), '--mode', 'offline',
                         '--image-topic', '/camera/nothing', '--out', str(tmp_path / 'o')]) == 2
     assert "no Image/CompressedImage topic '/camera/nothing'" in capsys.readouterr().err
