@@ -24,7 +24,8 @@ from pathlib import Path
 from typing import Sequence
 
 from bisenet_core.inference import Segmenter
-from bisenet_core.inference.backends import BACKENDS, PRECISIONS
+from bisenet_core.hardware import PRECISIONS, device_arg
+from bisenet_core.inference.backends import BACKENDS
 from bisenet_core.inference.postprocess import UPSAMPLE_MODES
 from bisenet_core.metrics import ConfusionMatrix
 from bisenet_core.model_source import read_spec
@@ -237,7 +238,8 @@ def add_node_options(parser: argparse.ArgumentParser) -> None:
     parser.add_argument('--backend', choices=BACKENDS, default='auto',
                         help='inference backend of the node and the offline reference '
                              '(default: auto, onnxruntime when installed)')
-    parser.add_argument('--device', default='auto', metavar='{auto,cpu,cuda,cuda:N}',
+    parser.add_argument('--device', type=device_arg, default='auto',
+                        metavar='{auto,cpu,cuda,cuda:N}',
                         help='default: auto (CUDA when available)')
     parser.add_argument('--precision', choices=PRECISIONS, default='fp32',
                         help='fp16 on CUDA only (default: fp32)')
