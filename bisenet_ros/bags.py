@@ -28,7 +28,6 @@ from rosbags.rosbag2 import StoragePlugin, Writer, WriterError
 from rosbags.typesys import Stores, get_typestore
 from tqdm import tqdm
 
-from bisenet_core.inference.frames import check_frame, to_rgb, to_uint8
 from bisenet_ros.bag_files import BagError, open_bag
 from bisenet_ros.image_decoding import (ImageConversionError, compressed_to_numpy,
                                         image_to_network_input, image_to_numpy)
@@ -281,6 +280,10 @@ def camera_image(msg, msgtype: str) -> np.ndarray:
     The node's own decoder (bisenet_ros.image_decoding) and frame conversion (16-bit mono as
     value >> 8, alpha dropped), so the bag reader takes exactly the frames the node takes.
     """
+    # Here, not at the top: bisenet_core.inference imports torch, which `bags info` and
+    # `bags convert` do not need.
+    from bisenet_core.inference.frames import check_frame, to_rgb, to_uint8
+
     if msgtype == COMPRESSED_TYPE:
         pixels, order = compressed_to_numpy(msg), 'bgr'
     else:
