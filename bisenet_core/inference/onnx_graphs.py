@@ -10,7 +10,6 @@ as it is (it is one kind, and one upsampling mode if it is a frame graph).
 """
 from __future__ import annotations
 
-import hashlib
 import logging
 import os
 import shutil
@@ -21,6 +20,7 @@ from pathlib import Path
 from torch import nn
 
 from bisenet_core.export import export_onnx
+from bisenet_core.filehash import file_sha256
 from bisenet_core.inference.export_frames import export_frame_onnx
 from bisenet_core.modelfile import ModelFileError, build_model
 from bisenet_core.onnx_metadata import read_onnx_spec
@@ -39,11 +39,6 @@ def cache_dir() -> Path:
         return Path(root).expanduser()
     xdg = os.environ.get('XDG_CACHE_HOME')
     return (Path(xdg).expanduser() if xdg else Path.home() / '.cache') / 'bisenet_ros'
-
-
-def _file_digest(path: Path) -> str:
-    with open(path, 'rb') as f:
-        return hashlib.file_digest(f, 'sha256').hexdigest()
 
 
 class OnnxGraphs:
@@ -113,7 +108,7 @@ class OnnxGraphs:
             return self._write(kind, upsample, target, self._model)
         # The cache key is the file's content, so edits invalidate it.
         if self._digest is None:
-            self._digest = _file_digest(self.path)
+            self._digest = file_sha256(self.path)
         size = self.path.stat().st_size
         name = (f'{self.path.stem}-{self._digest[:16]}-{size}-{self.precision}-{what}-'
                 f'{width}x{height}-v{_CACHE_FORMAT}.onnx')
