@@ -12,17 +12,18 @@ The accuracy figures stored with the model (`info['reported_miou']`) are CoinChe
 """
 from __future__ import annotations
 
-import hashlib
 import os
 from pathlib import Path
 from typing import NamedTuple
 
 import torch
 
+from bisenet_core.filehash import file_sha256
 from bisenet_core.model import bisenet
+from bisenet_core.model.architectures import COINCHEUNG
 from bisenet_core.model.pretrained import WeightsFileError, read_state_dict, state_dict_mismatch
 from bisenet_core.modelfile import save_model
-from bisenet_core.spec import COINCHEUNG, ModelSpec, spec_for_dataset
+from bisenet_core.spec import ModelSpec, spec_for_dataset
 
 SOURCE = 'CoinCheung/BiSeNet BiSeNetV1'
 BACKBONE = 'resnet18'
@@ -165,13 +166,8 @@ def import_coincheung(checkpoint: str | os.PathLike, dataset: str, out: str | os
     model = bisenet(spec.num_classes, BACKBONE, COINCHEUNG)
     model.load_state_dict(convert_state_dict(source, model, path), strict=False)
     spec = spec.replace(info={
-        'source': SOURCE, 'checkpoint': path.name, 'sha256': _sha256(path),
+        'source': SOURCE, 'checkpoint': path.name, 'sha256': file_sha256(path),
         'reported_miou': published.reported_miou,
         'note': "reported_miou is CoinCheung's single-scale val figure, not measured here",
     })
     return save_model(out, model.eval(), spec), spec
-
-
-def _sha256(path: Path) -> str:
-    with open(path, 'rb') as f:
-        return hashlib.file_digest(f, 'sha256').hexdigest()

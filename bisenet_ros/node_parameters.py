@@ -1,4 +1,10 @@
-"""segment_node's parameter declarations: descriptors with ranges, and one-line errors."""
+"""Pieces segment_node declares its parameters with: descriptors and one-line refusals.
+
+`param_descriptor` builds a ParameterDescriptor (description naming the choices, read-only
+flag, integer or float range); `parameter_error` turns rclpy's refusal of a value into one
+line naming the parameter, the value and the allowed range or type. The declarations
+themselves (names, defaults) are in segment_node.py.
+"""
 from __future__ import annotations
 
 import re

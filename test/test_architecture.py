@@ -7,6 +7,9 @@ furnace/base_model/{xception,resnet}.py. Counts for 19 classes (Cityscapes). A c
 k*k*in*out weights (/in for depthwise), a BatchNorm 2*channels (weight, bias), a
 classifier 1x1 conv in*C + C (TorchSeg's BiSeNetHead conv_1x1 has a bias).
 """
+import math
+from pathlib import Path
+
 import pytest
 import torch
 import torch.nn.functional as F
@@ -16,6 +19,8 @@ from bisenet_core.modelfile import ModelFileError, load_model, save_model
 from bisenet_core.profile import count_params
 from bisenet_core.spec import ARCHITECTURES, ModelSpec, spec_for_dataset
 from bisenet_core.train.config import config_from_dict, load_config
+
+PRESETS = Path(__file__).resolve().parents[1] / 'config' / 'train'
 
 C = 19
 
@@ -207,3 +212,38 @@ def test_configs_default_to_torchseg_and_old_checkpoints_to_v1():
     saved = config.to_dict()
     del saved['model']['architecture']  # a checkpoint written before the field
     assert config_from_dict(saved).model.architecture == 'bisenet-ros-v1'
+
+
+def test_torchseg_layout_initialises_like_torchseg():
+    """TorchSeg (network.py + furnace/utils/init_func.py): outside the backbone Kaiming-normal
+    with fan_in, conv biases left at PyTorch's default, BatchNorm 1/0; the backbone keeps
+    PyTorch's default, uniform within +-1/sqrt(fan_in) (std 1/sqrt(3 fan_in))."""
+    torch.manual_seed(0)
+    model = bisenet(3, 'xception39', 'torchseg')
+    head = model.head.conv.conv                         # 3x3, 256 -> 64: fan_in 2304
+    assert head.weight.std().item() == pytest.approx(math.sqrt(2 / 2304), rel=0.05)
+    pointwise = model.context_path.backbone.layer3[1].residual[0].pointwise.conv  # 256 -> 64
+    assert pointwise.weight.abs().max().item() <= 1 / 16    # 1/sqrt(256)
+    assert pointwise.weight.std().item() == pytest.approx(1 / math.sqrt(3 * 256), rel=0.05)
+    bias = model.head.classifier.bias                   # 1x1 from 64: bound 1/8
+    assert bias.abs().max().item() <= 1 / 8 and (bias != 0).all()
+    for name, m in model.named_modules():
+        if isinstance(m, torch.nn.BatchNorm2d):
+            assert (m.weight == 1).all() and (m.bias == 0).all(), name
+
+
+def test_r18_speed_preset_has_torchsegs_128_wide_auxiliary_heads(tmp_path):
+    """TorchSeg R18.speed network.py: auxiliary BiSeNetHead 128 wide; R18: 256; main head 64."""
+    widths = {}
+    for name in ('cityscapes_resnet18', 'cityscapes_resnet18_speed'):
+        spec = load_config(PRESETS / f'{name}.yaml').model_spec()
+        model = bisenet(spec.num_classes, spec.backbone, spec.architecture,
+                        aux_head_channels=spec.aux_head_channels)
+        widths[name] = (model.head.conv.conv.out_channels, model.aux_head16.conv.conv.out_channels,
+                        model.aux_head32.conv.conv.out_channels)
+    assert widths == {'cityscapes_resnet18': (64, 256, 256),
+                      'cityscapes_resnet18_speed': (64, 128, 128)}
+    # The width travels with the model file, which rebuilds the same network.
+    save_model(tmp_path / 'speed.pt', model, spec)
+    rebuilt, read = load_model(tmp_path / 'speed.pt')
+    assert read.aux_head_channels == 128 and rebuilt.aux_head16.conv.conv.out_channels == 128

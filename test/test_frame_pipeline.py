@@ -259,3 +259,21 @@ def test_pipeline_choice(tiny_model_file, segmenters):
         Segmenter(tiny_model_file, backend='torch', device='cpu', pipeline='gpu')
     with pytest.raises(ValueError, match='upsample must be one of'):
         segmenters['host'].upsample = 'cubic'
+
+
+def test_bilinear_labels_give_exact_ties_to_the_lowest_class():
+    """Classes 1 and 2 have the same logits (class 0 wins on the left): upsampled from 2 to
+    4 columns (source x = 0, 0.25, 0.75, 1), class 0 reads 2, 1.5, 0.5, 0 and classes 1, 2
+    read 0, 0.5, 1.5, 2, so every row is 0 0 1 1: the tie of 1 and 2 goes to 1, as argmax
+    does, also when 1 and 2 are merged from different class groups."""
+    left, right = [[2.0, 0.0], [2.0, 0.0]], [[0.0, 2.0], [0.0, 2.0]]
+    logits = np.array([left, right, right], np.float32)
+    expected = np.array([[0, 0, 1, 1]] * 4, np.uint8)
+    assert (host_bilinear_labels(logits, (4, 4)) == expected).all()
+    for budget in (16, 32, 1 << 20):  # groups of one class, of two, all three at once
+        got = device_bilinear_labels(torch.from_numpy(logits)[None], (4, 4), budget=budget)
+        assert (got[0].numpy() == expected).all(), budget
+    # All classes tied everywhere: class 0.
+    flat = np.zeros((3, 2, 2), np.float32)
+    assert (host_bilinear_labels(flat, (4, 4)) == 0).all()
+    assert (device_bilinear_labels(torch.from_numpy(flat)[None], (4, 4), budget=16) == 0).all()

@@ -80,3 +80,23 @@ def test_batchnorm_without_running_statistics_is_not_folded():
     model = nn.Sequential(nn.Conv2d(3, 4, 3), nn.BatchNorm2d(4, track_running_stats=False))
     assert fold_conv_bn(model.eval(), torch.randn(2, 3, 8, 8)) == 0
     assert isinstance(model[1], nn.BatchNorm2d)
+
+
+def test_a_convolution_with_its_own_bias_keeps_it_when_folded():
+    """1x1 conv w=2, b=3, then BatchNorm mean 1, var 3, eps 1, gamma 4, beta 5: scale
+    4 / sqrt(3 + 1) = 2, so the folded conv is w = 2 * 2 = 4, b = (3 - 1) * 2 + 5 = 9;
+    x = 1 gives (2 + 3 - 1) * 2 + 5 = 13 before and 4 + 9 = 13 after."""
+    conv = nn.Conv2d(1, 1, 1, bias=True)
+    bn = nn.BatchNorm2d(1, eps=1.0)
+    with torch.no_grad():
+        conv.weight.fill_(2.0)
+        conv.bias.fill_(3.0)
+        bn.running_mean.fill_(1.0)
+        bn.running_var.fill_(3.0)
+        bn.weight.fill_(4.0)
+        bn.bias.fill_(5.0)
+    model = nn.Sequential(conv, bn).eval()
+    assert fold_conv_bn(model, torch.ones(1, 1, 2, 2)) == 1
+    assert isinstance(model[1], nn.Identity)
+    assert model[0].weight.item() == 4.0 and model[0].bias.item() == 9.0
+    assert (model(torch.ones(1, 1, 2, 2)) == 13.0).all()

@@ -141,3 +141,25 @@ def test_data_with_another_class_count_than_the_model_is_refused(drive_root, tmp
     config = tiny_config(drive_root, tmp_path, 'model.dataset=cityscapes')
     with pytest.raises(ConfigError, match='has 11 classes but the model has 19'):
         build_datasets(config, CPU)
+
+
+@pytest.mark.parametrize('architecture, align_corners', [('torchseg', True),
+                                                         ('bisenet-ros-v1', False)])
+def test_a_run_builds_its_spec_once_and_upsamples_the_loss_as_its_layout(
+        drive_root, tmp_path, monkeypatch, architecture, align_corners):
+    """One ModelSpec per run (data, loader and model share it); the loss's align_corners
+    follows the layout: TorchSeg's True, the shipped model's False."""
+    import training.train as train_module
+    from bisenet_core.train.config import RunConfig
+
+    specs, corners = [], []
+    build_spec, loss = RunConfig.model_spec, train_module.bisenet_loss
+    monkeypatch.setattr(RunConfig, 'model_spec',
+                        lambda self, *a, **k: specs.append(1) or build_spec(self, *a, **k))
+    monkeypatch.setattr(train_module, 'bisenet_loss',
+                        lambda *a, **k: corners.append(a[6]) or loss(*a, **k))
+    config = tiny_config(drive_root, tmp_path, 'train.iterations=1', 'train.warmup_iters=0',
+                         f'model.architecture={architecture}')
+    train(config, CPU, progress=False)
+    assert len(specs) == 1
+    assert corners == [align_corners]

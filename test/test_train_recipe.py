@@ -5,6 +5,8 @@ import pytest
 import torch
 
 from bisenet_core.model import bisenet
+from bisenet_core.model.architectures import layout
+from bisenet_core.spec import ARCHITECTURES
 from bisenet_core.train.config import ConfigError, load_config
 from bisenet_core.train.loss import OhemCrossEntropy, bisenet_loss
 from bisenet_core.train.optim import build_optimizer, param_groups
@@ -164,3 +166,20 @@ def test_config_file_errors(tmp_path):
     with pytest.raises(ConfigError, match='not valid YAML'):
         load_config(bad)
     assert math.isclose(load_config().train.ohem_min_fraction, 1 / 16)
+
+
+def test_loss_upsamples_as_the_layouts_authors_train():
+    """Logits of class 1 minus class 0 = (0, 3) on a 1 x 2 grid, upsampled to 1 x 4, labels
+    all 0, so each pixel's loss is ln(1 + e^d). align_corners=True (TorchSeg) samples
+    d = 0, 1, 2, 3: mean 1.795481; False samples 0, 0.75, 2.25, 3: mean 1.807203."""
+    logits = torch.tensor([[0.0, 0.0], [0.0, 3.0]]).view(1, 2, 1, 2)
+    labels = torch.zeros(1, 1, 4, dtype=torch.long)
+    ce = torch.nn.CrossEntropyLoss()
+    _, corners = bisenet_loss(logits, (), labels, ce, align_corners=True)
+    _, default = bisenet_loss(logits, (), labels, ce)
+    assert corners['loss_principal'] == pytest.approx(1.795481, abs=1e-6)
+    assert default['loss_principal'] == pytest.approx(1.807203, abs=1e-6)
+    # Training takes the flag from the layout: TorchSeg's True; the shipped model's
+    # 'bisenet-ros-v1' and CoinCheung's (nn.Upsample, align_corners=False) False.
+    assert {name: layout(name).loss_align_corners for name in ARCHITECTURES} == {
+        'torchseg': True, 'bisenet-ros-v1': False, 'coincheung': False}

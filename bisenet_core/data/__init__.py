@@ -1,7 +1,8 @@
 """Datasets in their on-disk formats, and the training/evaluation transforms.
 
 Every dataset gives (uint8 H x W x 3 RGB image, uint8 H x W label) pairs, or transform(image,
-label) when given a transform. Labels hold train ids 0..C-1 and 255 (ignore).
+label) when given a transform. Labels hold train ids 0..C-1 and 255 (ignore). The formats
+(name -> loader, class list, how to recognise one on disk) are registered in formats.py.
 """
 from bisenet_core.data.base import (DatasetLayoutError, LabelError, SegmentationDataset,
                                     check_label_values, read_image, read_label)

@@ -1,6 +1,6 @@
 """The ONNX graphs a Segmenter runs on ONNX Runtime, exported once and cached on disk.
 
-Two kinds (bisenet_core.export, bisenet_core.export_frames): 'logits' (normalised batch ->
+Two kinds (bisenet_core.export, bisenet_core.inference.export_frames): 'logits' (normalised batch ->
 1/8 logits; the host pipeline) and 'frame' (uint8 frame -> uint8 labels, one file per
 upsampling mode; the device pipeline). A .pt model file is exported on first use into
 $BISENET_CACHE_DIR/onnx (default ~/.cache/bisenet_ros/onnx), named by the file's content, so
@@ -10,7 +10,6 @@ as it is (it is one kind, and one upsampling mode if it is a frame graph).
 """
 from __future__ import annotations
 
-import hashlib
 import logging
 import os
 import shutil
@@ -20,8 +19,11 @@ from pathlib import Path
 
 from torch import nn
 
-from bisenet_core.export import export_onnx, read_onnx_spec
+from bisenet_core.export import export_onnx
+from bisenet_core.filehash import file_sha256
+from bisenet_core.inference.export_frames import export_frame_onnx
 from bisenet_core.modelfile import ModelFileError, build_model
+from bisenet_core.onnx_metadata import read_onnx_spec
 from bisenet_core.spec import ModelSpec
 
 log = logging.getLogger(__name__)
@@ -37,11 +39,6 @@ def cache_dir() -> Path:
         return Path(root).expanduser()
     xdg = os.environ.get('XDG_CACHE_HOME')
     return (Path(xdg).expanduser() if xdg else Path.home() / '.cache') / 'bisenet_ros'
-
-
-def _file_digest(path: Path) -> str:
-    with open(path, 'rb') as f:
-        return hashlib.file_digest(f, 'sha256').hexdigest()
 
 
 class OnnxGraphs:
@@ -111,7 +108,7 @@ class OnnxGraphs:
             return self._write(kind, upsample, target, self._model)
         # The cache key is the file's content, so edits invalidate it.
         if self._digest is None:
-            self._digest = _file_digest(self.path)
+            self._digest = file_sha256(self.path)
         size = self.path.stat().st_size
         name = (f'{self.path.stem}-{self._digest[:16]}-{size}-{self.precision}-{what}-'
                 f'{width}x{height}-v{_CACHE_FORMAT}.onnx')
@@ -130,7 +127,5 @@ class OnnxGraphs:
         if kind == 'logits':
             return export_onnx(model, self.spec, target, precision=self.precision,
                                input_size=self.input_size)
-        # Imported here: export_frames imports the inference package (its pipeline).
-        from bisenet_core.export_frames import export_frame_onnx
         return export_frame_onnx(model, self.spec, target, upsample=upsample,
                                  precision=self.precision, input_size=self.input_size)
