@@ -14,7 +14,7 @@ import os
 from dataclasses import dataclass
 from pathlib import Path
 
-from bisenet_core.export import read_onnx_export_info, read_onnx_metadata, read_onnx_spec
+from bisenet_core.onnx_metadata import read_onnx_export_info, read_onnx_metadata, read_onnx_spec
 from bisenet_core.modelfile import read_model_file
 from bisenet_core.spec import ModelSpec
 

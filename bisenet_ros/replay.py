@@ -48,44 +48,7 @@ DEFAULT_MODEL = f'models/{DEFAULT_MODEL_NAME}'
 def evaluate(options: ReplayOptions) -> dict:
     """Run the replay (live, offline or both), write the report to options.out, return its dict.
 
-<<<<<<< HEAD
     Live masks are compared with the offline ones made with the node's upsampling.
-=======
-
-@dataclass
-class LiveResult:
-    """What the live run measured. Times are perf_counter seconds of this process."""
-
-    node: str
-    input_topic: str
-    label_topic: str
-    pacing: str
-    publish_s: dict[int, float] = field(default_factory=dict)       # frame index -> publish
-    received: list[tuple[int, float, np.ndarray]] = field(default_factory=list)  # stamp, t, mask
-    match: StampMatch | None = None
-
-
-# ----------------------------------------------------------------------------- model
-
-def read_spec(model: Path) -> ModelSpec:
-    """The ModelSpec of a .pt model file or an exported .onnx file."""
-    if model.suffix.lower() == '.onnx':
-        from bisenet_core.onnx_metadata import read_onnx_spec
-        return read_onnx_spec(model)
-    from bisenet_core.modelfile import read_model_file
-    return read_model_file(model)[1]
-
-
-# ----------------------------------------------------------------------------- offline
-
-def run_offline(frames: Sequence[BagFrame], model: Path, backend: str = 'auto',
-                device: str = 'auto', precision: str = 'fp32',
-                input_size: tuple[int, int] | None = None, progress: bool = True) -> dict:
-    """Segment every frame with Segmenter, no ROS; labels with nearest and bilinear upsampling.
-
-    The network runs once per frame; both upsampling modes are taken from the same logits,
-    so the comparison isolates the upsampling.
->>>>>>> wt-core
     """
     model = Path(options.model) if options.model else default_model_path()
     try:

@@ -36,16 +36,9 @@ import numpy as np
 import torch
 from torch import nn
 
-<<<<<<< HEAD
 from bisenet_core.hardware import device_index, resolve_device, resolve_precision
 from bisenet_core.inference.backends import (OrtBackend, OrtFrameRunner, TorchBackend,
                                              resolve_backend)
-=======
-from bisenet_core.onnx_metadata import read_onnx_export_info, read_onnx_metadata, read_onnx_spec
-from bisenet_core.inference.backends import (PRECISIONS, OrtBackend, OrtFrameRunner,
-                                             TorchBackend, device_index, resolve_backend,
-                                             resolve_device, resolve_precision)
->>>>>>> wt-core
 from bisenet_core.inference.device import DeviceRunner
 from bisenet_core.inference.frames import check_frame, check_outputs, to_rgb, to_uint8
 from bisenet_core.inference.onnx_graphs import OnnxGraphs, cache_dir

@@ -18,28 +18,15 @@ from typing import Any
 import yaml
 
 from bisenet_core.classes import DATASETS
-<<<<<<< HEAD
-from bisenet_core.hardware import AMP_DTYPES, DEVICES, is_device
-from bisenet_core.spec import (ARCHITECTURES, BACKBONES, DEFAULT_ARCHITECTURE, IMAGENET_MEAN,
-                               IMAGENET_STD, MAX_INPUT_SIDE, SIZE_DIVISOR,
-=======
 from bisenet_core.data import formats
+from bisenet_core.hardware import AMP_DTYPES, DEVICES, is_device
 from bisenet_core.model import architectures, backbones
 from bisenet_core.spec import (DEFAULT_ARCHITECTURE, IMAGENET_MEAN, IMAGENET_STD, MAX_INPUT_SIDE,
-                               SIZE_DIVISOR,
->>>>>>> wt-core
-                               UNRECORDED_ARCHITECTURE, ModelSpec, spec_for_classes,
-                               spec_for_dataset)
+                               SIZE_DIVISOR, UNRECORDED_ARCHITECTURE, ModelSpec,
+                               spec_for_classes, spec_for_dataset)
 from bisenet_core.train.evaluation import PROTOCOLS
 from bisenet_core.train.loss import MIN_KEPT_OF
 from bisenet_core.train.optim import HEAD_PARTS
-
-<<<<<<< HEAD
-DATA_FORMATS = ('cityscapes', 'camvid', 'cocostuff', 'folder', 'synthetic')
-=======
-AMP_DTYPES = ('auto', 'bf16', 'fp16', 'none')
-DEVICES = ('auto', 'cpu', 'cuda')
->>>>>>> wt-core
 
 
 class ConfigError(ValueError):
