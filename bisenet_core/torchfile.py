@@ -105,8 +105,13 @@ def _imported_name(exc: BaseException) -> str | None:
     """The global a refused pickle would import (torch names it 'GLOBAL os.system'), if any."""
     if not isinstance(exc, pickle.UnpicklingError):
         return None
-    found = re.search(r'GLOBAL ([\w.]+)', str(exc))
-    return found.group(1) if found else None
+    found = re.search(r'GLOBAL (\S+)', str(exc))
+    name = found.group(1) if found else ''
+    # module.attribute, as a pickle names it; random bytes that happen to start like a
+    # GLOBAL opcode give no such name.
+    if '.' in name and all(part.isidentifier() for part in name.split('.')):
+        return name
+    return None
 
 
 def _zip_reason(path: Path, size: int) -> str:
