@@ -107,9 +107,9 @@ def _imported_name(exc: BaseException) -> str | None:
         return None
     found = re.search(r'GLOBAL (\S+)', str(exc))
     name = found.group(1) if found else ''
-    # module.attribute, as a pickle names it; random bytes that happen to start like a
+    # module.attribute (builtins: the bare name); random bytes that happen to start like a
     # GLOBAL opcode give no such name.
-    if '.' in name and all(part.isidentifier() for part in name.split('.')):
+    if name and all(part.isidentifier() for part in name.split('.')):
         return name
     return None
 

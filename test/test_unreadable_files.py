@@ -51,6 +51,13 @@ def _plain_zip(path):
         archive.writestr('notes.txt', 'hello')
 
 
+class _Prints:
+    """Pickles to a call of print: code a 'weights' file must never run."""
+
+    def __reduce__(self):
+        return (print, ('loaded',))
+
+
 RANDOM = bytes([0x6A]) + np.random.default_rng(7).bytes(4095)  # first byte: no file format's
 
 # (name, content, the reason after 'model file <path>: ')
@@ -73,6 +80,11 @@ CASES = [
     ('gzip', gzip.compress(b'weights'), 'a gzip or tar archive, not a torch file: unpack it'),
     ('zip', _plain_zip, 'a zip archive, not a torch file (no data.pkl inside)'),
     ('escapes', b'\x1b[1mbold\x1b[0m\n', 'not a torch file: its first bytes (1b 5b 31 6d'),
+    # a pickle opcode GLOBAL (b'c') followed by bytes that name nothing
+    ('global_garbage', b'c1-2\n3+4\n\x00' + RANDOM[:64],
+     'not a torch file: its first bytes (63 31 2d 32 0a 33 2b 34)'),
+    ('old_pickle_code', lambda p: p.write_bytes(pickle.dumps(_Prints(), protocol=0)),
+     'not a plain weights file (it imports print); refused for safety'),
 ]
 
 
