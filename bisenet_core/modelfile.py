@@ -7,8 +7,6 @@ A model file is a `torch.save`d dict of plain types and tensors, loaded with
 from __future__ import annotations
 
 import os
-import pickle
-import re
 from pathlib import Path
 
 import torch
@@ -16,9 +14,11 @@ import torch
 from bisenet_core.atomic import atomic_torch_save
 from bisenet_core.model import bisenet  # models know nothing of files; files know models
 from bisenet_core.spec import ModelSpec
+from bisenet_core.torchfile import check_path, load_torch_file
 
 FORMAT = 'bisenet-ros-model'
 VERSION = 1
+CHECKPOINT_FORMAT = 'bisenet-ros-checkpoint'  # training's resumable runs (train/checkpoint.py)
 
 
 class ModelFileError(RuntimeError):
@@ -36,14 +36,7 @@ def check_file(path: str | os.PathLike, kind: str = 'model file') -> Path:
 
     The one check before reading a model file (`kind` names it: 'model file', 'ONNX file').
     """
-    path = Path(path)
-    if path.is_dir():
-        raise ModelFileError(f'{kind} {path}: is a folder, not a file')
-    if not path.is_file():
-        raise ModelFileError(f'{kind} {path}: not found')
-    if path.stat().st_size == 0:
-        raise ModelFileError(f'{kind} {path}: empty file')
-    return path
+    return check_path(path, kind, ModelFileError)
 
 
 def save_model(path: str | os.PathLike, model: torch.nn.Module, spec: ModelSpec) -> Path:
@@ -56,22 +49,11 @@ def save_model(path: str | os.PathLike, model: torch.nn.Module, spec: ModelSpec)
 
 def read_model_file(path: str | os.PathLike) -> tuple[dict, ModelSpec]:
     """Load (state_dict, spec) safely, or raise ModelFileError naming the file and the problem."""
-    path = check_file(path)
-    try:
-        blob = torch.load(path, map_location='cpu', weights_only=True)
-    except pickle.UnpicklingError as exc:
-        # weights_only refuses pickled code (a payload, or a whole pickled nn.Module).
-        found = re.search(r'GLOBAL (\S+)', str(exc))
-        what = f' (it imports {found.group(1)})' if found else ''
-        raise ModelFileError(f'model file {path}: not a plain weights file{what}; refused for '
-                             'safety: loading it could run code. Save models with '
-                             'bisenet_core.modelfile.save_model') from None
-    except Exception as exc:  # truncated zip, not a torch file ...
-        reason = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
-        raise ModelFileError(f'model file {path}: cannot be read (truncated or corrupt?): '
-                             f'{reason[:200]}') from None
+    path = Path(path)
+    blob = load_torch_file(path, 'model file', ModelFileError,
+                           onnx_hint=f': name it {path.with_suffix(".onnx").name} to run it')
     if not isinstance(blob, dict) or blob.get('format') != FORMAT:
-        raise ModelFileError(f'model file {path}: not a {FORMAT} file')
+        raise ModelFileError(f'model file {path}: not a {FORMAT} file{_what_instead(blob)}')
     if blob.get('version', 0) > VERSION:
         raise ModelFileError(f'model file {path}: version {blob["version"]} is newer than '
                              f'this code understands ({VERSION})')
@@ -83,6 +65,20 @@ def read_model_file(path: str | os.PathLike) -> tuple[dict, ModelSpec]:
     if not isinstance(state, dict) or not state:
         raise ModelFileError(f'model file {path}: no weights')
     return state, spec
+
+
+def _what_instead(blob) -> str:
+    """What a loadable torch file that is no model file holds, and what to do with it."""
+    if isinstance(blob, dict) and blob.get('format') == CHECKPOINT_FORMAT:
+        return (': it is a training checkpoint (to resume from); give the model file the run '
+                'wrote beside it (best_model.pt or model.pt)')
+    state = blob.get('state_dict', blob.get('model', blob)) if isinstance(blob, dict) else None
+    if isinstance(state, dict) and state and all(
+            isinstance(v, torch.Tensor) for v in state.values()):
+        return (': it holds bare weights, without the spec (classes, input size, '
+                'normalisation) needed to use them; published BiSeNet weights are converted by '
+                'python -m training.import_weights')
+    return ''
 
 
 def load_model(path: str | os.PathLike, device: str | torch.device = 'cpu'

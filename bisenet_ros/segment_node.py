@@ -289,7 +289,7 @@ class SegmentNode(Node):
 
     def _create_segmenter(self, factory: Callable[..., Segmenter], params: dict) -> Segmenter:
         model_path = Path(params['model_path']).expanduser()
-        if not model_path.is_file():
+        if not model_path.exists():  # a folder or bad file: the reader says what it is
             raise StartupError(f'model file {model_path}: not found (parameter model_path)')
         size = (params['input_width'], params['input_height'])
         with warnings.catch_warnings(record=True) as caught:

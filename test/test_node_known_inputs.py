@@ -199,3 +199,24 @@ def test_a_model_file_carrying_code_is_refused_plainly(context, tmp_path):
     assert 'not a plain weights file' in message and 'refused for safety' in message
     assert 'truncated' not in message and '\n' not in message
     assert not ran.exists()
+
+
+def test_unusable_model_files_are_one_plain_fatal_line(context, tmp_path, tiny_model_file):
+    """What the node says at start-up (issue 21 item 8): what the file is, in one sentence."""
+    text = tmp_path / 'notes.pt'
+    text.write_text('these are not weights\n')
+    folder = tmp_path / 'models.pt'
+    folder.mkdir()
+    truncated = tmp_path / 'cut.pt'
+    truncated.write_bytes(tiny_model_file.read_bytes()[:4096])
+    cases = [(text, "a text file, not a torch file (it starts 'these are not weights')"),
+             (folder, 'is a folder, not a file'),
+             (truncated, 'truncated or damaged: its zip archive is incomplete (4096 bytes); '
+                         'copy or save it again')]
+    for path, reason in cases:
+        overrides = [Parameter('model_path', value=str(path)),
+                     Parameter('backend', value='torch'), Parameter('device', value='cpu')]
+        with pytest.raises(StartupError) as info:
+            SegmentNode(context=context, parameter_overrides=overrides)
+        assert str(info.value) == (f'cannot load {path} on backend torch/cpu: model file '
+                                   f'{path}: {reason}')

@@ -20,6 +20,8 @@ from pathlib import Path
 import torch
 from torch import nn
 
+from bisenet_core.torchfile import check_path, load_torch_file
+
 # Wrappers training scripts put around a state dict, tried in this order.
 _NESTING_KEYS = ('state_dict', 'model')
 # Prefixes stripped when every key carries them.
@@ -91,19 +93,20 @@ def state_dict_mismatch(source: dict[str, torch.Tensor], target: dict[str, torch
 
 
 def _read(path: Path, what: str) -> dict:
-    if not path.is_file():
-        raise WeightsFileError(f'{what} {path}: not found')
+    if path.suffix != '.safetensors':
+        return load_torch_file(path, what, WeightsFileError, prefix='cannot be read: ',
+                               onnx_hint=' (a state dict is needed)')
+    check_path(path, what, WeightsFileError)
     try:
-        if path.suffix == '.safetensors':
-            from safetensors.torch import load_file  # optional: only for timm's HF files
-            return load_file(str(path), device='cpu')
-        return torch.load(path, map_location='cpu', weights_only=True)
+        from safetensors.torch import load_file  # optional: only for timm's HF files
+        return load_file(str(path), device='cpu')
     except ImportError:
         raise WeightsFileError(f'{what} {path}: reading .safetensors needs the '
                                f'safetensors package (pip install safetensors)') from None
-    except Exception as exc:  # truncated, not a torch file, pickled code ...
-        reason = (str(exc).strip().splitlines() or [type(exc).__name__])[0]
-        raise WeightsFileError(f'{what} {path}: cannot be read: {reason[:200]}') from None
+    except Exception as exc:  # truncated or not safetensors: its parser's first line
+        reason = ' '.join(str(exc).split()) or type(exc).__name__
+        raise WeightsFileError(f'{what} {path}: cannot be read as safetensors: '
+                               f'{reason}') from None
 
 
 def _unwrap(blob, path: Path, what: str) -> dict[str, torch.Tensor]:

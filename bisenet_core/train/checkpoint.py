@@ -16,8 +16,9 @@ import numpy as np
 import torch
 
 from bisenet_core.atomic import atomic_torch_save
+from bisenet_core.modelfile import CHECKPOINT_FORMAT
 
-FORMAT = 'bisenet-ros-checkpoint'
+FORMAT = CHECKPOINT_FORMAT  # model files name it too, to say what a checkpoint is
 
 
 class CheckpointError(RuntimeError):
