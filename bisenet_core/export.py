@@ -35,12 +35,12 @@ import torch
 from torch import nn
 
 from bisenet_core.atomic import atomic_write_bytes
+from bisenet_core.hardware import PRECISIONS
 from bisenet_core.modelfile import unwrap_model
 from bisenet_core.onnx_metadata import EXPORT_KEY, SPEC_KEY
 from bisenet_core.spec import ModelSpec, check_input_size
 
 INPUT_NAME = 'image'
-PRECISIONS = ('fp32', 'fp16')
 OUTPUTS = ('logits', 'labels')
 OPSET = 17
 

@@ -18,6 +18,7 @@ import warnings
 import zipfile
 from pathlib import Path
 
+import onnx
 import torch
 
 ZIP_MAGIC = b'PK\x03\x04'                      # torch.save's format since torch 1.6
@@ -140,10 +141,6 @@ def _is_onnx(path: Path, head: bytes) -> bool:
     """An ONNX ModelProto: field 1 (ir_version) first, and onnx parses a graph from it."""
     if not head.startswith(b'\x08'):
         return False
-    try:
-        import onnx  # optional: only needed to recognise a misnamed ONNX file
-    except ImportError:
-        return b'onnx' in head or b'pytorch' in head
     try:
         proto = onnx.load(str(path), load_external_data=False)
     except Exception:  # not protobuf: not ONNX
