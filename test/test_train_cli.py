@@ -108,6 +108,25 @@ def test_evaluate_cli_scores_a_known_model(road_everywhere, tiny_drive, tmp_path
     assert evaluate.main(['--model', str(tmp_path / 'nope.pt'), '--data', str(tiny_drive)]) == 2
 
 
+def test_evaluate_writes_under_out_by_default(road_everywhere, tiny_drive, tmp_path,
+                                             monkeypatch, capsys):
+    # Never into the model's folder: evaluating models/*.pt made models/eval_test/ in the
+    # repository (and a new folder there re-ran `make` set-up).
+    models = tmp_path / 'models'
+    models.mkdir()
+    model = models / 'road.pt'
+    model.write_bytes(road_everywhere.read_bytes())
+    monkeypatch.chdir(tmp_path)
+    code = evaluate.main(['--model', str(model), '--data', str(tiny_drive), '--format',
+                          'camvid', '--split', 'val', '--no-progress'])
+    assert code == 0, capsys.readouterr().err
+    out = tmp_path / 'out' / 'eval' / 'models' / 'road_val'
+    assert json.loads((out / 'results.json').read_text())['images'] == 2
+    assert (out / 'confusion.png').is_file()
+    assert sorted(p.name for p in models.iterdir()) == ['road.pt']
+    assert 'wrote out/eval/models/road_val/results.json' in capsys.readouterr().out
+
+
 def test_evaluate_renders_synthetic_drives_on_first_use(tiny_model_file, tmp_path, capsys):
     """As training does: a synthetic model's --data that is not there yet is rendered with
     the settings of the config it was trained with (here --config, a tiny one)."""

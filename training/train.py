@@ -42,7 +42,7 @@ from bisenet_core.train.loss import OhemCrossEntropy, bisenet_loss
 from bisenet_core.train.optim import build_optimizer
 from bisenet_core.train.runtime import (Runtime, all_reduce_sum, setup_runtime,
                                         teardown_runtime)
-from bisenet_core.train.schedule import warmup_poly_factor, warmup_poly_scheduler
+from bisenet_core.train.schedule import fit_warmup, warmup_poly_factor, warmup_poly_scheduler
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
@@ -219,7 +219,11 @@ def train(config: RunConfig, runtime: Runtime, resume: dict | None = None,
     model = build_model(config, runtime, spec, initialise=resume is None)
     optimizer = build_optimizer(model, t.lr, t.momentum, t.weight_decay, t.head_lr_multiplier,
                                 t.head_lr_parts)
-    scheduler = warmup_poly_scheduler(optimizer, t.iterations, t.warmup_iters, t.warmup_factor,
+    warmup = fit_warmup(t.warmup_iters, t.iterations)
+    if warmup != t.warmup_iters and runtime.is_main:
+        print(f'train.warmup_iters {t.warmup_iters} does not fit a run of {t.iterations} steps: '
+              f'warm-up cut to {warmup} steps (half the run)')
+    scheduler = warmup_poly_scheduler(optimizer, t.iterations, warmup, t.warmup_factor,
                                       t.poly_power)
     scaler = runtime.grad_scaler()
     step, best_miou = 0, -1.0
@@ -233,8 +237,7 @@ def train(config: RunConfig, runtime: Runtime, resume: dict | None = None,
         set_rng_states(resume['rng'])
         # The lr of the next step follows this run's schedule (train.iterations may have
         # been raised to train longer).
-        factor = warmup_poly_factor(step, t.iterations, t.warmup_iters, t.warmup_factor,
-                                    t.poly_power)
+        factor = warmup_poly_factor(step, t.iterations, warmup, t.warmup_factor, t.poly_power)
         for group, base_lr in zip(optimizer.param_groups, scheduler.base_lrs):
             group['lr'] = base_lr * factor
     if runtime.distributed:
@@ -292,6 +295,7 @@ def train(config: RunConfig, runtime: Runtime, resume: dict | None = None,
     started = time.perf_counter()
     train_time, logged_steps = 0.0, 0
     last_miou = float('nan')
+    shown = {'loss': '-', 'lr': '-', 'img_s': '-', 'miou': '-'}  # the bar: '-' until known
     with StopFlag() as stop:
         try:
             while step < t.iterations:
@@ -339,8 +343,9 @@ def train(config: RunConfig, runtime: Runtime, resume: dict | None = None,
                 if step % t.log_interval == 0 or step == t.iterations:
                     images_per_s = t.batch_size * logged_steps / max(1e-9, train_time)
                     train_time, logged_steps = 0.0, 0
-                    bar.set_postfix(loss=f'{parts_sum["loss"]:.3f}', lr=f'{lr:.2e}',
-                                    img_s=f'{images_per_s:.1f}', miou=f'{last_miou:.3f}')
+                    shown.update(loss=f'{parts_sum["loss"]:.3f}', lr=f'{lr:.2e}',
+                                 img_s=f'{images_per_s:.1f}')
+                    bar.set_postfix(shown)
                     row = {'step': step, 'lr': lr, 'images_per_s': round(images_per_s, 2),
                            'elapsed_s': round(time.perf_counter() - started, 1),
                            **{k: round(v, 5) for k, v in parts_sum.items()}}
@@ -356,6 +361,8 @@ def train(config: RunConfig, runtime: Runtime, resume: dict | None = None,
                 if (t.eval_interval and step % t.eval_interval == 0) or step == t.iterations:
                     confusion = validate(model, val_set, spec, config, runtime, progress)
                     last_miou = float(confusion.miou())
+                    shown['miou'] = f'{last_miou:.3f}'
+                    bar.set_postfix(shown)
                     iou = confusion.iou()
                     val_log.write({'step': step, 'miou': round(last_miou, 5),
                                    'pixel_accuracy': round(float(confusion.pixel_accuracy()), 5),
