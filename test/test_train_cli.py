@@ -109,7 +109,7 @@ def test_evaluate_cli_scores_a_known_model(road_everywhere, tiny_drive, tmp_path
 
 
 def test_evaluate_writes_under_out_by_default(road_everywhere, tiny_drive, tmp_path,
-                                             monkeypatch, capsys):
+                                              monkeypatch, capsys):
     # Never into the model's folder: evaluating models/*.pt made models/eval_test/ in the
     # repository (and a new folder there re-ran `make` set-up).
     models = tmp_path / 'models'

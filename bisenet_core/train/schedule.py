@@ -23,8 +23,11 @@ def warmup_poly_factor(step: int, total: int, warmup_iters: int = 0, warmup_fact
 
 
 def fit_warmup(warmup_iters: int, total: int) -> int:
-    """The warm-up a run of `total` steps gets: as configured when shorter than the run, else
-    half the run (so the lr still rises to the base value and then decays)."""
+    """The warm-up steps a run of `total` steps gets.
+
+    As configured when shorter than the run, else half the run (so the lr still rises to the
+    base value and then decays).
+    """
     return warmup_iters if warmup_iters < total else total // 2
 
 
