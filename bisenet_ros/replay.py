@@ -34,6 +34,7 @@ from bisenet_core.metrics import ConfusionMatrix
 from bisenet_core.spec import MAX_INPUT_SIDE, SIZE_DIVISOR, ModelSpec
 from bisenet_ros.bags import BagError, BagFrame, bag_info, choose_topics, read_frames
 from bisenet_ros.launched_node import LaunchedNode
+from bisenet_ros.log_forwarding import plain_warnings
 from bisenet_ros.paths import DEFAULT_MODEL_NAME, default_model_path
 from bisenet_ros.report import latency_stats, write_report
 from bisenet_ros.stamp_matching import StampMatch, match_stamps
@@ -259,6 +260,9 @@ def run_live(frames: Sequence[BagFrame], model: Path, out_dir: Path, rate: float
     env = ros_child_env()  # the caller's domain (an attached node lives there)
     if not attach:
         env = ros_child_env(fresh_domain_id(avoid=int(env['ROS_DOMAIN_ID'])))
+        print(f"ROS domain {env['ROS_DOMAIN_ID']} for the node launched here and this replay: a "
+              f"fresh one, not your ROS_DOMAIN_ID ({os.environ.get('ROS_DOMAIN_ID') or 'unset'}), "
+              'so no other node joins or disturbs the measurement', flush=True)
     # Our own participant must be on the same loopback-only domain as the node (rclpy reads
     # these when it starts; the caller's values come back afterwards).
     saved = {k: os.environ.get(k) for k in ('ROS_AUTOMATIC_DISCOVERY_RANGE', 'ROS_DOMAIN_ID')}
@@ -329,6 +333,8 @@ def run_live(frames: Sequence[BagFrame], model: Path, out_dir: Path, rate: float
                 idle = max(5.0, 3 * _max_latency(frames, result, client))
                 if not client.wait_for(before + 1, idle):
                     break
+            # The masks that came after the last frame was sent count too (as in the summary).
+            bar.set_postfix(received=sum(1 for r in client.received if r[2] is not None))
         finally:
             bar.close()
         if launched:
@@ -659,6 +665,7 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
+    plain_warnings()
     if (args.width is None) != (args.height is None):
         build_parser().error('give both --width and --height, or neither')
     size = (args.width, args.height) if args.width else None
