@@ -141,23 +141,3 @@ def test_data_with_another_class_count_than_the_model_is_refused(drive_root, tmp
     config = tiny_config(drive_root, tmp_path, 'model.dataset=cityscapes')
     with pytest.raises(ConfigError, match='has 11 classes but the model has 19'):
         build_datasets(config, CPU)
-
-
-def test_a_warmup_longer_than_the_run_is_cut_to_half_of_it(drive_root, tmp_path, capsys):
-    # A preset's 100-step warm-up in a 4-step try: cut to 2 steps, said once, and the lr
-    # follows that schedule. By hand (base 0.04, warmup_factor 0.1, power 1): step 0 0.004,
-    # step 1 0.04 * (0.1 + 0.9 / 2) = 0.022, step 2 0.04, step 3 0.04 * (1 - 1 / 2) = 0.02.
-    config = tiny_config(drive_root, tmp_path, 'train.iterations=4', 'train.warmup_iters=100',
-                         'train.warmup_factor=0.1', 'train.poly_power=1.0', 'train.lr=0.04',
-                         'train.checkpoint_interval=0', 'train.eval_max_images=1')
-    result = train(config, CPU, progress=True)
-    assert result['step'] == 4 and not result['interrupted']
-    captured = capsys.readouterr()
-    assert captured.out.count('warm-up cut to 2 steps') == 1
-    rows = read_csv(tmp_path / 'log.csv')
-    assert [float(r['lr']) for r in rows] == pytest.approx([0.004, 0.022, 0.04, 0.02])
-    # Before the first validation the bar has no mIoU yet: '-', not 'nan'; after it, the
-    # value val.csv recorded.
-    assert 'miou=-' in captured.err and 'nan' not in captured.err
-    (val,) = read_csv(tmp_path / 'val.csv')
-    assert f'miou={float(val["miou"]):.3f}' in captured.err.rsplit('miou=-', 1)[1]

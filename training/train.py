@@ -219,11 +219,7 @@ def train(config: RunConfig, runtime: Runtime, resume: dict | None = None,
     model = build_model(config, runtime, spec, initialise=resume is None)
     optimizer = build_optimizer(model, t.lr, t.momentum, t.weight_decay, t.head_lr_multiplier,
                                 t.head_lr_parts)
-    warmup = fit_warmup(t.warmup_iters, t.iterations)
-    if warmup != t.warmup_iters and runtime.is_main:
-        print(f'train.warmup_iters {t.warmup_iters} does not fit a run of {t.iterations} steps: '
-              f'warm-up cut to {warmup} steps (half the run)')
-    scheduler = warmup_poly_scheduler(optimizer, t.iterations, warmup, t.warmup_factor,
+    scheduler = warmup_poly_scheduler(optimizer, t.iterations, t.warmup_iters, t.warmup_factor,
                                       t.poly_power)
     scaler = runtime.grad_scaler()
     step, best_miou = 0, -1.0
@@ -237,7 +233,8 @@ def train(config: RunConfig, runtime: Runtime, resume: dict | None = None,
         set_rng_states(resume['rng'])
         # The lr of the next step follows this run's schedule (train.iterations may have
         # been raised to train longer).
-        factor = warmup_poly_factor(step, t.iterations, warmup, t.warmup_factor, t.poly_power)
+        factor = warmup_poly_factor(step, t.iterations, t.warmup_iters, t.warmup_factor,
+                                    t.poly_power)
         for group, base_lr in zip(optimizer.param_groups, scheduler.base_lrs):
             group['lr'] = base_lr * factor
     if runtime.distributed:
@@ -422,6 +419,32 @@ def _tensorboard(out: Path):
     return SummaryWriter(str(out / 'tensorboard'))
 
 
+def fit_warmup_to_run(path: Path | None, overrides: list[str],
+                      base: dict | None = None) -> list[str]:
+    """`overrides` plus a shorter warm-up when they shorten the run below the config's.
+
+    `--iterations 20` with a preset's 100 warm-up steps would be refused; the warm-up is cut
+    to half the run instead, with a line saying so. A warm-up given on the command line is
+    left as given (an error names it if it does not fit).
+    """
+    keys = [item.partition('=')[0].strip() for item in overrides]
+    if 'train.iterations' not in keys or 'train.warmup_iters' in keys:
+        return overrides
+    others = [item for item, key in zip(overrides, keys) if key != 'train.iterations']
+    try:
+        configured = load_config(path, others, base=base).train.warmup_iters
+        iterations = load_config(path, [*overrides, 'train.warmup_iters=0'],
+                                 base=base).train.iterations
+    except ConfigError:
+        return overrides  # the load that follows reports it
+    warmup = fit_warmup(configured, iterations)
+    if warmup == configured:
+        return overrides
+    print(f'train.warmup_iters {configured} does not fit a run of {iterations} steps: warm-up '
+          f'cut to {warmup} steps (half the run)')
+    return [*overrides, f'train.warmup_iters={warmup}']
+
+
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
     resume = None
@@ -429,10 +452,10 @@ def main(argv: list[str] | None = None) -> int:
         if args.resume is not None:
             resume = load_checkpoint(args.resume)
             base = config_from_dict(resume['config'])
-            config = load_config(None, args.overrides, base=base.to_dict()) if args.overrides \
-                else base
+            overrides = fit_warmup_to_run(None, args.overrides, base.to_dict())
+            config = load_config(None, overrides, base=base.to_dict()) if overrides else base
         else:
-            config = load_config(args.config, args.overrides)
+            config = load_config(args.config, fit_warmup_to_run(args.config, args.overrides))
     except (ConfigError, RuntimeError) as exc:
         print(f'error: {exc}', file=sys.stderr)
         return 2

@@ -128,8 +128,8 @@ class TrainConfig:
         iterations: optimiser steps.
         lr: base learning rate (paper: 2.5e-2).
         momentum, weight_decay: SGD (paper: 0.9, 1e-4; no decay on BatchNorm and biases).
-        warmup_iters: linear warm-up steps before the poly decay (one as long as the run or
-            longer, e.g. a preset's in a 20-step try, is cut to half the run, and logged).
+        warmup_iters: linear warm-up steps before the poly decay, fewer than `iterations`
+            (`training.train --iterations N` cuts a longer one to half the run, and says so).
         warmup_factor: lr fraction at step 0 of the warm-up.
         poly_power: lr = base * (1 - t)^power (paper: 0.9).
         head_lr_multiplier: lr multiplier for the parts in head_lr_parts (TorchSeg: 10).
@@ -251,8 +251,8 @@ class RunConfig:
         _check(t.lr > 0, 'train.lr', t.lr, '> 0')
         _check(0 <= t.momentum < 1, 'train.momentum', t.momentum, 'in [0, 1)')
         _check(t.weight_decay >= 0, 'train.weight_decay', t.weight_decay, '>= 0')
-        # One as long as the run is cut to fit it when training starts (schedule.fit_warmup).
-        _check(t.warmup_iters >= 0, 'train.warmup_iters', t.warmup_iters, '>= 0')
+        _check(0 <= t.warmup_iters < t.iterations, 'train.warmup_iters', t.warmup_iters,
+               f'in [0, train.iterations={t.iterations})')
         _check(0 < t.warmup_factor <= 1, 'train.warmup_factor', t.warmup_factor, 'in (0, 1]')
         _check(t.poly_power >= 0, 'train.poly_power', t.poly_power, '>= 0')
         _check(t.head_lr_multiplier > 0, 'train.head_lr_multiplier', t.head_lr_multiplier, '> 0')

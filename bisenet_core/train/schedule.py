@@ -3,9 +3,8 @@
 Step t counts optimiser steps from 0. During the first `warmup_iters` steps the factor
 rises linearly from `warmup_factor` to 1 (a randomly initialised network diverges less
 with a gentle start); afterwards factor = (1 - (t - warmup) / (total - warmup)) ** power,
-which is the paper's (1 - iter / max_iter) ** power when warm-up is 0. A warm-up as long as
-the run or longer (a preset's 100 steps in a 20-step try) is cut to half the run
-(fit_warmup).
+which is the paper's (1 - iter / max_iter) ** power when warm-up is 0. fit_warmup cuts a
+warm-up as long as the run or longer (a preset's 100 steps in a 20-step try) to half the run.
 """
 from __future__ import annotations
 
