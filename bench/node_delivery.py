@@ -41,6 +41,7 @@ NAMESPACE = '/bench'
 CAMERA_TOPIC = '/bench/camera/image_raw'
 LABEL_TOPIC = f'{NAMESPACE}/segment_node/label'
 PROFILE_ENV = 'FASTDDS_DEFAULT_PROFILES_FILE'
+PROFILE_CHOICE_ENV = 'BISENET_FASTDDS_PROFILE'  # 'default': segment.launch.py sets no profile
 SHIPPED_PROFILE = REPO_ROOT / 'config' / 'fastdds.xml'
 CAMERA_ENVS = ('default', 'shipped')
 PUBLISHER_QOS = ('reliable', 'best_effort')
@@ -176,11 +177,12 @@ def run_streams(streams, rate: float, seconds: float, baseline: bool = False,
     domain_id = fresh_domain_id()
     node_env = ros_child_env(domain_id)
     # The launch file sets the shipped profile for the node when the variable is unset;
-    # --baseline sets it empty (Fast DDS defaults) and asks for a best-effort input.
+    # --baseline asks it for Fast DDS's defaults and for a best-effort input.
     node_env.pop(PROFILE_ENV, None)
+    node_env.pop(PROFILE_CHOICE_ENV, None)
     launch_args = list(launch_args)
     if baseline:
-        node_env[PROFILE_ENV] = ''
+        node_env[PROFILE_CHOICE_ENV] = 'default'
         launch_args.append('reliability:=best_effort')
     camera_envs = {}
     for name in CAMERA_ENVS:

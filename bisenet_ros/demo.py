@@ -23,6 +23,7 @@ from typing import Sequence
 
 from bisenet_core.data.synthetic import write_drive
 from bisenet_ros.bags import BagError, convert_drive
+from bisenet_ros.log_forwarding import plain_warnings
 from bisenet_ros.paths import default_model_path
 from bisenet_ros.replay import (DEFAULT_MODEL, ReplayError, ReplayOptions, add_node_options,
                                 evaluate, summary_lines)
@@ -58,6 +59,7 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
+    plain_warnings()
     if args.frames < 2:
         build_parser().error(f'--frames must be >= 2, got {args.frames}')
     model = args.model or default_model_path()

@@ -1,11 +1,13 @@
-"""Python logging of bisenet_core -> the node's ROS logger.
+"""Python logging of bisenet_core -> the node's ROS logger; its warnings on a command line.
 
 bisenet_core never imports ROS, so it logs with Python's `logging` (graph captures, torch.compile
-time, ONNX exports). Without this those lines never reach the node's console or /rosout.
+time, ONNX exports). Without this those lines never reach the node's console or /rosout. Its
+warnings ("no GPU for backend ...") reach a command line (demo, replay) as one plain line.
 """
 from __future__ import annotations
 
 import logging
+import warnings
 
 CORE_LOGGER = 'bisenet_core'
 
@@ -46,3 +48,16 @@ def forward_core_logs(ros_logger) -> RosLogHandler:
 
 def stop_forwarding(handler: RosLogHandler) -> None:
     logging.getLogger(CORE_LOGGER).removeHandler(handler)
+
+
+def plain_warnings() -> None:
+    """Print warnings as `warning: <message>`, one line, for this process (a command line).
+
+    Python's default names the file and quotes the source line that raised the warning, which
+    says nothing to someone running `make demo`.
+    """
+    warnings.formatwarning = _one_line
+
+
+def _one_line(message, category, filename, lineno, line=None) -> str:
+    return f'warning: {message}\n'

@@ -33,6 +33,7 @@ from bisenet_core.modelfile import ModelFileError
 from bisenet_core.spec import MAX_INPUT_SIDE, SIZE_DIVISOR, ModelSpec
 from bisenet_ros.bags import BagError, bag_info, choose_topics, read_frames
 from bisenet_ros.label_files import LABEL_KEYS
+from bisenet_ros.log_forwarding import plain_warnings
 from bisenet_ros.paths import DEFAULT_MODEL_NAME, default_model_path
 from bisenet_ros.replay_live import LiveResult, replay_parameters, run_live
 from bisenet_ros.replay_offline import OfflineRun, Score, run_offline, samples, score
@@ -298,6 +299,7 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
+    plain_warnings()
     if (args.width is None) != (args.height is None):
         build_parser().error('give both --width and --height, or neither')
     size = (args.width, args.height) if args.width else None

@@ -202,6 +202,9 @@ def run_live(frames: Sequence[BagFrame], model: Path, options: ReplayOptions,
     env = ros_child_env()  # the caller's domain (an attached node lives there)
     if not attach:
         env = ros_child_env(fresh_domain_id(avoid=int(env['ROS_DOMAIN_ID'])))
+        print(f"ROS domain {env['ROS_DOMAIN_ID']} for the node launched here and this replay: a "
+              f"fresh one, not your ROS_DOMAIN_ID ({os.environ.get('ROS_DOMAIN_ID') or 'unset'}), "
+              'so no other node joins or disturbs the measurement', flush=True)
     # Our own participant must be on the same loopback-only domain as the node (rclpy reads
     # these when it starts; the caller's values come back afterwards).
     saved = {k: os.environ.get(k) for k in ('ROS_AUTOMATIC_DISCOVERY_RANGE', 'ROS_DOMAIN_ID')}
@@ -275,6 +278,8 @@ def run_live(frames: Sequence[BagFrame], model: Path, options: ReplayOptions,
                 idle = max(5.0, 3 * _max_latency(frames, result, client))
                 if not client.wait_for(before + 1, idle):
                     break
+            # The masks that came after the last frame was sent count too (as in the summary).
+            bar.set_postfix(received=sum(1 for r in client.received if r[2] is not None))
         finally:
             bar.close()
         if launched:

@@ -13,6 +13,9 @@ code 1. `ros2 launch` also exits non-zero when the node fails to start or dies.
 The node inherits the launching environment, with two defaults the caller can override by
 setting them first: ROS_AUTOMATIC_DISCOVERY_RANGE=LOCALHOST and FASTDDS_DEFAULT_PROFILES_FILE
 (the shipped config/fastdds.xml: shared memory large enough for camera frames).
+BISENET_FASTDDS_PROFILE=default (or the variable set empty) runs the node on Fast DDS's own
+defaults, with FASTDDS_DEFAULT_PROFILES_FILE unset (an empty one makes Fast DDS print an
+XMLPARSER error).
 
 Stopping: Ctrl-C (SIGINT) and SIGTERM both stop the node cleanly (it finishes the frame in
 hand); if `ros2 launch` itself is killed, the node stops on its own (no orphan).
@@ -25,7 +28,7 @@ import yaml
 from ament_index_python.packages import get_package_share_directory
 from launch import LaunchDescription
 from launch.actions import (DeclareLaunchArgument, OpaqueFunction, RegisterEventHandler,
-                            SetEnvironmentVariable)
+                            SetEnvironmentVariable, UnsetEnvironmentVariable)
 from launch.event_handlers import OnProcessExit
 from launch.events import Shutdown
 from launch.substitutions import LaunchConfiguration
@@ -40,6 +43,8 @@ LOG_LEVELS = ('debug', 'info', 'warn', 'error', 'fatal')
 # Fast DDS reads its default participant profile from here: config/fastdds.xml gives shared
 # memory large enough for camera frames (docs/node.md, "deploying on a vehicle").
 FASTDDS_PROFILES_ENV = 'FASTDDS_DEFAULT_PROFILES_FILE'
+# BISENET_FASTDDS_PROFILE=default (scripts/ros_env.sh): Fast DDS's own defaults.
+PROFILE_CHOICE_ENV = 'BISENET_FASTDDS_PROFILE'
 
 # name -> (default, description); '' = not given: the params file's value (or the node's default).
 ARGUMENTS = {
@@ -188,7 +193,11 @@ def generate_launch_description() -> LaunchDescription:
                for name, (default, description) in ARGUMENTS.items()]
     if 'ROS_AUTOMATIC_DISCOVERY_RANGE' not in os.environ:
         actions.append(SetEnvironmentVariable('ROS_AUTOMATIC_DISCOVERY_RANGE', 'LOCALHOST'))
-    if FASTDDS_PROFILES_ENV not in os.environ:  # set, even to '': the user's choice wins
+    profile = os.environ.get(FASTDDS_PROFILES_ENV)
+    if os.environ.get(PROFILE_CHOICE_ENV) == 'default' or profile == '':
+        # Fast DDS's defaults: the variable unset, as an empty one prints an XMLPARSER error.
+        actions.append(UnsetEnvironmentVariable(FASTDDS_PROFILES_ENV))
+    elif profile is None:  # a profile the user set wins
         actions.append(SetEnvironmentVariable(FASTDDS_PROFILES_ENV,
                                               os.path.join(share, 'config', 'fastdds.xml')))
     actions += [OpaqueFunction(function=_stop_on_sigterm), OpaqueFunction(function=_node)]

@@ -79,11 +79,12 @@ def pid_alive(pid: int) -> bool:
 class Launch:
     """`ros2 launch bisenet_ros segment.launch.py ARGS` in a session of its own."""
 
-    def __init__(self, log_path: Path, *args: str):
+    def __init__(self, log_path: Path, *args: str, env: dict | None = None):
         self.log_path = log_path
         self._log = open(log_path, 'w')
         self.process = subprocess.Popen(
-            [ros2(), 'launch', 'bisenet_ros', 'segment.launch.py', *args], env=launch_env(),
+            [ros2(), 'launch', 'bisenet_ros', 'segment.launch.py', *args],
+            env={**launch_env(), **(env or {})},
             stdout=self._log, stderr=subprocess.STDOUT, start_new_session=True,
             preexec_fn=_default_signals)
 
@@ -121,8 +122,8 @@ class Launch:
 def launches(tmp_path):
     made = []
 
-    def start(*args):
-        made.append(Launch(tmp_path / f'launch{len(made)}.log', *args))
+    def start(*args, env=None):
+        made.append(Launch(tmp_path / f'launch{len(made)}.log', *args, env=env))
         return made[-1]
     yield start
     for launch in made:
@@ -224,6 +225,23 @@ def test_launch_file_runs_the_node(launches, camera, tiny_model_file, tmp_path):
     os.killpg(launch.process.pid, signal.SIGINT)
     assert launch.wait(30) == 0
     assert 'Traceback' not in launch.text()
+
+
+@pytest.mark.parametrize('choice', [
+    {'BISENET_FASTDDS_PROFILE': 'default'},  # docs/node.md's way to keep Fast DDS's defaults
+    {'FASTDDS_DEFAULT_PROFILES_FILE': ''},   # the way it named before
+])
+def test_fast_dds_defaults_reach_the_node_without_an_xmlparser_error(launches, tiny_model_file,
+                                                                     choice):
+    # An empty FASTDDS_DEFAULT_PROFILES_FILE made the node print "[XMLPARSER Error] realpath
+    # failed"; Fast DDS's defaults are the variable unset.
+    launch = launches(*_node_args(tiny_model_file), env=choice)
+    node_pid = launch.wait_ready()
+    environ = Path(f'/proc/{node_pid}/environ').read_bytes().split(b'\0')
+    assert not [v for v in environ if v.startswith(b'FASTDDS_DEFAULT_PROFILES_FILE=')]
+    os.killpg(launch.process.pid, signal.SIGINT)
+    assert launch.wait(30) == 0
+    assert 'XMLPARSER' not in launch.text() and 'realpath failed' not in launch.text()
 
 
 @pytest.mark.parametrize('argument, reason', [

@@ -1,4 +1,5 @@
 """Command lines: --help, train on a tiny drive, evaluate and export a tiny model."""
+import csv
 import json
 import subprocess
 import sys
@@ -51,6 +52,41 @@ def test_train_cli_runs_and_reports_config_errors(tmp_path, capsys):
     assert 'train.lr' in err and str(config) in err and err.count('\n') == 1
     with pytest.raises(SystemExit):
         train.main([])
+
+
+def test_a_short_try_cuts_the_presets_warmup_to_half_the_run(tmp_path, capsys):
+    # A preset's 100 warm-up steps in a 4-step try (`--iterations 20` was refused): cut to 2
+    # steps, said once, and the lr follows that schedule. By hand (base 0.04, warmup_factor
+    # 0.1, power 1): step 0 0.004, step 1 0.04 * (0.1 + 0.9 / 2) = 0.022, step 2 0.04,
+    # step 3 0.04 * (1 - 1 / 2) = 0.02.
+    config = tmp_path / 'preset.yaml'
+    config.write_text('model:\n  input_size: [96, 64]\ndata:\n  format: synthetic\n'
+                      '  crop_size: [64, 64]\n  num_workers: 0\n  synthetic:\n'
+                      '    train_seeds: [1]\n    train_frames: 4\n    val_frames: 1\n'
+                      '    test_frames: 0\n    size: [96, 64]\n'
+                      'train:\n  batch_size: 2\n  iterations: 3600\n  warmup_iters: 100\n'
+                      '  warmup_factor: 0.1\n  poly_power: 1.0\n  lr: 0.04\n'
+                      '  eval_interval: 0\n  log_interval: 1\n  threads: 1\n')
+    out = tmp_path / 'run'
+    code = train.main(['--config', str(config), '--data-root', str(tmp_path / 'data'),
+                       '--output-dir', str(out), '--iterations', '4'])
+    captured = capsys.readouterr()
+    assert code == 0, captured.err
+    assert captured.out.count('train.warmup_iters 100 does not fit a run of 4 steps: warm-up '
+                              'cut to 2 steps (half the run)') == 1
+    with open(out / 'log.csv', newline='') as f:
+        lrs = [float(row['lr']) for row in csv.DictReader(f)]
+    assert lrs == pytest.approx([0.004, 0.022, 0.04, 0.02])
+    # Before the first validation the bar has no mIoU yet: '-', not 'nan'; after it, the
+    # value val.csv recorded.
+    assert 'miou=-' in captured.err and 'nan' not in captured.err
+    with open(out / 'val.csv', newline='') as f:
+        (val,) = list(csv.DictReader(f))
+    assert f'miou={float(val["miou"]):.3f}' in captured.err.rsplit('miou=-', 1)[1]
+    # A warm-up given on the command line is the user's: still refused when it does not fit.
+    assert train.main(['--config', str(config), '--iterations', '4',
+                       '--set', 'train.warmup_iters=100']) == 2
+    assert 'train.warmup_iters' in capsys.readouterr().err
 
 
 @pytest.fixture(scope='module')
@@ -106,6 +142,25 @@ def test_evaluate_cli_scores_a_known_model(road_everywhere, tiny_drive, tmp_path
         assert results['iou'][name] == (pytest.approx(want) if want else want), name
     assert (out / 'confusion.png').stat().st_size > 0
     assert evaluate.main(['--model', str(tmp_path / 'nope.pt'), '--data', str(tiny_drive)]) == 2
+
+
+def test_evaluate_writes_under_out_by_default(road_everywhere, tiny_drive, tmp_path,
+                                              monkeypatch, capsys):
+    # Never into the model's folder: evaluating models/*.pt made models/eval_test/ in the
+    # repository (and a new folder there re-ran `make` set-up).
+    models = tmp_path / 'models'
+    models.mkdir()
+    model = models / 'road.pt'
+    model.write_bytes(road_everywhere.read_bytes())
+    monkeypatch.chdir(tmp_path)
+    code = evaluate.main(['--model', str(model), '--data', str(tiny_drive), '--format',
+                          'camvid', '--split', 'val', '--no-progress'])
+    assert code == 0, capsys.readouterr().err
+    out = tmp_path / 'out' / 'eval' / 'models' / 'road_val'
+    assert json.loads((out / 'results.json').read_text())['images'] == 2
+    assert (out / 'confusion.png').is_file()
+    assert sorted(p.name for p in models.iterdir()) == ['road.pt']
+    assert 'wrote out/eval/models/road_val/results.json' in capsys.readouterr().out
 
 
 def test_evaluate_renders_synthetic_drives_on_first_use(tiny_model_file, tmp_path, capsys):

@@ -85,10 +85,20 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
                              'the backend can use one)')
     parser.add_argument('--max-images', type=int, default=0, help='score only the first N')
     parser.add_argument('--out', type=Path,
-                        help='folder for results.json and confusion.png (default: next to '
-                             'the model, eval_<split>/)')
+                        help='folder for results.json and confusion.png (default: '
+                             'out/eval/<model folder>/<model name>_<split>/, e.g. '
+                             'out/eval/models/bisenet_xception39_synthetic_test/)')
     parser.add_argument('--no-progress', action='store_true', help='no progress bar')
     return parser.parse_args(argv)
+
+
+def default_out(model: Path, split: str) -> Path:
+    """out/eval/<model folder>/<model name>_<split>: never inside models/ or a run's folder.
+
+    The model's folder keeps two runs' best_model.pt apart.
+    """
+    folder = model.resolve().parent.name or 'model'
+    return Path('out') / 'eval' / folder / f'{model.stem}_{split}'
 
 
 PRESETS = Path(__file__).resolve().parents[1] / 'config' / 'train'
@@ -186,7 +196,7 @@ def main(argv: list[str] | None = None) -> int:
     print(f'{"mIoU":<{width}}  {miou:.4f}\n{"pixel acc":<{width}}  {accuracy:.4f}')
     print(f'(protocol {args.protocol}, {RESOLUTIONS[args.protocol]})')
 
-    out = args.out or args.model.parent / f'eval_{args.split}'
+    out = args.out or default_out(args.model, args.split)
     out.mkdir(parents=True, exist_ok=True)
     results = {'model': str(args.model), 'data': str(args.data), 'format': data_format,
                'split': args.split, 'images': count, 'backend': args.backend,

@@ -44,7 +44,7 @@ from bisenet_core.train.loss import OhemCrossEntropy, bisenet_loss
 from bisenet_core.train.optim import build_optimizer
 from bisenet_core.train.runtime import (Runtime, all_reduce_sum, setup_runtime,
                                         teardown_runtime)
-from bisenet_core.train.schedule import warmup_poly_factor, warmup_poly_scheduler
+from bisenet_core.train.schedule import fit_warmup, warmup_poly_factor, warmup_poly_scheduler
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
@@ -297,6 +297,7 @@ def train(config: RunConfig, runtime: Runtime, resume: dict | None = None,
     started = time.perf_counter()
     train_time, logged_steps = 0.0, 0
     last_miou = float('nan')
+    shown = {'loss': '-', 'lr': '-', 'img_s': '-', 'miou': '-'}  # the bar: '-' until known
     with StopFlag() as stop:
         try:
             while step < t.iterations:
@@ -345,8 +346,9 @@ def train(config: RunConfig, runtime: Runtime, resume: dict | None = None,
                 if step % t.log_interval == 0 or step == t.iterations:
                     images_per_s = t.batch_size * logged_steps / max(1e-9, train_time)
                     train_time, logged_steps = 0.0, 0
-                    bar.set_postfix(loss=f'{parts_sum["loss"]:.3f}', lr=f'{lr:.2e}',
-                                    img_s=f'{images_per_s:.1f}', miou=f'{last_miou:.3f}')
+                    shown.update(loss=f'{parts_sum["loss"]:.3f}', lr=f'{lr:.2e}',
+                                 img_s=f'{images_per_s:.1f}')
+                    bar.set_postfix(shown)
                     row = {'step': step, 'lr': lr, 'images_per_s': round(images_per_s, 2),
                            'elapsed_s': round(time.perf_counter() - started, 1),
                            **{k: round(v, 5) for k, v in parts_sum.items()}}
@@ -362,6 +364,8 @@ def train(config: RunConfig, runtime: Runtime, resume: dict | None = None,
                 if (t.eval_interval and step % t.eval_interval == 0) or step == t.iterations:
                     confusion = validate(model, val_set, spec, config, runtime, progress)
                     last_miou = float(confusion.miou())
+                    shown['miou'] = f'{last_miou:.3f}'
+                    bar.set_postfix(shown)
                     iou = confusion.iou()
                     val_log.write({'step': step, 'miou': round(last_miou, 5),
                                    'pixel_accuracy': round(float(confusion.pixel_accuracy()), 5),
@@ -421,6 +425,32 @@ def _tensorboard(out: Path):
     return SummaryWriter(str(out / 'tensorboard'))
 
 
+def fit_warmup_to_run(path: Path | None, overrides: list[str],
+                      base: dict | None = None) -> list[str]:
+    """`overrides` plus a shorter warm-up when they shorten the run below the config's.
+
+    `--iterations 20` with a preset's 100 warm-up steps would be refused; the warm-up is cut
+    to half the run instead, with a line saying so. A warm-up given on the command line is
+    left as given (an error names it if it does not fit).
+    """
+    keys = [item.partition('=')[0].strip() for item in overrides]
+    if 'train.iterations' not in keys or 'train.warmup_iters' in keys:
+        return overrides
+    others = [item for item, key in zip(overrides, keys) if key != 'train.iterations']
+    try:
+        configured = load_config(path, others, base=base).train.warmup_iters
+        iterations = load_config(path, [*overrides, 'train.warmup_iters=0'],
+                                 base=base).train.iterations
+    except ConfigError:
+        return overrides  # the load that follows reports it
+    warmup = fit_warmup(configured, iterations)
+    if warmup == configured:
+        return overrides
+    print(f'train.warmup_iters {configured} does not fit a run of {iterations} steps: warm-up '
+          f'cut to {warmup} steps (half the run)')
+    return [*overrides, f'train.warmup_iters={warmup}']
+
+
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
     resume = None
@@ -428,10 +458,10 @@ def main(argv: list[str] | None = None) -> int:
         if args.resume is not None:
             resume = load_checkpoint(args.resume)
             base = config_from_dict(resume['config'])
-            config = load_config(None, args.overrides, base=base.to_dict()) if args.overrides \
-                else base
+            overrides = fit_warmup_to_run(None, args.overrides, base.to_dict())
+            config = load_config(None, overrides, base=base.to_dict()) if overrides else base
         else:
-            config = load_config(args.config, args.overrides)
+            config = load_config(args.config, fit_warmup_to_run(args.config, args.overrides))
     except (ConfigError, RuntimeError) as exc:
         print(f'error: {exc}', file=sys.stderr)
         return 2

@@ -131,7 +131,8 @@ class TrainConfig:
         iterations: optimiser steps.
         lr: base learning rate (paper: 2.5e-2).
         momentum, weight_decay: SGD (paper: 0.9, 1e-4; no decay on BatchNorm and biases).
-        warmup_iters: linear warm-up steps before the poly decay.
+        warmup_iters: linear warm-up steps before the poly decay, fewer than `iterations`
+            (`training.train --iterations N` cuts a longer one to half the run, and says so).
         warmup_factor: lr fraction at step 0 of the warm-up.
         poly_power: lr = base * (1 - t)^power (paper: 0.9).
         head_lr_multiplier: lr multiplier for the parts in head_lr_parts (TorchSeg: 10).
