@@ -71,6 +71,9 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument('--workers', type=_positive_int, default=1, metavar='N',
                         help='processes on this machine, each evaluating a share of the drives '
                              '(default: 1); under torchrun use --nproc_per_node instead')
+    parser.add_argument('--threads', type=_positive_int, default=None, metavar='N',
+                        help='CPU threads per process (default: the usable cores divided by '
+                             'the processes on this machine)')
     parser.add_argument('--live', action='store_true',
                         help='replay each bag through a launched segment_node as `replay` does '
                              '(latency, drops); default: offline, the Segmenter without ROS')
@@ -99,7 +102,7 @@ def settings_from(args: argparse.Namespace) -> EvalSettings:
         image_topic=args.image_topic, label_topic=args.label_topic,
         max_frames=args.max_frames, rate=args.rate, start_timeout=args.start_timeout,
         regression_points=args.regression, bootstrap=args.bootstrap, seed=args.seed,
-        progress=not args.no_progress)
+        threads=args.threads, progress=not args.no_progress)
 
 
 def run_rank(world: World, paths: Sequence[Path], settings: EvalSettings) -> dict | None:

@@ -57,6 +57,7 @@ class EvalSettings:
     regression_points: float = 1.0
     bootstrap: int = 2000
     seed: int = 0
+    threads: int | None = None          # CPU threads per rank; None = the cores split
     progress: bool = True
 
     def mask_settings(self) -> dict:

@@ -29,7 +29,8 @@ EXIT_PASSED, EXIT_FAILED, EXIT_ERROR = 0, 1, 2
 
 def model_runners(settings: EvalSettings, world: World) -> list[ModelRunner]:
     """The candidate (and the baseline): same classes, or the comparison means nothing."""
-    threads, device = rank_threads(world), rank_device(settings.device, world)
+    threads = settings.threads or rank_threads(world)
+    device = rank_device(settings.device, world)
     runners = [ModelRunner(settings.model, settings, threads, device)]
     if settings.baseline is not None:
         baseline = ModelRunner(settings.baseline, settings, threads, device)
