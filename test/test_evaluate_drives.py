@@ -217,3 +217,21 @@ def test_corrupt_bag_is_that_drives_error(corpus, model, tmp_path):
     np.testing.assert_array_equal(np.asarray(summary['aggregate']['confusion']), total)
     assert _junit(tmp_path / 'out')['broken'].find('error') is not None
     assert 'broken | error:' in (tmp_path / 'out' / 'report.md').read_text()
+
+
+def test_offline_run_needs_no_ros(corpus, model, tmp_path):
+    """The offline evaluation, corpus conversion and report never import rclpy."""
+    script = ('import sys\n'
+              'from bisenet_ros import corpora, evaluate_drives\n'
+              f'code = evaluate_drives.main([{str(corpus)!r}, "--model", {str(model)!r}, '
+              f'"--out", {str(tmp_path / "out")!r}, "--backend", "torch", "--threads", "1", '
+              '"--no-progress", "--max-frames", "1", "--width", "64", "--height", "64"])\n'
+              'assert code == 0, code\n'
+              'ros = sorted(m for m in sys.modules if m.split(".")[0] in '
+              '("rclpy", "launch", "launch_ros", "sensor_msgs"))\n'
+              'assert not ros, ros\n')
+    proc = subprocess.run([sys.executable, '-c', script], cwd=ROOT, capture_output=True,
+                          text=True, timeout=300)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    assert json.loads((tmp_path / 'out' / 'summary.json').read_text())[
+        'aggregate']['frames'] == len(FRAMES)
