@@ -27,7 +27,8 @@ from bisenet_ros.fleet.distributed import (RankError, World, join, leave, spawn,
 from bisenet_ros.fleet.drives import DriveError, EvalSettings, find_drives
 from bisenet_ros.fleet.report import VERDICTS, write_outputs
 from bisenet_ros.fleet.run import EXIT_ERROR, evaluate_fleet, model_runners
-from bisenet_ros.replay import ReplayError, _positive_int, _size, add_node_options
+from bisenet_ros.replay import _positive_int, _size, add_node_options
+from bisenet_ros.replay_options import ReplayError
 from bisenet_ros.paths import default_model_path
 
 ERRORS = (DriveError, CriteriaError, ReplayError, BagError, ModelFileError, RankError,

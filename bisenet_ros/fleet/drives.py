@@ -21,14 +21,19 @@ from tqdm import tqdm
 
 from bisenet_core.atomic import atomic_write_bytes
 from bisenet_core.metrics import ConfusionMatrix
+from bisenet_core.model_source import read_spec
 from bisenet_core.spec import ModelSpec
 from bisenet_ros.bags import BagFrame, read_frames
-from bisenet_ros.replay import _score, read_spec
+from bisenet_ros.replay_live import replay_parameters, run_live
+from bisenet_ros.replay_offline import run_offline, score
+from bisenet_ros.replay_options import ReplayOptions
 from bisenet_ros.report import latency_stats
 
 CACHE_DIR = 'cache'
 CACHE_VERSION = 1
 BAG_MARKER = 'metadata.yaml'
+# Frames segmented per offline call: bounds the predictions held in memory at once.
+CHUNK_FRAMES = 32
 
 
 class DriveError(RuntimeError):
@@ -182,33 +187,34 @@ def read_drive(bag: Path, settings: EvalSettings) -> list[BagFrame]:
 
 
 def score_offline(frames: Sequence[BagFrame], runner: ModelRunner, bar=None) -> dict:
-    """Segment and score every frame (streamed: one prediction in memory at a time)."""
+    """The replay's offline run over the frames, in chunks; confusions added up."""
     spec = runner.spec
     confusion = ConfusionMatrix(spec.num_classes, spec.ignore_index)
     scored = 0
-    for frame in frames:
-        labels = runner.segmenter.segment(frame.image).labels
-        part, count = _score([frame], {frame.index: labels}, spec)
-        confusion.merge(part)
-        scored += count
+    for start in range(0, len(frames), CHUNK_FRAMES):
+        chunk = frames[start:start + CHUNK_FRAMES]
+        result = run_offline(chunk, runner.segmenter, progress=False).scores[
+            runner.settings.upsample]
+        confusion.merge(result.confusion)
+        scored += result.frames_scored
         if bar is not None:
-            bar.update(1)
+            bar.update(len(chunk))
     return _record(confusion, scored, len(frames), spec)
 
 
-def score_live(frames: Sequence[BagFrame], runner: ModelRunner, log_dir: Path) -> dict:
+def score_live(bag: Path, frames: Sequence[BagFrame], runner: ModelRunner,
+               log_dir: Path) -> dict:
     """Replay the frames through a launched segment_node (the replay's live run) and score."""
-    from bisenet_ros import replay  # rclpy behind it: only in live mode
-
     s = runner.settings
-    live = replay.run_live(frames, runner.path, log_dir, s.rate, None, s.backend, s.device,
-                           s.precision, s.input_size, start_timeout=s.start_timeout,
-                           progress=s.progress, params=replay._replay_parameters(s.upsample))
+    options = ReplayOptions(bag=bag, model=runner.path, mode='live', rate=s.rate, out=log_dir,
+                            backend=s.backend, device=s.device, precision=s.precision,
+                            input_size=s.input_size, start_timeout=s.start_timeout,
+                            progress=s.progress, upsample=s.upsample)
+    live = run_live(frames, runner.path, options, params=replay_parameters(s.upsample))
     masks = {index: live.received[position][2] for index, position in live.match.matched}
-    confusion, scored = _score(frames, masks, runner.spec)
-    latencies = [(live.received[position][1] - live.publish_s[index]) * 1e3
-                 for index, position in live.match.matched]
-    record = _record(confusion, scored, len(frames), runner.spec)
+    result = score(frames, masks, runner.spec)
+    latencies = live.timings()['latency_ms']
+    record = _record(result.confusion, result.frames_scored, len(frames), runner.spec)
     record.update(frames_sent=len(live.publish_s), frames_received=live.match.num_matched,
                   dropped_frames=len(live.match.dropped), latencies_ms=latencies,
                   latency_ms=latency_stats(latencies))
@@ -264,7 +270,7 @@ def evaluate_drive(bag: Path, name: str, runners: Sequence[ModelRunner],
         for i in missing:
             start = time.perf_counter()
             if settings.live:
-                record = score_live(frames, runners[i],
+                record = score_live(bag, frames, runners[i],
                                     settings.out / 'live' / name.replace('/', '__'))
             else:
                 record = score_offline(frames, runners[i], bar)
