@@ -116,7 +116,7 @@ def test_passing_criteria_exit_0_with_every_output(passing):
     assert not any(c.find('failure') is not None or c.find('error') is not None
                    for c in cases.values())
     assert cases['live.latency_p99_ms'].find('skipped') is not None
-    for plot in ('drives.png', 'iou.png', 'confusion.png'):
+    for plot in ('drives.png', 'iou.png'):
         assert (out / plot).stat().st_size > 1000
     # The per-drive table of report.md lists the drives worst first.
     report = (out / 'report.md').read_text()

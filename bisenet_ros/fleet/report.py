@@ -3,8 +3,8 @@
     summary.json     every number (format in docs/replay.md, "Evaluating a model release")
     report.md        verdict, criteria, per-drive table (worst first), per-class IoU, A/B
     junit.xml        one test case per drive and per criterion
-    drives.png       per-drive mIoU, worst first        iou.png / confusion.png  aggregate
-    ab_drives.png    per-drive mIoU difference (A/B)    ab_bootstrap.png         the CI
+    drives.png       per-drive mIoU, worst first        iou.png      aggregate per-class IoU
+    ab_drives.png    per-drive mIoU difference (A/B)    ab_bootstrap.png   the CI (A/B)
 """
 from __future__ import annotations
 
@@ -16,7 +16,6 @@ from typing import Sequence
 import numpy as np
 
 from bisenet_core.atomic import atomic_write, atomic_write_bytes
-from bisenet_core.metrics import ConfusionMatrix
 from bisenet_ros.fleet.junit import write_junit
 
 VERDICTS = {0: 'PASSED', 1: 'FAILED', 2: 'ERROR (some drives could not be evaluated)'}
@@ -69,6 +68,29 @@ def plot_drives(path: Path, drives: Sequence[dict], aggregate_miou: float | None
     return _save(fig, path)
 
 
+def plot_class_iou(path: Path, summary: dict) -> Path:
+    """Aggregate IoU per class, the baseline's beside it in an A/B run."""
+    names = summary['class_names']
+    runs = [('candidate' if summary.get('baseline') else 'model', summary['aggregate'])]
+    if summary.get('baseline'):
+        runs.append(('baseline', summary['baseline']['aggregate']))
+    fig, ax = _figure((8, 1.5 + 0.3 * len(names) * len(runs)))
+    height = 0.8 / len(runs)
+    for k, (label, aggregate) in enumerate(runs):
+        values = [aggregate['per_class_iou'][n] for n in names]
+        y = np.arange(len(names)) + k * height
+        ax.barh(y, [100 * (v or 0.0) for v in values], height, label=label)
+        for row, value in zip(y, values):
+            ax.text((0 if value is None else 100 * value) + 0.5, row,
+                    'n/a' if value is None else f'{100 * value:.1f}', va='center', fontsize=6)
+    ax.set_yticks(np.arange(len(names)) + 0.4 - height / 2, names, fontsize=8)
+    ax.invert_yaxis()
+    ax.set_xlim(0, 105)
+    ax.set_xlabel('IoU over all drives (%)')
+    ax.legend(loc='lower right')
+    return _save(fig, path)
+
+
 def plot_ab(path_drives: Path, path_bootstrap: Path, summary: dict,
             diffs: np.ndarray | None) -> list[Path]:
     ab = summary['ab']
@@ -85,7 +107,7 @@ def plot_ab(path_drives: Path, path_bootstrap: Path, summary: dict,
     ax.axvline(-ab['regression_points'], color='tab:red', linestyle=':',
                label=f'regression -{ab["regression_points"]:g} points')
     ax.set_xlabel('mIoU difference, candidate - baseline (points)')
-    ax.legend(loc='lower right')
+    ax.legend(loc='best')
     paths = [_save(fig, path_drives)]
     if diffs is not None and len(diffs):
         boot = ab['bootstrap']
@@ -170,9 +192,8 @@ def render_markdown(summary: dict, plots: dict[str, str]) -> str:
             entry = ab['per_class'][name]
             row += f' {_f(entry["baseline"])} | {_points(entry["diff"])} |'
         lines.append(row)
-    titles = {'drives': 'Per-drive mIoU', 'iou': 'Per-class IoU', 'confusion':
-              'Confusion matrix', 'ab_drives': 'A/B per drive', 'ab_bootstrap':
-              'A/B bootstrap'}
+    titles = {'drives': 'Per-drive mIoU', 'iou': 'Per-class IoU', 'ab_drives': 'A/B per drive',
+              'ab_bootstrap': 'A/B bootstrap'}
     lines += ['', '## Plots', '']
     for key, title in titles.items():
         if key in plots:
@@ -204,15 +225,11 @@ def write_outputs(out: Path, summary: dict) -> dict[str, Path]:
     """Write everything into `out`; return {name: path}."""
     out.mkdir(parents=True, exist_ok=True)
     diffs = summary.pop('_bootstrap_diffs', None)
-    class_names = summary['class_names']
     plots: dict[str, str] = {}
     if summary['aggregate']['drives_evaluated']:
         plot_drives(out / 'drives.png', summary['drives'], summary['aggregate']['miou'])
-        confusion = ConfusionMatrix(len(class_names))
-        confusion.matrix[...] = np.asarray(summary['aggregate']['confusion'], np.int64)
-        confusion.plot_iou_bars(out / 'iou.png', class_names)
-        confusion.plot_confusion(out / 'confusion.png', class_names)
-        plots.update(drives='drives.png', iou='iou.png', confusion='confusion.png')
+        plot_class_iou(out / 'iou.png', summary)
+        plots.update(drives='drives.png', iou='iou.png')
         if summary.get('ab') and summary['ab']['drives_compared']:
             made = plot_ab(out / 'ab_drives.png', out / 'ab_bootstrap.png', summary, diffs)
             plots.update({p.stem: p.name for p in made})
