@@ -57,7 +57,10 @@ def plan(paths: Sequence[str | os.PathLike], settings: EvalSettings,
             done, size = False, 0  # evaluate_drive reports what is wrong with it
         cached += done
         costs.append(1.0 if done else 1.0 + size)
-    return {'drives': [(str(b), drive_name(b, paths)) for b in bags], 'cached': cached,
+    names = [drive_name(b, paths) for b in bags]
+    # Two bags of one name (given one by one from different folders): their full paths.
+    names = [str(b) if names.count(n) > 1 else n for b, n in zip(bags, names)]
+    return {'drives': list(zip(map(str, bags), names)), 'cached': cached,
             'shares': share_out(costs, ranks)}
 
 
