@@ -15,8 +15,11 @@ CONFIDENCE = 0.95
 
 
 def miou_of_matrices(matrices: np.ndarray) -> np.ndarray:
-    """mIoU of each of a stack of confusion matrices (..., K, K): classes with no pixels in
-    ground truth or prediction are left out, as in ConfusionMatrix.miou."""
+    """The mIoU of each of a stack of confusion matrices (..., K, K).
+
+    Classes with no pixels in ground truth or prediction are left out, as in
+    ConfusionMatrix.miou.
+    """
     m = np.asarray(matrices, np.float64)
     tp = np.diagonal(m, axis1=-2, axis2=-1)
     union = m.sum(-1) + m.sum(-2) - tp

@@ -5,6 +5,8 @@
     junit.xml        one test case per drive and per criterion
     drives.png       per-drive mIoU, worst first        iou.png      aggregate per-class IoU
     ab_drives.png    per-drive mIoU difference (A/B)    ab_bootstrap.png   the CI (A/B)
+
+Everything is written atomically, so a reader never sees half a file.
 """
 from __future__ import annotations
 
