@@ -8,8 +8,9 @@ ranks, not one big network), writes them as bags, then runs `python -m
 bisenet_ros.evaluate_drives` on the corpus as a user would (a fresh process and output
 folder per run, no cache): with --workers 1, with --workers N, and under `torchrun
 --standalone --nproc_per_node N`, interleaved when repeated. Prints wall time (process start
-to exit) and frames/s per run, checks the three summed confusion matrices are identical, and
-the machine and its load (a shared machine's load moves these numbers).
+to exit), frames/s and the busiest rank's time evaluating drives (the wall time less process
+start-up, model loading and waiting) per run, checks the three summed confusion matrices are
+identical, and prints the machine and its load (a shared machine's load moves these numbers).
 """
 from __future__ import annotations
 
@@ -61,6 +62,14 @@ def timed_run(command: list[str]) -> float:
     return seconds
 
 
+def busiest_rank_seconds(summary: dict) -> float:
+    """Time the busiest rank spent evaluating drives (wall time less start-up and waiting)."""
+    per_rank: dict[int, float] = {}
+    for drive in summary['drives']:
+        per_rank[drive['rank']] = per_rank.get(drive['rank'], 0.0) + drive['seconds']
+    return max(per_rank.values())
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog='python -m bench.bench_drives', description=__doc__,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
@@ -84,6 +93,7 @@ def main(argv: list[str] | None = None) -> int:
         runs = (('1 process', 'one'), (f'{args.ranks} workers', 'workers'),
                 (f'torchrun, {args.ranks} ranks', 'torchrun'))
         times: dict[str, list[float]] = {label: [] for label, _ in runs}
+        evaluation: dict[str, list[float]] = {label: [] for label, _ in runs}
         confusions = {}
         for repeat in range(args.repeats):
             for label, how in runs:
@@ -92,18 +102,22 @@ def main(argv: list[str] | None = None) -> int:
                                                                args)))
                 summary = json.loads((out / 'summary.json').read_text())
                 confusions[label] = np.asarray(summary['aggregate']['confusion'])
-                print(f'  {label}: {times[label][-1]:.1f} s', flush=True)
+                busy = busiest_rank_seconds(summary)
+                evaluation[label].append(busy)
+                print(f'  {label}: {times[label][-1]:.1f} s, busiest rank evaluating '
+                      f'{busy:.1f} s', flush=True)
     frames = args.drives * args.frames
     same = all(np.array_equal(c, confusions[runs[0][0]]) for c in confusions.values())
     print(f'\n{args.drives} drives x {args.frames} frames ({frames} frames, '
           f'{args.size[0]}x{args.size[1]}, network {args.net[0]}x{args.net[1]}), backend '
           f'{args.backend}, {args.repeats} run(s) each, wall time from process start to exit')
-    print('| run | wall time (s) | frames/s | vs 1 process |')
-    print('| --- | ---: | ---: | ---: |')
+    print('| run | wall time (s) | frames/s | vs 1 process | busiest rank evaluating (s) |')
+    print('| --- | ---: | ---: | ---: | ---: |')
     base = min(times[runs[0][0]])
     for label, _ in runs:
         best = min(times[label])
-        print(f'| {label} | {best:.1f} | {frames / best:.1f} | {base / best:.2f}x |')
+        print(f'| {label} | {best:.1f} | {frames / best:.1f} | {base / best:.2f}x | '
+              f'{min(evaluation[label]):.1f} |')
     print(f'summed confusion matrices identical: {same}')
     print(machine_info())
     return 0 if same else 1

@@ -234,3 +234,16 @@ def test_offline_run_needs_no_ros(corpus, model, tmp_path):
     assert proc.returncode == 0, proc.stderr[-3000:]
     assert json.loads((tmp_path / 'out' / 'summary.json').read_text())[
         'aggregate']['frames'] == len(FRAMES)
+
+
+def test_ros2_run_launcher_and_bad_arguments(corpus, tmp_path, capsys):
+    proc = subprocess.run(['sh', str(ROOT / 'scripts' / 'lib' / 'evaluate_drives'), '--help'],
+                          cwd=ROOT, capture_output=True, text=True, timeout=120)
+    assert proc.returncode == 0 and '--criteria' in proc.stdout and 'torchrun' in proc.stdout
+    bad = tmp_path / 'criteria.yaml'
+    bad.write_text('per_class_iou: {Road: 0.9}\n')
+    code, _ = run([corpus], SHIPPED, tmp_path / 'out', '--criteria', bad)
+    assert code == 2 and "no class 'Road'" in capsys.readouterr().err
+    assert not (tmp_path / 'out').exists()          # refused before any work
+    code, _ = run([tmp_path / 'nowhere'], SHIPPED, tmp_path / 'out')
+    assert code == 2 and 'not found' in capsys.readouterr().err

@@ -26,4 +26,4 @@ def test_live_run_scores_as_offline_and_checks_latency(corpus, model, tmp_path):
     verdicts = {c['name']: (c['passed'], c['value']) for c in live['criteria']}
     assert verdicts['live.dropped_frames'] == (True, 0)
     assert verdicts['live.latency_p99_ms'] == (True, latency['p99'])
-    assert (tmp_path / 'live' / 'live' / 'a' / 'node.log').is_file()
+    assert (tmp_path / 'live' / 'live' / 'a' / 'model' / 'node.log').is_file()

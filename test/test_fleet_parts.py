@@ -102,3 +102,18 @@ def test_find_drives(tmp_path):
         find_drives([tmp_path / 'empty'])
     with pytest.raises(DriveError, match='not found'):
         find_drives([tmp_path / 'missing'])
+
+
+def test_shipped_criteria_example_reads_with_the_shipped_model():
+    from bisenet_core.model_source import read_spec
+    from bisenet_ros.fleet.criteria import load_criteria
+    from bisenet_ros.paths import REPO_ROOT, default_model_path
+
+    spec = read_spec(default_model_path())
+    criteria = load_criteria(REPO_ROOT / 'config' / 'criteria' / 'release.yaml',
+                             spec.class_names)
+    assert {c.name for c in criteria} == {
+        'aggregate.miou', 'aggregate.pixel_accuracy', 'per_class_iou.road',
+        'per_class_iou.car', 'per_class_iou.pedestrian', 'per_drive.miou',
+        'live.latency_p99_ms', 'live.dropped_frames', 'ab.max_drive_regression_points',
+        'ab.aggregate_not_worse'}

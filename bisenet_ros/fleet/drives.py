@@ -16,7 +16,6 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Sequence
 
-import numpy as np
 from tqdm import tqdm
 
 from bisenet_core.atomic import atomic_write_bytes
@@ -34,6 +33,7 @@ CACHE_VERSION = 1
 BAG_MARKER = 'metadata.yaml'
 # Frames segmented per offline call: bounds the predictions held in memory at once.
 CHUNK_FRAMES = 32
+LIVE_LOGS = ('model', 'baseline')     # node log folders of a drive's live runs
 
 
 class DriveError(RuntimeError):
@@ -237,12 +237,6 @@ def summarize(confusion: ConfusionMatrix, spec: ModelSpec) -> dict:
             'confusion': confusion.matrix.tolist()}
 
 
-def confusion_of(record: dict, spec: ModelSpec) -> ConfusionMatrix:
-    confusion = ConfusionMatrix(spec.num_classes, spec.ignore_index)
-    confusion.matrix[...] = np.asarray(record['confusion'], np.int64)
-    return confusion
-
-
 def evaluate_drive(bag: Path, name: str, runners: Sequence[ModelRunner],
                    settings: EvalSettings, bar_position: int = 1) -> list[dict]:
     """Results of each model on one drive, from the cache where there, else evaluated.
@@ -265,20 +259,20 @@ def evaluate_drive(bag: Path, name: str, runners: Sequence[ModelRunner],
         return records
     try:
         frames = read_drive(bag, settings)
-        bar = tqdm(total=len(frames) * len(missing), desc=name, unit='frame', leave=False,
-                   position=bar_position, disable=not settings.progress or settings.live)
-        for i in missing:
-            start = time.perf_counter()
-            if settings.live:
-                record = score_live(bag, frames, runners[i],
-                                    settings.out / 'live' / name.replace('/', '__'))
-            else:
-                record = score_offline(frames, runners[i], bar)
-            record.update(seconds=time.perf_counter() - start, model_sha256=runners[i].sha256,
-                          fingerprint=fingerprint)
-            store_cached(paths[i], record)
-            records[i] = {**record, **base, 'cached': False}
-        bar.close()
+        with tqdm(total=len(frames) * len(missing), desc=name, unit='frame', leave=False,
+                  position=bar_position, disable=not settings.progress or settings.live) as bar:
+            for i in missing:
+                start = time.perf_counter()
+                if settings.live:
+                    # <out>/live/<drive>/{model,baseline}/node.log
+                    logs = settings.out / 'live' / name.replace('/', '__') / LIVE_LOGS[i]
+                    record = score_live(bag, frames, runners[i], logs)
+                else:
+                    record = score_offline(frames, runners[i], bar)
+                record.update(seconds=time.perf_counter() - start,
+                              model_sha256=runners[i].sha256, fingerprint=fingerprint)
+                store_cached(paths[i], record)
+                records[i] = {**record, **base, 'cached': False}
     except Exception as exc:  # noqa: BLE001 - any failure is this drive's error, not the run's
         message = f'{type(exc).__name__}: {exc}'.splitlines()[0]
         return [{**base, 'error': message} for _ in runners]

@@ -90,7 +90,10 @@ def evaluate_fleet(world: World, paths: Sequence[str | os.PathLike],
                disable=not (settings.progress and world.is_main))
     for index in bar:
         bag, name = drives[index]
-        records.append((index, evaluate_drive(Path(bag), name, runners, settings)))
+        per_model = evaluate_drive(Path(bag), name, runners, settings)
+        for record in per_model:
+            record['rank'] = world.rank
+        records.append((index, per_model))
     bar.close()
 
     k = runners[0].spec.num_classes
