@@ -418,7 +418,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = parser.parse_args(argv)
     try:
         if args.command == 'convert' and args.drive is None:
-            from bisenet_ros.corpora import convert_corpus  # corpora imports this module
+            # Lazy: corpora reads through the dataset loaders (torch) and imports this module.
+            from bisenet_ros.corpora import convert_corpus
 
             corpus = 'camvid' if args.camvid is not None else 'cityscapes'
             for path in convert_corpus(corpus, args.camvid or args.cityscapes, args.out,

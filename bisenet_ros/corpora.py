@@ -17,6 +17,7 @@ mono8 train ids (255 = void) on /camera/labels with the same stamps.
 from __future__ import annotations
 
 import re
+import shutil
 from pathlib import Path
 from typing import Callable, Sequence
 
@@ -51,23 +52,43 @@ def write_bag(out: Path, frames: Sequence[FrameRef], storage: str = 'mcap',
         raise BagError(f'unknown compression {compressed!r}; choose one of {COMPRESSIONS}')
     store = typestore()
     out.parent.mkdir(parents=True, exist_ok=True)
+    # Written under a temporary name and renamed when complete: a failed or interrupted
+    # conversion leaves no half bag that a rerun would refuse or an evaluation would read.
+    partial = out.with_name(f'.{out.name}.partial')
+    shutil.rmtree(partial, ignore_errors=True)
     try:
-        with Writer(out, version=BAG_VERSION, storage_plugin=STORAGES[storage]) as writer:
+        with Writer(partial, version=BAG_VERSION, storage_plugin=STORAGES[storage]) as writer:
             image_conn = writer.add_connection(
                 image_topic, COMPRESSED_TYPE if compressed else IMAGE_TYPE, typestore=store)
             label_conn = writer.add_connection(label_topic, IMAGE_TYPE, typestore=store)
             for stamp_ns, dataset, index in tqdm(frames, desc=f'writing {out.name}',
                                                  unit='frame', disable=not progress):
-                rgb, label = dataset.load(index)
+                try:
+                    rgb, label = dataset.load(index)
+                except (OSError, ValueError) as exc:  # unreadable file, bad label values
+                    raise BagError(str(exc).splitlines()[0]) from None
                 image = (compressed_message(store, rgb, compressed, stamp_ns) if compressed
                          else image_message(store, rgb, 'rgb8', stamp_ns))
                 writer.write(image_conn, stamp_ns,
                              store.serialize_cdr(image, image_conn.msgtype))
                 writer.write(label_conn, stamp_ns, store.serialize_cdr(
                     image_message(store, label, 'mono8', stamp_ns), label_conn.msgtype))
+        _rename_bag(partial, out)
     except WriterError as exc:
         raise BagError(f'bag {out}: {exc}') from None
+    finally:
+        shutil.rmtree(partial, ignore_errors=True)
     return out
+
+
+def _rename_bag(partial: Path, out: Path) -> None:
+    """Move a finished bag into place; its data files keep the final bag's name."""
+    partial.rename(out)
+    for data in out.iterdir():
+        if data.name.startswith(partial.name):
+            data.rename(out / (out.name + data.name[len(partial.name):]))
+    metadata = out / 'metadata.yaml'
+    metadata.write_text(metadata.read_text().replace(partial.name, out.name))
 
 
 def _group(datasets: Sequence[SegmentationDataset], key: Callable[[Path], tuple[str, int]]

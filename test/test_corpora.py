@@ -56,6 +56,8 @@ def test_segnet_camvid_one_bag_per_sequence_stamped_at_30hz(segnet_camvid, tmp_p
                            ('0001TP_008550', 8550)],
                 '0006R0': [('0006R0_f01230', 1230)], '0016E5': [('0016E5_07959', 7959)],
                 'Seq05VD': [('Seq05VD_f00000', 0), ('Seq05VD_f00030', 30)]}
+    assert sorted(p.name for p in (tmp_path / 'bags').iterdir()) == sorted(expected)
+    assert (tmp_path / 'bags' / '0001TP' / '0001TP.mcap').is_file()
     for bag in made:
         frames = bags.read_frames(bag)
         names = expected[bag.name]
@@ -140,6 +142,13 @@ def test_command_line(segnet_camvid, tmp_path, capsys):
     assert bags.main(['convert', '--cityscapes', str(tmp_path / 'nowhere'),
                       '--out', str(tmp_path / 'cs')]) == 2
     assert 'not found' in capsys.readouterr().err
+    # A label the loader refuses (value 40 is no class id): one error line, no bag left.
+    broken = tmp_path / 'broken'
+    _write_rgb(broken / 'test' / '0001TP_000030.png', _image(0))
+    _write_ids(broken / 'testannot' / '0001TP_000030.png', np.full((H, W), 40))
+    assert bags.main(['convert', '--camvid', str(broken), '--out', str(tmp_path / 'b')]) == 2
+    assert 'label values 40' in capsys.readouterr().err
+    assert not (tmp_path / 'b').exists() or not any((tmp_path / 'b').iterdir())
     bad = tmp_path / 'bad'
     _write_rgb(bad / 'test' / 'frame_one.png', _image(0))
     _write_ids(bad / 'testannot' / 'frame_one.png', np.zeros((H, W)))

@@ -87,7 +87,8 @@ def test_shares_biggest_first_onto_the_least_loaded_rank():
 
 
 def test_find_drives(tmp_path):
-    for name in ('corpus/city/a', 'corpus/city/b', 'corpus/rural', 'other'):
+    for name in ('corpus/city/a', 'corpus/city/b', 'corpus/rural', 'other',
+                 'corpus/.c.partial'):
         (tmp_path / name).mkdir(parents=True)
         (tmp_path / name / 'metadata.yaml').write_text('rosbag2_bagfile_information: {}\n')
     (tmp_path / 'other' / 'other_0.mcap').write_bytes(b'')

@@ -93,7 +93,10 @@ def find_drives(paths: Sequence[str | os.PathLike]) -> list[Path]:
             continue
         if not path.is_dir():
             raise DriveError(f'{path}: neither a rosbag2 bag folder nor a folder of bags')
-        bags = sorted(marker.parent for marker in path.rglob(BAG_MARKER))
+        # Hidden folders (a conversion's `.name.partial`) are not drives.
+        bags = sorted(marker.parent for marker in path.rglob(BAG_MARKER)
+                      if not any(part.startswith('.')
+                                 for part in marker.parent.relative_to(path).parts))
         if not bags:
             raise DriveError(f'{path}: no rosbag2 bags (folders with {BAG_MARKER}) in it')
         found.update(dict.fromkeys(bags))
