@@ -247,3 +247,6 @@ def test_ros2_run_launcher_and_bad_arguments(corpus, tmp_path, capsys):
     assert not (tmp_path / 'out').exists()          # refused before any work
     code, _ = run([tmp_path / 'nowhere'], SHIPPED, tmp_path / 'out')
     assert code == 2 and 'not found' in capsys.readouterr().err
+    code, _ = run([corpus], SHIPPED, tmp_path / 'out', '--live', '--workers', 2)
+    assert code == 2 and 'one rank per machine' in capsys.readouterr().err
+    assert not (tmp_path / 'out').exists()
