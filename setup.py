@@ -30,6 +30,7 @@ setup(
         *share('config', 'config/*.yaml'),
         *share('config', 'config/*.xml'),
         *share('config/train', 'config/train/*.yaml'),
+        *share('config/criteria', 'config/criteria/*.yaml'),
         *share('models', 'models/*'),
         # ros2 launch / ros2 run look for executables in lib/<package>; these small
         # launchers work both in a venv (pip) and in a colcon install space.
@@ -67,6 +68,7 @@ setup(
         'console_scripts': [
             'segment_node = bisenet_ros.segment_node:main',
             'replay = bisenet_ros.replay:main',
+            'evaluate_drives = bisenet_ros.evaluate_drives:main',
         ],
     },
 )

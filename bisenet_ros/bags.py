@@ -387,15 +387,27 @@ def main(argv: Sequence[str] | None = None) -> int:
         description='Write a drive split (frames in name order + label PNGs) into a rosbag2 '
                     f'bag: images on {IMAGE_TOPIC}, mono8 ground truth on {LABEL_TOPIC}, '
                     f"identical stamps, frame_id '{FRAME_ID}'.")
-    conv.add_argument('--drive', required=True, type=Path,
-                      help='drive folder in the CamVid layout (<drive>/<split>/, '
-                           '<drive>/<split>annot/)')
-    conv.add_argument('--split', default='test', help='split to convert (default: test)')
-    conv.add_argument('--out', required=True, type=Path, help='bag folder to create')
+    source = conv.add_mutually_exclusive_group(required=True)
+    source.add_argument('--drive', type=Path,
+                        help='drive folder in the CamVid layout (<drive>/<split>/, '
+                             '<drive>/<split>annot/) -> one bag')
+    source.add_argument('--camvid', type=Path, metavar='ROOT',
+                        help='CamVid as published (SegNet\'s train/val/test + *annot, or '
+                             '701_StillsRaw_full + LabeledApproved_full) -> one bag per '
+                             'sequence in --out, stamped from the frame numbers at 30 Hz')
+    source.add_argument('--cityscapes', type=Path, metavar='ROOT',
+                        help='Cityscapes leftImg8bit + gtFine -> one bag per city in --out')
+    conv.add_argument('--split', default='test', help='--drive: split to convert (default: test)')
+    conv.add_argument('--splits', nargs='+', default=None, metavar='SPLIT',
+                      help='--camvid/--cityscapes: splits to read (default: every split '
+                           'present; Cityscapes: train and val, its test labels are void)')
+    conv.add_argument('--out', required=True, type=Path,
+                      help='bag folder to create (--camvid/--cityscapes: folder of bags)')
     conv.add_argument('--storage', choices=sorted(STORAGES), default='mcap',
                       help='rosbag2 storage plugin (default: mcap)')
-    conv.add_argument('--fps', type=float, default=10.0,
-                      help='frame rate of the stamps in Hz (default: 10)')
+    conv.add_argument('--fps', type=float, default=None,
+                      help='frame rate of the stamps in Hz (default: 10; CamVid 30, the '
+                           'video rate; Cityscapes 17)')
     conv.add_argument('--compressed', choices=COMPRESSIONS, default=None,
                       help='write sensor_msgs/CompressedImage in this format instead of '
                            'raw rgb8 Images')
@@ -405,9 +417,19 @@ def main(argv: Sequence[str] | None = None) -> int:
     info.add_argument('bag', type=Path, help='rosbag2 bag folder (MCAP or sqlite3)')
     args = parser.parse_args(argv)
     try:
-        if args.command == 'convert':
-            path = convert_drive(args.drive, args.out, args.split, args.storage, args.fps,
-                                 args.compressed, args.image_topic, args.label_topic)
+        if args.command == 'convert' and args.drive is None:
+            # Lazy: corpora reads through the dataset loaders (torch) and imports this module.
+            from bisenet_ros.corpora import convert_corpus
+
+            corpus = 'camvid' if args.camvid is not None else 'cityscapes'
+            for path in convert_corpus(corpus, args.camvid or args.cityscapes, args.out,
+                                       args.splits, args.fps, args.storage, args.compressed,
+                                       args.image_topic, args.label_topic):
+                _print_info(bag_info(path))
+        elif args.command == 'convert':
+            path = convert_drive(args.drive, args.out, args.split, args.storage,
+                                 10.0 if args.fps is None else args.fps, args.compressed,
+                                 args.image_topic, args.label_topic)
             _print_info(bag_info(path))
         else:
             _print_info(bag_info(args.bag))

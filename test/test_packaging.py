@@ -46,10 +46,12 @@ def test_wheel_installs_ament_layout(wheel):
         'share/bisenet_ros/config/segment.yaml',
         'lib/bisenet_ros/segment_node',
         'lib/bisenet_ros/replay',
+        'lib/bisenet_ros/evaluate_drives',
+        'share/bisenet_ros/config/criteria/release.yaml',
     ]
     for rel in expected:
         assert f'{data}/data/{rel}' in names, rel
-    for exe in ('segment_node', 'replay'):
+    for exe in ('segment_node', 'replay', 'evaluate_drives'):
         mode = wheel.getinfo(f'{data}/data/lib/bisenet_ros/{exe}').external_attr >> 16
         assert mode & stat.S_IXUSR, f'{exe} is not executable in the wheel'
     assert any(n.startswith('bisenet_core/') for n in names)
