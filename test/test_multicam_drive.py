@@ -1,0 +1,62 @@
+"""A drive seen by several cameras: rendered with mounting yaws, written into one bag."""
+import cv2
+import numpy as np
+import pytest
+
+from bisenet_core.data.synthetic import (CAMERA_YAWS, main, parse_cameras, render_drive,
+                                         write_cameras)
+from bisenet_ros import bags
+
+SIZES = {'front': (96, 64), 'left': (64, 48)}
+
+
+@pytest.fixture(scope='module')
+def surround(tmp_path_factory):
+    root = tmp_path_factory.mktemp('surround')
+    write_cameras(root, seed=3, num_frames=3, cameras=SIZES, progress=False)
+    return root
+
+
+def _png(path):
+    return cv2.cvtColor(cv2.imread(str(path)), cv2.COLOR_BGR2RGB)
+
+
+def test_each_camera_is_a_drive_of_its_own_at_its_size(surround):
+    for name, (width, height) in SIZES.items():
+        pairs = bags.drive_frames(surround / name, 'test')
+        assert len(pairs) == 3 and all(label is not None for _, label in pairs)
+        assert _png(pairs[0][0]).shape == (height, width, 3)
+    # The front camera is the single-camera drive; the left one looks elsewhere.
+    single = next(render_drive(3, 1, SIZES['front']))
+    front = bags.drive_frames(surround / 'front', 'test')[0]
+    assert np.array_equal(_png(front[0]), single.image)
+    turned = next(render_drive(3, 1, SIZES['front'], yaw=CAMERA_YAWS['left']))
+    assert (turned.label != single.label).mean() > 0.2
+
+
+def test_convert_writes_every_camera_with_shared_stamps(surround, tmp_path):
+    bag = bags.convert_drive(surround, tmp_path / 'bag', fps=10.0, progress=False,
+                             cameras=['front', 'left'])
+    topics = bags.bag_info(bag)['topics']
+    assert {t: e['count'] for t, e in topics.items()} == {
+        '/front/image_raw': 3, '/front/labels': 3, '/left/image_raw': 3, '/left/labels': 3}
+    stamps = {}
+    for name in SIZES:
+        frames = bags.read_frames(bag, f'/{name}/image_raw', f'/{name}/labels')
+        pairs = bags.drive_frames(surround / name, 'test')
+        for frame, (image, label) in zip(frames, pairs):
+            assert np.array_equal(frame.image, _png(image))
+            assert np.array_equal(frame.label, cv2.imread(str(label), cv2.IMREAD_GRAYSCALE))
+        stamps[name] = [f.stamp_ns for f in frames]
+    assert stamps['front'] == stamps['left'] == [bags.DEFAULT_START_NS + i * 10**8
+                                                 for i in range(3)]
+
+
+def test_camera_names_and_sizes_from_the_command_line(tmp_path, capsys):
+    assert parse_cameras('front, left:320x240', (64, 48)) == {'front': (64, 48),
+                                                               'left': (320, 240)}
+    assert main(['--out', str(tmp_path), '--cameras', 'front,rear', '--frames', '1']) == 2
+    assert 'rear' in capsys.readouterr().err and not (tmp_path / 'front').exists()
+    assert main(['--out', str(tmp_path), '--cameras', 'front:64x48,right:48x32',
+                 '--frames', '1', '--split', 'test']) == 0
+    assert _png(bags.drive_frames(tmp_path / 'right', 'test')[0][0]).shape == (32, 48, 3)
