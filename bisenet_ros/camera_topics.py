@@ -57,7 +57,7 @@ SINGLE_CAMERA = CameraTopics('', 'image', 'camera_info', '~/')
 
 
 def camera_info_beside(image_topic: str) -> str:
-    """camera_info beside the image, as image_transport pairs them (/a/image_raw -> /a/camera_info)."""
+    """camera_info beside the image, as image_transport pairs them (/a/image -> /a/camera_info)."""
     parent, slash, _ = image_topic.rpartition('/')
     return f'{parent}{slash}camera_info'
 
@@ -72,17 +72,20 @@ def camera_name_problem(name: str) -> str | None:
     return None
 
 
-def check_camera_names(cameras: Sequence[str]) -> None:
-    """Raise CameraConfigError for an empty, invalid or repeated name (one line)."""
-    listing = '[' + ', '.join(repr(c) for c in cameras) + ']'
+def check_camera_names(cameras: Sequence[str], where: str | None = None) -> None:
+    """Raise CameraConfigError for an empty, invalid or repeated name (one line).
+
+    `where` starts the message (default: "parameter cameras=[...]").
+    """
+    where = where or 'parameter cameras=[' + ', '.join(repr(c) for c in cameras) + ']'
     seen = set()
     for position, name in enumerate(cameras, start=1):
         problem = camera_name_problem(name)
         if problem:
-            raise CameraConfigError(f'parameter cameras={listing}: camera {position} '
+            raise CameraConfigError(f'{where}: camera {position} '
                                     f'({name!r}): {problem}')
         if name in seen:
-            raise CameraConfigError(f'parameter cameras={listing}: camera {name!r} is listed '
+            raise CameraConfigError(f'{where}: camera {name!r} is listed '
                                     'twice (each name gets its own topics)')
         seen.add(name)
 
@@ -128,5 +131,5 @@ def parse_camera_list(text: str) -> list[str]:
         inner = inner[1:-1]
     if not inner.strip():
         return []
-    return [part.strip().strip('\'"') for part in re.split(r'[,\s]+' if ',' not in inner
-                                                          else r',', inner)]
+    separator = r',' if ',' in inner else r'\s+'
+    return [part.strip().strip('\'"') for part in re.split(separator, inner)]

@@ -48,8 +48,8 @@ def test_convert_writes_every_camera_with_shared_stamps(surround, tmp_path):
             assert np.array_equal(frame.image, _png(image))
             assert np.array_equal(frame.label, cv2.imread(str(label), cv2.IMREAD_GRAYSCALE))
         stamps[name] = [f.stamp_ns for f in frames]
-    assert stamps['front'] == stamps['left'] == [bags.DEFAULT_START_NS + i * 10**8
-                                                 for i in range(3)]
+    expected = [bags.DEFAULT_START_NS + i * 10**8 for i in range(3)]
+    assert stamps['front'] == stamps['left'] == expected
 
 
 def test_camera_names_and_sizes_from_the_command_line(tmp_path, capsys):
