@@ -53,8 +53,8 @@ def test_convert_writes_every_camera_with_shared_stamps(surround, tmp_path):
 
 
 def test_camera_names_and_sizes_from_the_command_line(tmp_path, capsys):
-    assert parse_cameras('front, left:320x240', (64, 48)) == {'front': (64, 48),
-                                                               'left': (320, 240)}
+    expected = {'front': (64, 48), 'left': (320, 240)}
+    assert parse_cameras('front, left:320x240', (64, 48)) == expected
     assert main(['--out', str(tmp_path), '--cameras', 'front,rear', '--frames', '1']) == 2
     assert 'rear' in capsys.readouterr().err and not (tmp_path / 'front').exists()
     assert main(['--out', str(tmp_path), '--cameras', 'front:64x48,right:48x32',
