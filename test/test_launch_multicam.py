@@ -96,12 +96,12 @@ def test_four_cameras_through_ros2_launch(launches, tiny_model_file):
             assert label.header.frame_id == f'{name}_optical'   # its own camera's header
             assert image_to_numpy(label).shape == (height, width)
         deadline = time.monotonic() + 10
-        while not all(f'{NODE}: {n}' in cams.statuses() for n in names):
+        while not all(f'{NODE}: segmentation {n}' in cams.statuses() for n in names):
             assert time.monotonic() < deadline, sorted(cams.statuses())
             time.sleep(0.2)
         statuses = cams.statuses()
         for name in names:
-            values = {kv.key: kv.value for kv in statuses[f'{NODE}: {name}'].values}
+            values = {kv.key: kv.value for kv in statuses[f'{NODE}: segmentation {name}'].values}
             assert int(values['frames_out']) >= 3, (name, values)
         node_values = {kv.key: kv.value for kv in statuses[f'{NODE}: segmentation'].values}
         assert node_values['cameras'] == 'front, left, right, rear'
