@@ -36,7 +36,6 @@ import numpy as np
 import torch
 from torch import nn
 
-from bisenet_core.export import read_onnx_export_info, read_onnx_metadata, read_onnx_spec
 from bisenet_core.inference.backends import (PRECISIONS, OrtBackend, OrtFrameRunner,
                                              TorchBackend, device_index, resolve_backend,
                                              resolve_device, resolve_precision)
@@ -47,7 +46,8 @@ from bisenet_core.inference.pipeline import FramePipeline
 from bisenet_core.inference.postprocess import (OVERLAY_ALPHA, UPSAMPLE_MODES, blend_labels,
                                                 check_labels, color_outputs, confidence_map,
                                                 logits_to_labels, palette_lut)
-from bisenet_core.modelfile import ModelFileError, build_model, read_model_file
+from bisenet_core.model_source import ModelSource, read_model_source
+from bisenet_core.modelfile import build_model
 from bisenet_core.preprocess import normalize, resize_image
 from bisenet_core.spec import ModelSpec, check_input_size
 
@@ -112,10 +112,8 @@ class Segmenter:
                  input_size: tuple[int, int] | None = None, upsample: str = 'nearest',
                  threads: int | None = None, pipeline: str = 'auto', graphs: bool = True,
                  compile: bool = False, warmup: bool = True):
-        path = Path(model_path)
-        if not path.is_file():
-            raise ModelFileError(f'model file {path}: not found')
-        self._setup(path, None, None, backend, device, precision, input_size, upsample,
+        source = read_model_source(model_path)  # checks the file, reads it once
+        self._setup(source, None, None, backend, device, precision, input_size, upsample,
                     threads, pipeline, graphs, compile, warmup)
 
     @classmethod
@@ -132,7 +130,8 @@ class Segmenter:
         return self
 
     # ---------------------------------------------------------------- construction
-    def _setup(self, path: Path | None, model: nn.Module | None, spec: ModelSpec | None,
+    def _setup(self, source: ModelSource | None, model: nn.Module | None,
+               spec: ModelSpec | None,
                backend: str, device: str, precision: str,
                input_size: tuple[int, int] | None, upsample: str,
                threads: int | None, pipeline: str, graphs: bool, compile: bool,
@@ -146,12 +145,11 @@ class Segmenter:
         device = resolve_device(device, backend)
         if precision not in PRECISIONS:  # also for ONNX files, whose own precision wins below
             raise ValueError(f'precision must be one of {PRECISIONS}, got {precision!r}')
-        is_onnx = path is not None and path.suffix.lower() == '.onnx'
-        onnx_info = state = None
-        if is_onnx:
-            meta = read_onnx_metadata(path)
-            onnx_info = read_onnx_export_info(path, meta)
-            spec = read_onnx_spec(path, meta)
+        path = source.path if source is not None else None
+        onnx_info = source.onnx_info if source is not None else None
+        state = source.state if source is not None else None
+        spec = source.spec if source is not None else spec
+        if onnx_info is not None:
             if backend == 'torch':
                 raise ValueError(f'backend torch needs a .pt model file, got the ONNX file '
                                  f'{path}; use backend onnxruntime or tensorrt')
@@ -169,10 +167,8 @@ class Segmenter:
                 precision = resolve_precision(precision, device)
         else:
             precision = resolve_precision(precision, device)
-            if path is not None:
-                state, spec = read_model_file(path)
-                if backend == 'torch':
-                    model = build_model(state, spec, path)
+            if state is not None and backend == 'torch':
+                model = build_model(state, spec, path)
 
         if input_size is None:
             fixed = onnx_info.get('input_size') if onnx_info and not onnx_info['dynamic'] else None
