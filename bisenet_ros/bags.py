@@ -262,6 +262,11 @@ def _storage_name(path: Path) -> str:
     return 'unknown'
 
 
+def is_label_topic(topic: str) -> bool:
+    """Whether a topic's name marks ground truth (labels, annotations, masks, ...)."""
+    return bool(_LABEL_WORDS.search(topic))
+
+
 def image_topics(bag: str | os.PathLike) -> dict[str, str]:
     """Topic -> message type of every Image/CompressedImage topic in the bag."""
     return {topic: entry['type'] for topic, entry in bag_info(bag)['topics'].items()

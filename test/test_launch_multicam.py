@@ -17,10 +17,22 @@ from rclpy.qos import QoSProfile, ReliabilityPolicy  # noqa: E402
 from sensor_msgs.msg import Image  # noqa: E402
 
 from bisenet_ros.image_conversion import image_to_numpy, numpy_to_image  # noqa: E402
-from test_launch import START_TIMEOUT, launches  # noqa: E402,F401,I100 (test/ is on sys.path)
+from test_launch import START_TIMEOUT, Launch  # noqa: E402,I100 (test/ is on sys.path)
 
 NAMESPACE = '/multicam_test'
 NODE = f'{NAMESPACE}/segment_node'
+
+
+@pytest.fixture
+def launches(tmp_path):
+    made = []
+
+    def start(*args):
+        made.append(Launch(tmp_path / f'launch{len(made)}.log', *args))
+        return made[-1]
+    yield start
+    for launch in made:
+        launch.close()
 
 
 class Cameras:

@@ -60,3 +60,30 @@ def test_camera_names_and_sizes_from_the_command_line(tmp_path, capsys):
     assert main(['--out', str(tmp_path), '--cameras', 'front:64x48,right:48x32',
                  '--frames', '1', '--split', 'test']) == 0
     assert _png(bags.drive_frames(tmp_path / 'right', 'test')[0][0]).shape == (32, 48, 3)
+
+
+def test_offline_replay_scores_each_camera_and_all_together(surround, tmp_path,
+                                                            tiny_model_file):
+    from bisenet_ros.replay import ReplayOptions, evaluate, main
+
+    bag = bags.convert_drive(surround, tmp_path / 'bag', progress=False,
+                             cameras=['front', 'left'])
+    report = evaluate(ReplayOptions(bag, tiny_model_file, mode='offline', out=tmp_path / 'out',
+                                    image_topic=['/front/image_raw', '/left/image_raw'],
+                                    backend='torch', device='cpu', progress=False))
+    cameras = report['cameras']
+    assert list(cameras) == ['front', 'left']
+    for name, (width, height) in SIZES.items():
+        assert cameras[name]['bag']['ground_truth'] == f'topic /{name}/labels'  # beside it
+        assert cameras[name]['offline']['bilinear']['pixels'] == 3 * width * height
+        assert (tmp_path / 'out' / name / 'report.md').is_file()
+    # Synthetic labels have no void: every pixel of both cameras is scored once.
+    assert report['all_cameras']['pixels'] == 3 * (96 * 64 + 64 * 48)
+    text = (tmp_path / 'out' / 'report.md').read_text()
+    assert '| [left](left/report.md) | `/left/image_raw` | 3 |' in text
+    assert '| all cameras, offline (bilinear) |' in text
+    # Label topics are one per camera or none.
+    assert main([str(bag), '--mode', 'offline', '--out', str(tmp_path / 'o2'),
+                 '--model', str(tiny_model_file), '--backend', 'torch', '--device', 'cpu',
+                 '--no-progress', '--image-topic', '/front/image_raw', '--image-topic',
+                 '/left/image_raw', '--label-topic', '/front/labels']) == 2
