@@ -2,7 +2,7 @@
 from __future__ import annotations
 
 import math
-from typing import Mapping
+from typing import Mapping, Sequence
 
 from diagnostic_msgs.msg import DiagnosticArray, DiagnosticStatus, KeyValue
 
@@ -55,12 +55,16 @@ def format_value(value) -> str:
     return str(value)
 
 
-def build_diagnostic_array(stamp, name: str, hardware_id: str, level: int, message: str,
-                           values: Mapping[str, object]) -> DiagnosticArray:
-    """One DiagnosticStatus (the node) in a DiagnosticArray stamped `stamp`."""
+def diagnostic_status(name: str, hardware_id: str, level: int, message: str,
+                      values: Mapping[str, object]) -> DiagnosticStatus:
     status = DiagnosticStatus(level=level, name=name, message=message, hardware_id=hardware_id)
     status.values = [KeyValue(key=key, value=format_value(v)) for key, v in values.items()]
+    return status
+
+
+def build_diagnostic_array(stamp, statuses: Sequence[DiagnosticStatus]) -> DiagnosticArray:
+    """The statuses (one per camera) in a DiagnosticArray stamped `stamp`."""
     array = DiagnosticArray()
     array.header.stamp = stamp
-    array.status = [status]
+    array.status = list(statuses)
     return array

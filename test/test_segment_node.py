@@ -48,6 +48,8 @@ class Harness:
                       'qos_reliability': 'reliable', **params}.items()]
         self.node = SegmentNode(factory, context=context, namespace=self.ns,
                                 parameter_overrides=overrides)
+        self.input = self.node.cameras[0].input  # the one camera's input side and counters
+        self.stats = self.input.stats
         self.client = rclpy.create_node(f'client_{Harness.count}', context=context)
         qos = QoSProfile(depth=50, reliability=ReliabilityPolicy.RELIABLE)
         msg_type = CompressedImage if compressed else Image
@@ -145,7 +147,7 @@ def test_every_encoding_matches_offline_segmenter(harness, tiny_model_file):
         assert np.array_equal(image_to_numpy(label), expected), encoding
         assert color.encoding == 'rgb8' and color.header.frame_id == 'camera_optical'
         assert np.array_equal(image_to_numpy(color), reference.colorize(expected)), encoding
-    assert h.node.frames_out == len(ENCODINGS) and h.node.errors == 0
+    assert h.stats.frames_out == len(ENCODINGS) and h.stats.errors == 0
 
 
 def test_compressed_input_png_and_jpeg(harness, tiny_model_file):
@@ -218,12 +220,12 @@ def test_bad_input_is_survived_and_reported(harness):
     for count, msg in enumerate((empty, short, unknown, narrow), 1):
         h.publish(msg)
         # One at a time, so that none is replaced (dropped) before the worker sees it.
-        h.wait(lambda: h.node.frames_in == count and h.node.latest_frame is None,
+        h.wait(lambda: h.stats.frames_in == count and h.input.latest_frame is None,
                f'the worker to take bad frame {count}')
     before = len(h.diagnostics)
     stamp = h.publish(good)
     assert image_to_numpy(h.output_for('label', stamp)).shape == (72, 100)
-    assert h.node.errors == 4
+    assert h.stats.errors == 4
     status = _diagnostic(h, DiagnosticStatus.ERROR, 0)
     assert 'bad input' in status.message
     values = {kv.key: kv.value for kv in status.values}
@@ -237,10 +239,10 @@ def test_bad_input_is_survived_and_reported(harness):
 def test_corrupt_compressed_then_good(harness):
     h = harness(compressed=True)
     h.publish(CompressedImage(format='jpeg', data=b'\xff\xd8 definitely not a jpeg'))
-    h.wait(lambda: h.node.errors == 1, 'the corrupt frame to be refused')
+    h.wait(lambda: h.stats.errors == 1, 'the corrupt frame to be refused')
     stamp = h.publish(numpy_to_compressed(_scene(), 'png'))
     h.output_for('label', stamp)
-    assert h.node.errors == 1 and 'cannot decode' in h.node._last_error
+    assert h.stats.errors == 1 and 'cannot decode' in h.stats.last_error
 
 
 class SlowSegmenter(Segmenter):
@@ -259,13 +261,13 @@ def test_burst_drops_old_frames_and_newest_wins(harness):
         time.sleep(0.03)  # 33 Hz: faster than inference (4 Hz), slower than the executor
     h.wait(lambda: any(m.header.stamp.sec == stamps[-1] for m in h.outputs['label']),
            'the newest frame')
-    h.wait(lambda: h.node.latest_frame is None
-           and h.node.frames_out + h.node.frames_dropped == h.node.frames_in, 'settled')
+    h.wait(lambda: h.input.latest_frame is None
+           and h.stats.frames_out + h.stats.frames_dropped == h.stats.frames_in, 'settled')
     received = [m.header.stamp.sec for m in h.outputs['label']]
     # No queue: at most the frame in inference and one waiting; the rest were replaced.
-    assert h.node.frames_dropped >= len(stamps) // 2 and len(received) <= len(stamps) // 2
+    assert h.stats.frames_dropped >= len(stamps) // 2 and len(received) <= len(stamps) // 2
     assert received == sorted(received) and received[-1] == stamps[-1]
-    assert h.node.frames_out == len(received)
+    assert h.stats.frames_out == len(received)
     status = _diagnostic(h, DiagnosticStatus.WARN, 0)
     assert 'dropped' in status.message
 
@@ -507,7 +509,7 @@ def test_transient_local_input_gets_the_frame_sent_before_start(context, tiny_mo
         while not labels and time.monotonic() < deadline:
             time.sleep(0.05)
         assert [m.header.frame_id for m in labels] == ['sent before the node existed']
-        qos = node.subscription.qos_profile
+        qos = node.cameras[0].input.subscription.qos_profile
         assert qos.depth == 3 and qos.durability == DurabilityPolicy.TRANSIENT_LOCAL
     finally:
         executor.shutdown()
@@ -520,7 +522,7 @@ def test_incompatible_publisher_turns_diagnostics_warn(harness):
     h = harness(latency_budget_ms=0.0)  # the harness's node subscribes reliable
     best_effort = h.client.create_publisher(
         Image, f'{h.ns}/image', QoSProfile(depth=1, reliability=ReliabilityPolicy.BEST_EFFORT))
-    h.wait(lambda: h.node.incompatible_publishers == 1, 'the incompatible-QoS event')
+    h.wait(lambda: h.stats.incompatible_publishers == 1, 'the incompatible-QoS event')
     status = _diagnostic(h, DiagnosticStatus.WARN, 0)
     assert 'incompatible QoS' in status.message
     assert {kv.key: kv.value for kv in status.values}['incompatible_publishers'] == '1'
@@ -533,7 +535,7 @@ class LostInfo:
 
 def test_frames_lost_in_transport_turn_diagnostics_warn(harness):
     h = harness(latency_budget_ms=0.0)
-    h.node._on_message_lost(LostInfo())  # what rclpy calls on the middleware's event
+    h.input.on_message_lost(LostInfo())  # what rclpy calls on the middleware's event
     status = _diagnostic(h, DiagnosticStatus.WARN, 0)
     assert '3 frame(s) from the camera never reached the node (3 reported lost' in status.message
     assert {kv.key: kv.value for kv in status.values}['frames_lost'] == '3'
@@ -557,9 +559,9 @@ def test_oversized_frames_are_refused_before_decoding(harness, monkeypatch):
     monkeypatch.setattr(cv2, 'imdecode', lambda *a: decoded.append(1) or real_imdecode(*a))
     h = harness(compressed=True, latency_budget_ms=0.0)  # default cap: 8192 x 8192
     h.publish(_jpeg_claiming(65500, 65500))
-    h.wait(lambda: h.node.errors == 1, 'the 65500x65500 jpeg to be refused')
-    assert 'bad input' in h.node._last_error and '65500x65500' in h.node._last_error
-    assert 'max_image_pixels=67108864' in h.node._last_error
+    h.wait(lambda: h.stats.errors == 1, 'the 65500x65500 jpeg to be refused')
+    assert 'bad input' in h.stats.last_error and '65500x65500' in h.stats.last_error
+    assert 'max_image_pixels=67108864' in h.stats.last_error
     assert not decoded  # refused from the header: nothing decoded or allocated
     stamp = h.publish(numpy_to_compressed(_scene(), 'png'))
     h.output_for('label', stamp)  # and the node goes on
@@ -569,15 +571,15 @@ def test_oversized_frames_are_refused_before_decoding(harness, monkeypatch):
 def test_pixel_cap_is_a_parameter_for_png_and_raw_frames(harness):
     h = harness(compressed=True, max_image_pixels=5000, latency_budget_ms=0.0)
     h.publish(numpy_to_compressed(_scene(72, 100), 'png'))  # 7200 px
-    h.wait(lambda: h.node.errors == 1, 'the 100x72 png to be refused')
-    assert '100x72 image' in h.node._last_error
+    h.wait(lambda: h.stats.errors == 1, 'the 100x72 png to be refused')
+    assert '100x72 image' in h.stats.last_error
     stamp = h.publish(numpy_to_compressed(_scene(50, 60), 'png'))  # 3000 px
     assert image_to_numpy(h.output_for('label', stamp)).shape == (50, 60)
 
     raw = harness(max_image_pixels=5000, latency_budget_ms=0.0)
     raw.publish(numpy_to_image(_scene(72, 100), 'rgb8'))
-    raw.wait(lambda: raw.node.errors == 1, 'the 100x72 raw frame to be refused')
-    assert 'max_image_pixels=5000' in raw.node._last_error
+    raw.wait(lambda: raw.stats.errors == 1, 'the 100x72 raw frame to be refused')
+    assert 'max_image_pixels=5000' in raw.stats.last_error
 
 
 # ---------------------------------------------------------------------- camera_info
@@ -730,11 +732,11 @@ def test_best_available_follows_the_cameras_reliability(harness):
     h = harness(qos_reliability='best_available', latency_budget_ms=0.0)
     node = h.node
     # Only the harness's reliable publisher: a reliable subscription (lost fragments re-sent).
-    assert node._input_qos.reliability == ReliabilityPolicy.RELIABLE
+    assert node.cameras[0].input.qos.reliability == ReliabilityPolicy.RELIABLE
     best_effort = h.client.create_publisher(
         Image, f'{h.ns}/image', QoSProfile(depth=1, reliability=ReliabilityPolicy.BEST_EFFORT))
     # A middleware-resolved best_available would stay reliable and never match this camera.
-    h.wait(lambda: node._input_qos.reliability == ReliabilityPolicy.BEST_EFFORT
+    h.wait(lambda: node.cameras[0].input.qos.reliability == ReliabilityPolicy.BEST_EFFORT
            and best_effort.get_subscription_count() == 1, 're-subscribed best effort', 10)
     frame = numpy_to_image(_scene(), 'rgb8')
     frame.header.stamp.sec = 4242
@@ -744,7 +746,7 @@ def test_best_available_follows_the_cameras_reliability(harness):
         best_effort.publish(frame)
         time.sleep(0.2)
     h.client.destroy_publisher(best_effort)
-    h.wait(lambda: node._input_qos.reliability == ReliabilityPolicy.RELIABLE,
+    h.wait(lambda: node.cameras[0].input.qos.reliability == ReliabilityPolicy.RELIABLE,
            'back to reliable once only reliable cameras are left', 10)
     h.wait(lambda: h.publisher.get_subscription_count() == 1, 'the reliable camera matched')
     h.output_for('label', h.publish(numpy_to_image(_scene(), 'rgb8')))
@@ -753,14 +755,14 @@ def test_best_available_follows_the_cameras_reliability(harness):
 def test_frames_that_never_arrived_are_counted_from_sequence_gaps(harness):
     """Publication sequence numbers 1, 2, 5, 6, 9 from one camera: 2 + 2 frames missing."""
     h = harness(latency_budget_ms=0.0)
-    node = h.node
     camera = {'implementation_identifier': 'rmw_fastrtps_cpp', 'data': b'camera-a'}
     other = {'implementation_identifier': 'rmw_fastrtps_cpp', 'data': b'camera-b'}
     frame = numpy_to_image(_scene(), 'rgb8')
     for sequence, gid in ((1, camera), (2, camera), (100, other), (5, camera), (6, camera),
                           (101, other), (9, camera)):
-        node._on_image(frame, {'publication_sequence_number': sequence, 'publisher_gid': gid})
-    assert node.frames_missed == 4  # per publisher: camera-b's 100 -> 101 is no gap
+        h.input.on_image(frame, {'publication_sequence_number': sequence,
+                                 'publisher_gid': gid})
+    assert h.stats.frames_missed == 4  # per publisher: camera-b's 100 -> 101 is no gap
     status = _diagnostic(h, DiagnosticStatus.WARN, 0)
     assert '4 frame(s) from the camera never reached the node (0 reported lost' in status.message
     assert {kv.key: kv.value for kv in status.values}['frames_missed'] == '4'

@@ -1,0 +1,236 @@
+"""The input side of one camera in segment_node.
+
+Its image and camera_info subscriptions, their QoS following the cameras' (qos_reliability
+best_available), its counters and the newest-frame slot the worker takes frames from.
+
+The executor thread only stores the newest frame of each camera and wakes the worker
+(FrameHandover); the worker converts, segments and publishes. A callback never waits for
+inference, and a slow model drops old frames instead of queueing them.
+"""
+from __future__ import annotations
+
+import threading
+import time
+from collections import OrderedDict
+from dataclasses import dataclass
+from typing import Callable, Mapping, TypeVar
+
+from rclpy.event_handler import SubscriptionEventCallbacks
+from rclpy.node import Node
+from rclpy.qos import HistoryPolicy, QoSProfile, ReliabilityPolicy, qos_policy_name_from_kind
+from sensor_msgs.msg import CameraInfo, CompressedImage, Image
+
+from bisenet_ros.camera_info import CameraInfoMatcher
+from bisenet_ros.camera_stats import CameraStats
+from bisenet_ros.node_parameters import DURABILITY, RELIABILITY
+
+MAX_TRACKED_PUBLISHERS = 16
+ERROR_LOG_THROTTLE_S = 5.0
+K = TypeVar('K')
+
+
+@dataclass(frozen=True)
+class InputSettings:
+    """The input parameters every camera shares."""
+
+    use_compressed: bool = False
+    reliability: str = 'best_available'  # a key of RELIABILITY
+    depth: int = 5
+    durability: str = 'volatile'  # a key of DURABILITY
+
+
+class FrameHandover:
+    """Newest frame wins: one slot per camera input, one condition to wake the worker."""
+
+    def __init__(self):
+        self.ready = threading.Condition()
+        self.stopping = False
+
+    def take(self, inputs: Mapping[K, CameraInput]) -> list[tuple[K, tuple]]:
+        """Block until an input has a frame (or the node stops); take every input's newest.
+
+        `inputs` maps the caller's key (its camera) to the input; returns (key, (message,
+        time received)) pairs, [] once stopping with no frame waiting: the worker's cue to end.
+        """
+        with self.ready:
+            while not self.stopping and all(i.latest_frame is None for i in inputs.values()):
+                self.ready.wait()
+            taken = [(key, i.latest_frame) for key, i in inputs.items()
+                     if i.latest_frame is not None]
+            for camera_input in inputs.values():
+                camera_input.latest_frame = None
+            return taken
+
+    def stop(self) -> None:
+        """Frames arriving from now on are ignored; the worker finishes what it took."""
+        with self.ready:
+            self.stopping = True
+            self.ready.notify_all()
+
+
+class FollowedSubscription:
+    """A subscription whose reliability follows its publishers' when asked to.
+
+    The middleware's own BEST_AVAILABLE is resolved once, at creation: with no camera yet
+    that is reliable, and a best-effort camera starting later never matches. Here follow()
+    (the diagnostics timer) re-subscribes whenever the publishers' reliability changes:
+    reliable publishers get a reliable subscription (a lost fragment is re-sent), a
+    best-effort one (or a mix) a best-effort subscription (it would not match otherwise).
+    """
+
+    def __init__(self, node: Node, msg_type: type, topic: str, callback: Callable,
+                 qos: QoSProfile, follow: bool,
+                 events: Callable[[], SubscriptionEventCallbacks] | None = None):
+        self._node, self._msg_type, self._callback = node, msg_type, callback
+        self._events = events
+        self.qos = qos
+        self.following = follow
+        self.topic_name = node.resolve_topic_name(topic)
+        self.subscription = None
+        if follow:
+            qos.reliability = self._wanted()
+        self.subscription = self._subscribe()
+
+    def _subscribe(self):
+        kwargs = {'event_callbacks': self._events()} if self._events else {}
+        return self._node.create_subscription(self._msg_type, self.topic_name, self._callback,
+                                              self.qos, **kwargs)
+
+    def _wanted(self) -> ReliabilityPolicy:
+        """Reliable if every publisher is (or there is none yet), else best effort."""
+        publishers = self._node.get_publishers_info_by_topic(self.topic_name)
+        if any(p.qos_profile.reliability == ReliabilityPolicy.BEST_EFFORT for p in publishers):
+            return ReliabilityPolicy.BEST_EFFORT
+        if publishers or self.subscription is None:
+            return ReliabilityPolicy.RELIABLE
+        return self.qos.reliability  # no publisher now: keep what matched the last one
+
+    def follow(self) -> bool:
+        """Re-subscribe if the publishers' reliability changed; True if it did."""
+        if not self.following:
+            return False
+        wanted = self._wanted()
+        if wanted == self.qos.reliability:
+            return False
+        self.qos.reliability = wanted
+        self._node.destroy_subscription(self.subscription)
+        self.subscription = self._subscribe()
+        mode = 'reliable' if wanted == ReliabilityPolicy.RELIABLE else 'best effort'
+        self._node.get_logger().info(
+            f'input {self.topic_name} re-subscribed {mode} to match its publishers '
+            '(qos_reliability best_available)')
+        return True
+
+
+class CameraInput:
+    """One camera's subscriptions, counters (in `stats`) and newest-frame slot.
+
+    Args:
+        node: the node that owns the subscriptions.
+        image_topic: the raw image topic; `<image_topic>/compressed` with use_compressed.
+        camera_info_topic: its CameraInfo (optional input: without it none is published).
+        settings: the QoS and transport shared by every camera.
+        handover: the worker's frame hand-over (shared by every camera).
+        on_camera_info: gets the (info, frame) pairs the stamp matcher completes.
+    """
+
+    def __init__(self, node: Node, image_topic: str, camera_info_topic: str,
+                 settings: InputSettings, handover: FrameHandover,
+                 on_camera_info: Callable[[list], None]):
+        self._node = node
+        self._handover = handover
+        self._on_camera_info_pairs = on_camera_info
+        self.stats = CameraStats()
+        self.latest_frame: tuple[Image | CompressedImage, float] | None = None
+        # publisher gid -> last publication sequence number seen: a jump is frames missed.
+        self._last_sequence: OrderedDict[bytes, int] = OrderedDict()
+        # DDS holds up to `depth` frames for the executor; the worker gets only the newest.
+        qos = QoSProfile(history=HistoryPolicy.KEEP_LAST, depth=settings.depth,
+                         reliability=RELIABILITY[settings.reliability],
+                         durability=DURABILITY[settings.durability])
+        msg_type, topic = ((CompressedImage, f'{image_topic}/compressed')
+                           if settings.use_compressed else (Image, image_topic))
+        # The middleware counts frames it lost (a best-effort frame missing a fragment) and
+        # tells when a publisher's QoS cannot match ours (reliable vs a best-effort camera).
+        self.image = FollowedSubscription(
+            node, msg_type, topic, self.on_image, qos,
+            follow=settings.reliability == 'best_available', events=self._image_events)
+        self.camera_info_matcher = CameraInfoMatcher()
+        self.camera_info = node.create_subscription(
+            CameraInfo, camera_info_topic, self._on_camera_info,
+            QoSProfile(history=HistoryPolicy.KEEP_LAST, depth=5,
+                       reliability=ReliabilityPolicy.BEST_AVAILABLE))
+
+    @property
+    def topic_name(self) -> str:
+        return self.image.topic_name
+
+    @property
+    def qos(self) -> QoSProfile:
+        return self.image.qos
+
+    @property
+    def subscription(self):
+        return self.image.subscription
+
+    def _image_events(self) -> SubscriptionEventCallbacks:
+        return SubscriptionEventCallbacks(message_lost=self.on_message_lost,
+                                          incompatible_qos=self._on_incompatible_qos)
+
+    def follow_publishers(self) -> None:
+        """qos_reliability best_available: re-subscribe as cameras come and go (timer)."""
+        if self.image.follow():
+            self.stats.incompatible_publishers = 0
+
+    def _count_missed(self, info) -> None:
+        """Frames the publisher sent that never reached this callback, from sequence gaps.
+
+        Covers what the middleware reports lost and what it drops silently (a reliable
+        camera's history overwriting frames not yet delivered, the input queue's depth).
+        """
+        sequence, gid = info.get('publication_sequence_number'), info.get('publisher_gid')
+        if sequence is None or not gid:
+            return
+        key = bytes(gid.get('data', b''))
+        last = self._last_sequence.get(key)
+        self._last_sequence[key] = sequence
+        self._last_sequence.move_to_end(key)
+        while len(self._last_sequence) > MAX_TRACKED_PUBLISHERS:
+            self._last_sequence.popitem(last=False)
+        if last is not None and sequence > last + 1:
+            self.stats.count('frames_missed', sequence - last - 1)
+
+    def on_image(self, msg: Image | CompressedImage, info) -> None:
+        """Executor thread: store the newest frame and wake the worker; never blocks on it."""
+        self.stats.rate_in.tick()
+        self._count_missed(info)
+        with self._handover.ready:
+            if self._handover.stopping:
+                return  # the worker is finishing its last frame
+            self.stats.count('frames_in')
+            if self.latest_frame is not None:
+                # The worker has not taken the previous frame yet: the newest wins.
+                self.stats.count('frames_dropped')
+            self.latest_frame = (msg, time.perf_counter())
+            self._handover.ready.notify()
+
+    def on_message_lost(self, info) -> None:
+        self.stats.count('frames_lost', info.total_count_change)
+
+    def _on_incompatible_qos(self, info) -> None:
+        self.stats.incompatible_publishers = info.total_count
+        if self.image.following:
+            return  # the diagnostics timer re-subscribes to match (not inside this event)
+        self._node.get_logger().warning(
+            f'a publisher on {self.topic_name} offers QoS this subscription '
+            f'cannot match ({qos_policy_name_from_kind(info.last_policy_kind)}): none of '
+            'its frames arrive. '
+            'A best-effort camera needs qos_reliability best_available or best_effort',
+            throttle_duration_sec=ERROR_LOG_THROTTLE_S)
+
+    def _on_camera_info(self, info: CameraInfo) -> None:
+        self._on_camera_info_pairs(self.camera_info_matcher.add_info(info))
+
+    def frame_done(self, header, frame) -> None:
+        """The worker published a frame's masks: pair it with its CameraInfo (by stamp)."""
+        self._on_camera_info_pairs(self.camera_info_matcher.add_frame(header, frame))
