@@ -33,27 +33,18 @@ class CameraConfigError(ValueError):
 class CameraTopics:
     """Where one camera's frames come from and its outputs go.
 
-    name: '' for the single camera of a node without `cameras`.
-    image_topic: the raw image topic (`<image_topic>/compressed` with use_compressed).
-    camera_info_topic: its CameraInfo topic.
-    output_prefix: '~/' or '~/<name>/': outputs are `<output_prefix>label`, ...
+    image: the raw image topic (`<image>/compressed` with use_compressed).
+    camera_info: its CameraInfo topic.
+    output_prefix: '' or '<name>/': outputs are `~/<output_prefix>label`, ...
+    The defaults are the single camera of a node without `cameras`.
     """
 
-    name: str
-    image_topic: str
-    camera_info_topic: str
-    output_prefix: str
+    image: str = 'image'
+    camera_info: str = 'camera_info'
+    output_prefix: str = ''
 
     def input_topic(self, use_compressed: bool) -> str:
-        return f'{self.image_topic}/compressed' if use_compressed else self.image_topic
-
-    @property
-    def label(self) -> str:
-        """How logs and diagnostics name the camera."""
-        return self.name or 'camera'
-
-
-SINGLE_CAMERA = CameraTopics('', 'image', 'camera_info', '~/')
+        return f'{self.image}/compressed' if use_compressed else self.image
 
 
 def camera_info_beside(image_topic: str) -> str:
@@ -91,8 +82,8 @@ def check_camera_names(cameras: Sequence[str], where: str | None = None) -> None
 
 
 def camera_topics(cameras: Sequence[str], overrides: Mapping[str, str] | None = None,
-                  node_name: str = 'segment_node') -> list[CameraTopics]:
-    """The topics of every camera; [SINGLE_CAMERA] when `cameras` is empty.
+                  node_name: str = 'segment_node') -> dict[str, CameraTopics]:
+    """Camera name -> its topics, in order; {'': CameraTopics()} when `cameras` is empty.
 
     Args:
         cameras: camera names, in the order of the `cameras` parameter.
@@ -110,8 +101,8 @@ def camera_topics(cameras: Sequence[str], overrides: Mapping[str, str] | None = 
             raise CameraConfigError(f'parameter {key}: camera {camera!r} has no parameter '
                                     f'{what!r} (per camera: {", ".join(CAMERA_KEYS)})')
     if not cameras:
-        return [SINGLE_CAMERA]
-    result = []
+        return {'': CameraTopics()}
+    result = {}
     for name in cameras:
         image = overrides.get(f'{name}.image_topic') or f'{name}/image_raw'
         info = overrides.get(f'{name}.camera_info_topic') or camera_info_beside(image)
@@ -120,7 +111,7 @@ def camera_topics(cameras: Sequence[str], overrides: Mapping[str, str] | None = 
             if problem:
                 raise CameraConfigError(f'parameter {name}.{key}={topic}: not a valid ROS '
                                         f'topic name: {problem}')
-        result.append(CameraTopics(name, image, info, f'~/{name}/'))
+        result[name] = CameraTopics(image, info, f'{name}/')
     return result
 
 

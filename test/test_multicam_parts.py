@@ -1,5 +1,6 @@
-"""The multi-camera node's ROS-free parts: camera names and topics, the frame scheduler,
-batching by layout with one bad frame isolated, the node's batch and memory status."""
+"""The multi-camera node's parts without a node: camera names and topics, the frame hand-over
+(newest wins per camera, take-all cycles, batch window), batching by layout with one bad frame
+isolated, the node's batch and memory status."""
 import threading
 import time
 
@@ -7,32 +8,34 @@ import numpy as np
 import pytest
 
 from bisenet_core.inference.segmenter import SegmentationResult
-from bisenet_ros import frame_scheduler
+from bisenet_ros import camera_input
 from bisenet_ros.batching import Prepared, group_by_layout, segment_group
-from bisenet_ros.camera_topics import (SINGLE_CAMERA, CameraConfigError, camera_topics,
+from bisenet_ros.camera_topics import (CameraConfigError, CameraTopics, camera_topics,
                                        parse_camera_list)
-from bisenet_ros.frame_scheduler import FrameScheduler
+from bisenet_ros.camera_input import FrameHandover
 from bisenet_ros.node_status import BatchStats, gpu_memory_mb, rss_mb
 
 
 # ---------------------------------------------------------------------- names and topics
 def test_no_cameras_is_the_single_camera_of_before():
-    assert camera_topics([]) == [SINGLE_CAMERA]
-    assert SINGLE_CAMERA.input_topic(False) == 'image'
-    assert SINGLE_CAMERA.input_topic(True) == 'image/compressed'
-    assert SINGLE_CAMERA.output_prefix == '~/'
+    single = CameraTopics()
+    assert camera_topics([]) == {'': single}
+    assert single.input_topic(False) == 'image'
+    assert single.input_topic(True) == 'image/compressed'
+    assert single.output_prefix == ''
 
 
 def test_camera_topics_defaults_and_overrides():
-    front, left = camera_topics(['front', 'left'], {
+    topics = camera_topics(['front', 'left'], {
         'left.image_topic': '/cam1/image_color', 'front.camera_info_topic': ''})
-    assert (front.image_topic, front.camera_info_topic, front.output_prefix) == (
-        'front/image_raw', 'front/camera_info', '~/front/')
+    assert list(topics) == ['front', 'left']
+    front, left = topics['front'], topics['left']
+    assert (front.image, front.camera_info, front.output_prefix) == (
+        'front/image_raw', 'front/camera_info', 'front/')
     assert front.input_topic(True) == 'front/image_raw/compressed'
-    assert (left.image_topic, left.camera_info_topic) == ('/cam1/image_color',
-                                                          '/cam1/camera_info')
-    other = camera_topics(['rear'], {'rear.camera_info_topic': '/calib/rear'})[0]
-    assert other.camera_info_topic == '/calib/rear'
+    assert (left.image, left.camera_info) == ('/cam1/image_color', '/cam1/camera_info')
+    other = camera_topics(['rear'], {'rear.camera_info_topic': '/calib/rear'})['rear']
+    assert other.camera_info == '/calib/rear'
 
 
 @pytest.mark.parametrize('cameras, overrides, message', [
@@ -67,84 +70,104 @@ def test_parse_camera_list(text, names):
 
 
 # ---------------------------------------------------------------------- scheduler
+class Slot:
+    """A camera input's newest-frame slot, as FrameHandover sees it."""
+
+    latest_frame = None
+
+
+def _put(handover, slot, item):
+    """What CameraInput.on_image does: newest wins; True if it replaced a frame."""
+    with handover.ready:
+        replaced = slot.latest_frame is not None
+        slot.latest_frame = (item, time.perf_counter())
+        handover.ready.notify()
+    return replaced
+
+
+def _items(taken):
+    return [(camera, frame[0]) for camera, frame in taken]
+
+
 def test_newest_frame_wins_per_camera_and_a_cycle_takes_every_camera():
-    s = FrameScheduler(['front', 'left', 'rear'])
-    assert s.put('left', 'L1') is False
-    assert s.put('front', 'F1') is False
-    assert s.put('left', 'L2') is True   # L1 not taken yet: replaced, dropped
-    taken = s.take()
-    assert [(w.camera, w.item) for w in taken] == [('front', 'F1'), ('left', 'L2')]
-    assert s.dropped == {'front': 0, 'left': 1, 'rear': 0}
-    assert s.take(timeout=0.05) == []    # nothing waits
+    handover = FrameHandover()
+    slots = {name: Slot() for name in ('front', 'left', 'rear')}
+    assert _put(handover, slots['left'], 'L1') is False
+    assert _put(handover, slots['front'], 'F1') is False
+    assert _put(handover, slots['left'], 'L2') is True   # L1 not taken yet: replaced
+    assert _items(handover.take(slots)) == [('front', 'F1'), ('left', 'L2')]
+    assert all(slot.latest_frame is None for slot in slots.values())
 
 
 def test_no_camera_starves_when_rates_differ():
     """A 30 Hz and a 2 Hz camera with a worker at 10 Hz: every slow frame is segmented."""
-    s = FrameScheduler(['fast', 'slow'])
+    handover = FrameHandover()
+    slots = {'fast': Slot(), 'slow': Slot()}
     served = {'fast': [], 'slow': []}
+    dropped = {'fast': 0, 'slow': 0}
     for tick in range(60):             # 2 s at 30 Hz
-        s.put('fast', tick)
+        dropped['fast'] += _put(handover, slots['fast'], tick)
         if tick % 15 == 0:
-            s.put('slow', tick)
+            dropped['slow'] += _put(handover, slots['slow'], tick)
         if tick % 3 == 2:              # the worker finishes a cycle every third tick
-            for w in s.take(timeout=0):
-                served[w.camera].append(w.item)
-    assert served['slow'] == [0, 15, 30, 45]
-    assert s.dropped['slow'] == 0
-    assert len(served['fast']) == 20 and s.dropped['fast'] == 40
-    assert served['fast'] == list(range(2, 60, 3))   # always the newest
+            for camera, item in _items(handover.take(slots)):
+                served[camera].append(item)
+    assert served['slow'] == [0, 15, 30, 45] and dropped['slow'] == 0
+    assert served['fast'] == list(range(2, 60, 3)) and dropped['fast'] == 40  # the newest
 
 
 def test_default_takes_at_once_and_a_batch_window_waits_for_the_others():
     for window, expect in ((0.0, ['a']), (1.0, ['a', 'b'])):
-        s = FrameScheduler(['a', 'b'], batch_window_s=window)
-        s.put('b', 0)              # both cameras active
-        s.take()
-        s.put('a', 1)
-        later = threading.Timer(0.2, s.put, ('b', 2))
+        handover = FrameHandover(batch_window_s=window)
+        slots = {'a': Slot(), 'b': Slot()}
+        _put(handover, slots['b'], 0)  # both cameras active
+        _put(handover, slots['a'], 0)
+        handover.take(slots)
+        _put(handover, slots['a'], 1)
+        later = threading.Timer(0.2, _put, (handover, slots['b'], 2))
         later.start()
         start = time.monotonic()
-        taken = s.take()
+        taken = handover.take(slots)
         elapsed = time.monotonic() - start
         later.join()
-        assert [w.camera for w in taken] == expect, window
+        assert [camera for camera, _ in taken] == expect, window
         if window:
             assert 0.15 < elapsed < 0.9   # woke when b came, not at the window's end
         else:
             assert elapsed < 0.15
 
 
-def test_batch_window_ends_for_a_camera_that_is_silent(monkeypatch):
-    monkeypatch.setattr(frame_scheduler, 'ACTIVE_S', 0.2)
-    s = FrameScheduler(['a', 'b'], batch_window_s=0.3)
-    s.put('b', 0)
-    s.take()
-    s.put('a', 1)                  # b is still active: the window waits for it, then ends
+def test_batch_window_ends_and_a_silent_camera_is_not_waited_for(monkeypatch):
+    monkeypatch.setattr(camera_input, 'ACTIVE_S', 0.5)
+    handover = FrameHandover(batch_window_s=0.3)
+    slots = {'a': Slot(), 'b': Slot()}
+    _put(handover, slots['b'], 0)
+    handover.take(slots)
+    _put(handover, slots['a'], 1)  # b is still active: the window waits for it, then ends
     start = time.monotonic()
-    assert [w.item for w in s.take()] == [1]
-    assert 0.25 < time.monotonic() - start < 1.0
-    time.sleep(0.25)               # b has gone silent: no waiting for it any more
-    s.put('a', 2)
+    assert _items(handover.take(slots)) == [('a', 1)]
+    assert 0.25 < time.monotonic() - start < 0.45
+    time.sleep(0.5)                # b has gone silent: no waiting for it any more
+    _put(handover, slots['a'], 2)
     start = time.monotonic()
-    assert [w.item for w in s.take()] == [2]
+    assert _items(handover.take(slots)) == [('a', 2)]
     assert time.monotonic() - start < 0.1
 
 
 def test_stop_hands_over_what_waits_then_ends_the_worker():
-    s = FrameScheduler(['a', 'b'])
-    s.put('a', 1)
-    s.stop()
-    assert s.put('b', 2) is False          # refused after stop
-    assert [w.item for w in s.take()] == [1]
-    assert s.take() == []                  # at once: the worker ends
-    blocked = FrameScheduler(['a'])
-    threading.Timer(0.1, blocked.stop).start()
-    assert blocked.take() == []            # a waiting worker is woken
-
-
-def test_negative_window_is_refused():
-    with pytest.raises(ValueError, match='>= 0'):
-        FrameScheduler(['a'], batch_window_s=-1)
+    handover = FrameHandover(batch_window_s=5.0)
+    slots = {'a': Slot(), 'b': Slot()}
+    _put(handover, slots['b'], 0)
+    handover.take(slots)           # b is active: a window would wait for it
+    _put(handover, slots['a'], 1)
+    handover.stop()
+    start = time.monotonic()
+    assert _items(handover.take(slots)) == [('a', 1)]   # no window while stopping
+    assert time.monotonic() - start < 0.5
+    assert handover.take(slots) == []                   # at once: the worker ends
+    idle = FrameHandover()
+    threading.Timer(0.1, idle.stop).start()
+    assert idle.take({'a': Slot()}) == []               # a waiting worker is woken
 
 
 # ---------------------------------------------------------------------- batching
