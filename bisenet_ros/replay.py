@@ -123,17 +123,19 @@ def _evaluate_cameras(options: ReplayOptions, model: Path, spec: ModelSpec,
     lives = (run_live_cameras(frames, model, options, params)
              if options.mode in ('live', 'both') else {})
     segmenter = _segmenter(model, options) if options.mode in ('offline', 'both') else None
-    cameras, shown, latencies = {}, [], []
+    cameras, shown = {}, []
+    timings: dict = {'latency_ms': [], 'sent_s': [], 'dropped_s': []}
     for stream in streams:
         offline = (run_offline(frames[stream.name], segmenter, options.progress)
                    if segmenter else None)
-        cameras[stream.name], confusion, camera_latencies = _report(
+        cameras[stream.name], confusion, camera_timings = _report(
             options, model, spec, stream.image_topic,
             f'topic {stream.label_topic}' if stream.label_topic else 'none',
             frames[stream.name], lives.get(stream.name), offline, upsample,
             out / stream.name)
         shown += [confusion] if confusion is not None else []
-        latencies += camera_latencies
+        for key, values in timings.items():
+            values += camera_timings[key]
     # All cameras together: confusion matrices added up, latencies pooled.
     total = ConfusionMatrix(spec.num_classes, spec.ignore_index)
     for confusion in shown:
@@ -147,21 +149,21 @@ def _evaluate_cameras(options: ReplayOptions, model: Path, spec: ModelSpec,
               'model': first['model'], 'cameras': cameras,
               'all_cameras': {'scored_on': 'live' if lives else f'offline ({upsample})',
                               **total.to_dict(spec.class_names),
-                              'latency_ms': latency_stats(latencies)}}
+                              'latency_ms': latency_stats(timings['latency_ms'])}}
     report['paths'] = {k: str(v) for k, v in write_report(
-        out, report, total if shown else None, spec.class_names, [], latencies,
-        palette=spec.palette).items()}
+        out, report, total if shown else None, spec.class_names, [], timings['latency_ms'],
+        timings['sent_s'], timings['dropped_s'], spec.palette).items()}
     return report
 
 
 def _report(options: ReplayOptions, model: Path, spec: ModelSpec, image_topic: str,
             ground_truth: str, frames, live: LiveResult | None, offline: OfflineRun | None,
             live_upsample: str, out: Path
-            ) -> tuple[dict, ConfusionMatrix | None, list[float]]:
+            ) -> tuple[dict, ConfusionMatrix | None, dict]:
     """Score one camera's live and offline runs and write its report into `out`.
 
     Returns the report, the confusion matrix it shows (live, else offline with the node's
-    upsampling; None when no frame was scored) and the live latencies (ms).
+    upsampling; None when no frame was scored) and the live timings (LiveResult.timings).
     """
     bag = options.bag
     # Frames without ground truth are replayed (latency, drops, samples), just not scored.
@@ -198,7 +200,7 @@ def _report(options: ReplayOptions, model: Path, spec: ModelSpec, image_topic: s
     report['paths'] = {k: str(v) for k, v in write_report(
         out, report, shown, spec.class_names, pictures, timings['latency_ms'],
         timings['sent_s'], timings['dropped_s'], spec.palette).items()}
-    return report, shown, list(timings['latency_ms'])
+    return report, shown, timings
 
 
 def _shown(result: Score) -> ConfusionMatrix | None:

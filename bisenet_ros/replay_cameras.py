@@ -111,7 +111,8 @@ def run_live_cameras(frames: dict[str, Sequence[BagFrame]], model: Path,
         for name in names:
             clients[name] = ReplayClient(
                 domain_id, f'{LAUNCH_NAMESPACE}/{name}/image_raw',
-                f'{LAUNCH_NAMESPACE}/{NODE_NAME}/{name}/label', depth=max(10, len(frames[name])))
+                f'{LAUNCH_NAMESPACE}/{NODE_NAME}/{name}/label', depth=max(10, len(frames[name])),
+                name=f'bisenet_replay_{name}')
         deadline = time.monotonic() + options.start_timeout
         while not all(c.matched() for c in clients.values()):
             launched.check_alive()

@@ -1,4 +1,6 @@
 """A drive seen by several cameras: rendered with mounting yaws, written into one bag."""
+import shutil
+
 import cv2
 import numpy as np
 import pytest
@@ -87,3 +89,30 @@ def test_offline_replay_scores_each_camera_and_all_together(surround, tmp_path,
                  '--model', str(tiny_model_file), '--backend', 'torch', '--device', 'cpu',
                  '--no-progress', '--image-topic', '/front/image_raw', '--image-topic',
                  '/left/image_raw', '--label-topic', '/front/labels']) == 2
+
+
+@pytest.mark.skipif(shutil.which('ros2') is None, reason='needs the ros2 command (make setup)')
+def test_live_replay_of_two_cameras_through_one_node(surround, tmp_path, tiny_model_file,
+                                                     monkeypatch):
+    """One node launched with cameras:=[front, left], in lockstep: every frame of both
+    cameras comes back on its own camera's topic, equal to the offline reference."""
+    from bisenet_ros.replay import ReplayOptions, evaluate
+
+    monkeypatch.setenv('OMP_NUM_THREADS', '1')
+    bag = bags.convert_drive(surround, tmp_path / 'bag', progress=False,
+                             cameras=['front', 'left'])
+    out = tmp_path / 'live'
+    report = evaluate(ReplayOptions(bag, tiny_model_file, mode='both', rate=None, out=out,
+                                    image_topic=['/front/image_raw', '/left/image_raw'],
+                                    backend='torch', device='cpu', start_timeout=120.0,
+                                    progress=False))
+    for name in SIZES:
+        camera = report['cameras'][name]
+        live = camera['live']
+        assert live['label_topic'] == f'/bisenet_replay/segment_node/{name}/label'
+        assert live['frames_sent'] == live['frames_received'] == 3 and live['dropped'] == 0
+        assert camera['comparison']['pixel_agreement'] == 1.0, name
+    together = report['all_cameras']
+    assert together['scored_on'] == 'live' and together['latency_ms']['count'] == 6
+    assert together['pixels'] == 3 * (96 * 64 + 64 * 48)
+    assert 'cameras front, left' in report['cameras']['front']['live']['node']
