@@ -125,12 +125,17 @@ class SegmentNode(Node):
         self.diagnostics_timer = self.create_timer(DIAGNOSTICS_PERIOD_S, self._publish_diagnostics)
         self.summary_timer = self.create_timer(SUMMARY_PERIOD_S, self._log_summary)
         width, height = self.segmenter.input_size
-        inputs = ', '.join(f'{c.input.topic_name} -> {c.outputs.topic_name("label")}'
-                           for c in self.cameras)
-        self.get_logger().info(
-            f'ready: {self.segmenter!r} from {params["model_path"]}; '
-            f'{len(self.cameras)} camera(s): {inputs} ({params["qos_reliability"]}, depth '
-            f'{params["qos_depth"]}) at {width}x{height} network input')
+        qos = f'{params["qos_reliability"]}, depth {params["qos_depth"]}'
+        if len(self.cameras) == 1 and not self.cameras[0].name:
+            camera = self.cameras[0]
+            wiring = (f'input {camera.input.topic_name} ({qos}), output '
+                      f'{camera.outputs.topic_name("label")}')
+        else:
+            wiring = f'{len(self.cameras)} cameras ({qos}): ' + ', '.join(
+                f'{c.name} {c.input.topic_name} -> {c.outputs.topic_name("label")}'
+                for c in self.cameras)
+        self.get_logger().info(f'ready: {self.segmenter!r} from {params["model_path"]}; '
+                               f'{wiring} at {width}x{height} network input')
 
     def _add_camera(self, name: str, topics: CameraTopics) -> Camera:
         """A camera's subscriptions and publishers (outputs at ~/<topics.output_prefix>...)."""
