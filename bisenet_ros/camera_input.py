@@ -80,8 +80,10 @@ class FrameHandover:
             return taken
 
     def _fill_batch(self, inputs: Mapping[K, CameraInput]) -> None:
-        """Wait (holding `ready` in wait) until every active camera has a frame or the window
-        after the first waiting frame has passed."""
+        """Wait until every active camera has a frame, or the window has passed.
+
+        The window starts at the first waiting frame; `ready` is released while waiting.
+        """
         waiting = [i.latest_frame[1] for i in inputs.values() if i.latest_frame is not None]
         if not waiting:
             return

@@ -103,8 +103,11 @@ def _segmenter(model: Path, options: ReplayOptions) -> Segmenter:
 
 def _evaluate_cameras(options: ReplayOptions, model: Path, spec: ModelSpec,
                       image_topics: list[str], label_topics: list[str]) -> dict:
-    """Several cameras through one node: a report per camera in out/<camera>/, all together
-    in out/ (confusion matrices added up, every camera's latencies)."""
+    """Several cameras through one node: a report per camera and one for all together.
+
+    Each camera's report is in out/<camera>/; out/report.md adds the confusion matrices up
+    and pools every camera's latencies.
+    """
     if options.labels_dir is not None:
         raise ReplayError('--labels-dir takes one camera\'s ground truth: with several '
                           '--image-topic, give ground truth as topics (--label-topic per '
