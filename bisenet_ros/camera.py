@@ -10,6 +10,7 @@ from dataclasses import dataclass
 
 from rclpy.node import Node
 
+from bisenet_ros.callback_guard import CallbackGuard
 from bisenet_ros.camera_input import CameraInput, FrameHandover, InputSettings
 from bisenet_ros.camera_stats import CameraStats
 from bisenet_ros.node_outputs import CameraOutputs
@@ -33,12 +34,12 @@ class Camera:
     """One camera: `input` (subscriptions, counters, newest frame) and `outputs`."""
 
     def __init__(self, node: Node, name: str, topics: CameraTopics, settings: InputSettings,
-                 handover: FrameHandover):
+                 handover: FrameHandover, guard: CallbackGuard):
         self.name = name
         self.topics = topics
         self.outputs = CameraOutputs(node, topics.output_prefix)
         self.input = CameraInput(node, topics.image, topics.camera_info, settings, handover,
-                                 self.outputs.publish_camera_infos)
+                                 self.outputs.publish_camera_infos, guard)
 
     @property
     def stats(self) -> CameraStats:

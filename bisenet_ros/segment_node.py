@@ -24,9 +24,10 @@ from typing import Callable
 
 import rclpy
 from diagnostic_msgs.msg import DiagnosticArray
-from rcl_interfaces.msg import SetParametersResult
+from rcl_interfaces.msg import ParameterDescriptor, SetParametersResult
 from rclpy.executors import ExternalShutdownException, SingleThreadedExecutor
 from rclpy.node import Node
+from rclpy.parameter import Parameter
 from rclpy.qos import DurabilityPolicy, HistoryPolicy, QoSProfile, ReliabilityPolicy
 from sensor_msgs.msg import CompressedImage, Image
 from std_msgs.msg import Header, String
@@ -34,9 +35,10 @@ from std_msgs.msg import Header, String
 from bisenet_core.inference import Segmenter
 from bisenet_core.inference.segmenter import STAGES as SEGMENTER_STAGES
 from bisenet_core.modelfile import ModelFileError
+from bisenet_ros.callback_guard import CallbackGuard, describe
 from bisenet_ros.camera import Camera, CameraTopics
 from bisenet_ros.camera_input import FrameHandover, InputSettings
-from bisenet_ros.diagnostics import (LEVEL_NAMES, build_diagnostic_array,
+from bisenet_ros.diagnostics import (ERROR, LEVEL_NAMES, build_diagnostic_array,
                                      diagnostic_status)
 from bisenet_ros.image_conversion import (ImageConversionError, check_image_pixels,
                                           compressed_to_network_input, image_to_network_input)
@@ -55,7 +57,6 @@ __all__ = ['DEFAULT_UPSAMPLE', 'SegmentNode', 'StartupError', 'main']
 NODE_NAME = 'segment_node'
 DIAGNOSTICS_PERIOD_S = 1.0
 SUMMARY_PERIOD_S = 10.0
-ERROR_LOG_THROTTLE_S = 5.0
 # main() polls for a stop request this often (its own signal handlers run between polls).
 SPIN_POLL_S = 0.1
 
@@ -80,8 +81,6 @@ class SegmentNode(Node):
         try:
             params = self._declare_parameters()
             check_startup_parameters(params)
-            if not params['model_path']:
-                params['model_path'] = str(default_model_path())
             self.segmenter = self._create_segmenter(segmenter_factory, params)
         except StartupError:
             stop_forwarding(self._core_log_handler)
@@ -93,6 +92,7 @@ class SegmentNode(Node):
             if name != 'upsample':
                 setattr(self, name, params[name])
         self.max_image_pixels = params['max_image_pixels']
+        self._show_model_path(params['model_path'])
         self.add_on_set_parameters_callback(self._on_set_parameters)
         self.diagnostics_publisher = self.create_publisher(DiagnosticArray, '/diagnostics', 10)
         self._publish_class_tables()
@@ -102,13 +102,18 @@ class SegmentNode(Node):
             use_compressed=self.use_compressed, reliability=params['qos_reliability'],
             depth=params['qos_depth'], durability=params['qos_durability'])
         self._handover = FrameHandover()
+        # Whatever a callback or the worker raises unexpectedly is logged once, counted, survived.
+        self._guard = CallbackGuard(self.get_logger())
         self.cameras = [self._add_camera('', CameraTopics())]
         self.last_level = None
+        self.worker_failure = ''
 
         self.worker = threading.Thread(target=self._work, name='segment_worker', daemon=True)
         self.worker.start()
-        self.diagnostics_timer = self.create_timer(DIAGNOSTICS_PERIOD_S, self._publish_diagnostics)
-        self.summary_timer = self.create_timer(SUMMARY_PERIOD_S, self._log_summary)
+        self.diagnostics_timer = self.create_timer(DIAGNOSTICS_PERIOD_S, self._guard.wrap(
+            'the diagnostics timer', self._publish_diagnostics, self._count_node_error))
+        self.summary_timer = self.create_timer(SUMMARY_PERIOD_S, self._guard.wrap(
+            'the summary timer', self._log_summary, self._count_node_error))
         width, height = self.segmenter.input_size
         camera = self.cameras[0]
         self.get_logger().info(
@@ -119,7 +124,12 @@ class SegmentNode(Node):
 
     def _add_camera(self, name: str, topics: CameraTopics) -> Camera:
         """A camera's subscriptions and publishers (outputs at ~/<topics.output_prefix>...)."""
-        return Camera(self, name, topics, self._input_settings, self._handover)
+        return Camera(self, name, topics, self._input_settings, self._handover, self._guard)
+
+    def _count_node_error(self, message: str) -> None:
+        """A failure of the node's own (a timer): an error of every camera."""
+        for camera in self.cameras:
+            camera.stats.error(message)
 
     def _publish_class_tables(self) -> None:
         """What the label ids mean, once, transient local: late subscribers get it too."""
@@ -146,14 +156,33 @@ class SegmentNode(Node):
     def _declare_parameters(self) -> dict:
         """Declare PARAMETERS (node_parameters.py); returns their values."""
         for name, default, descriptor in PARAMETERS:
+            if name == 'model_path':  # made read-only once it shows the file in use
+                descriptor = ParameterDescriptor(description='model file')
             try:
                 self.declare_parameter(name, default, descriptor)
             except Exception as exc:  # bad values or types in a params file / launch argument
                 raise StartupError(parameter_error(name, descriptor, exc)) from None
         return {name: self.get_parameter(name).value for name, _, _ in PARAMETERS}
 
+    def _show_model_path(self, given: str) -> None:
+        """`ros2 param get model_path` shows the file in use (the shipped one for '').
+
+        model_path is read-only; rclpy lets only a writable parameter change, so it is
+        declared writable, set here, then given its read-only descriptor.
+        """
+        in_use = str(self._model_path(given))
+        if in_use != given:
+            self.set_parameters([Parameter('model_path', value=in_use)])
+        self.set_descriptor('model_path', ParameterDescriptor(
+            type=self.describe_parameter('model_path').type, read_only=True,
+            description=dict((n, d) for n, _, d in PARAMETERS)['model_path'].description))
+
+    @staticmethod
+    def _model_path(given: str) -> Path:
+        return Path(given).expanduser() if given else default_model_path()
+
     def _create_segmenter(self, factory: Callable[..., Segmenter], params: dict) -> Segmenter:
-        model_path = Path(params['model_path']).expanduser()
+        model_path = self._model_path(params['model_path'])
         if not model_path.is_file():
             raise StartupError(f'model file {model_path}: not found (parameter model_path)')
         size = (params['input_width'], params['input_height'])
@@ -193,13 +222,20 @@ class SegmentNode(Node):
 
     # ------------------------------------------------------------------ processing
     def _work(self) -> None:
-        while True:
-            taken = self._handover.take({camera: camera.input for camera in self.cameras})
-            if not taken:  # stopping, and no frame in hand
-                return
-            for camera, (msg, received) in taken:
-                if not self._segment(camera, msg, received):
+        try:
+            while True:
+                taken = self._handover.take({camera: camera.input for camera in self.cameras})
+                if not taken:  # stopping, and no frame in hand
                     return
+                for camera, (msg, received) in taken:
+                    if not self._segment(camera, msg, received):
+                        return
+        except BaseException as exc:  # never unnoticed: ERROR on /diagnostics, main() exits 1
+            self.worker_failure = describe(exc)
+
+    def worker_failed(self) -> bool:
+        """True once the worker thread has ended without being asked to stop."""
+        return not self.worker.is_alive() and not self._handover.stopping
 
     def _segment(self, camera: Camera, msg: Image | CompressedImage, received: float) -> bool:
         """Segment and publish one frame; bad input and failures are counted, never raised.
@@ -210,20 +246,19 @@ class SegmentNode(Node):
             check_image_pixels(msg, self.max_image_pixels)
             label_size = self._process(camera, msg, received)
         except (ImageConversionError, ValueError) as exc:
-            self._record_error(camera, f'bad input on {camera.input.topic_name}: {exc}')
+            camera.input.report_error(f'bad input on {camera.input.topic_name}: {exc}')
             return True
         except Exception as exc:  # a failed inference must not stop the node
             if not self.context.ok():
                 return False  # not an error: the node is being destroyed
-            self._record_error(camera, f'inference failed: {type(exc).__name__}: {exc}')
+            camera.input.report_error(f'inference failed: {type(exc).__name__}: {exc}')
             return True
-        sizes = {'label': label_size, 'label_small': self._small_label_size()}
-        camera.input.frame_done(msg.header, (msg.header, sizes))
+        try:
+            sizes = {'label': label_size, 'label_small': self._small_label_size()}
+            camera.input.frame_done(msg.header, (msg.header, sizes))
+        except Exception as exc:
+            self._guard.report('publishing the masks\' CameraInfo', exc, camera.stats.error)
         return True
-
-    def _record_error(self, camera: Camera, message: str) -> None:
-        camera.stats.error(message)
-        self.get_logger().error(message, throttle_duration_sec=ERROR_LOG_THROTTLE_S)
 
     def _small_label_size(self) -> tuple[int, int]:
         """(width, height) of ~/label_small: the network output."""
@@ -281,8 +316,13 @@ class SegmentNode(Node):
     def _publish_diagnostics(self) -> None:
         statuses, levels = [], []
         for camera in self.cameras:
-            camera.input.follow_publishers()
-            level, message = camera.stats.period_level(self.latency_budget_ms)
+            camera.input.check_publishers()
+            level, message = camera.stats.period_level(self.latency_budget_ms,
+                                                       list(camera.input.notes.values()))
+            if self.worker_failed():
+                reason = self.worker_failure or 'it returned'
+                level, message = ERROR, (f'the worker thread ended ({reason}): no frame is '
+                                         'labelled any more')
             values = self.diagnostic_values(camera)
             levels.append(level)
             statuses.append(diagnostic_status(
@@ -354,6 +394,9 @@ def main(args: list[str] | None = None,
         executor.add_node(node)
         while not stop.is_set():
             executor.spin_once(timeout_sec=SPIN_POLL_S)
+            if node.worker_failed():
+                code = _worker_ended(node, logger)
+                break
     except StartupError as exc:
         logger.fatal(str(exc))
         code = 1
@@ -374,6 +417,16 @@ def main(args: list[str] | None = None,
     for signum in (signal.SIGINT, signal.SIGTERM):
         signal.signal(signum, signal.SIG_IGN)
     return code
+
+
+def _worker_ended(node: SegmentNode, logger) -> int:
+    """The worker thread died: ERROR on /diagnostics, one FATAL line, exit code 1."""
+    node._publish_diagnostics()
+    reason = node.worker_failure or 'it returned'
+    logger.fatal(f'the worker thread ended ({reason}): no frame can be labelled any more; '
+                 'exiting with code 1 so that ros2 launch (respawn) or systemd can restart '
+                 'the node')
+    return 1
 
 
 if __name__ == '__main__':
