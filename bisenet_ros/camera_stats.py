@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import threading
 import time
+from typing import Sequence
 
 from bisenet_core.inference.segmenter import STAGES as SEGMENTER_STAGES
 from bisenet_ros.diagnostics import node_level
@@ -71,7 +72,8 @@ class CameraStats:
                 values[f'{stage}_{key}_ms'] = ms
         return values
 
-    def period_level(self, latency_budget_ms: float) -> tuple[int, str]:
+    def period_level(self, latency_budget_ms: float,
+                     notes: Sequence[str] = ()) -> tuple[int, str]:
         """(level, message) of the period since the last call; starts the next period.
 
         The level judges this period's frames only: two slow warm-up frames must not keep
@@ -86,4 +88,4 @@ class CameraStats:
         return node_level(period['errors'], period['frames_dropped'], period_p90,
                           latency_budget_ms, last_error, lost=period['frames_lost'],
                           missed=period['frames_missed'],
-                          incompatible=self.incompatible_publishers)
+                          incompatible=self.incompatible_publishers, notes=notes)

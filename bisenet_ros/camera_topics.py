@@ -7,8 +7,8 @@
     front.image_topic: /cam0/image_raw         (per camera, optional)
     front.camera_info_topic: /cam0/info        (default: camera_info beside the image topic)
 
-Used by the node (start-up checks: one FATAL line) and the launch file (the same checks
-before anything starts). No rclpy node needed, only rclpy's name rules.
+Used by the node (bisenet_ros/camera.py declare_cameras: start-up checks, one FATAL line)
+and the launch file (the same name checks before anything starts); light to import.
 """
 from __future__ import annotations
 

@@ -14,7 +14,7 @@ LEVEL_NAMES = {OK: 'OK', WARN: 'WARN', ERROR: 'ERROR'}
 
 def node_level(errors: int, dropped: int, latency_ms: float, budget_ms: float,
                last_error: str = '', lost: int = 0, missed: int = 0,
-               incompatible: int = 0) -> tuple[int, str]:
+               incompatible: int = 0, notes: Sequence[str] = ()) -> tuple[int, str]:
     """(level, message) for one diagnostics period.
 
     Args:
@@ -26,6 +26,7 @@ def node_level(errors: int, dropped: int, latency_ms: float, budget_ms: float,
         missed: frames the publisher sent that never arrived (publication sequence gaps, a
             superset of `lost`; any -> WARN).
         incompatible: publishers on the input topic whose QoS cannot match (any -> WARN).
+        notes: other problems of the inputs seen now (WARN), e.g. a publisher of another type.
     """
     if errors:
         return ERROR, f'{errors} bad input(s) or failed inference(s); last: {last_error}'
@@ -37,6 +38,7 @@ def node_level(errors: int, dropped: int, latency_ms: float, budget_ms: float,
     if incompatible:
         problems.append(f'{incompatible} publisher(s) with incompatible QoS: their frames '
                         'never arrive')
+    problems += notes
     if budget_ms > 0 and not math.isnan(latency_ms) and latency_ms > budget_ms:
         problems.append(f'latency p90 {latency_ms:.1f} ms over budget {budget_ms:g} ms')
     if dropped:

@@ -1,4 +1,4 @@
-"""segment_node's /diagnostics statuses and its summary log line, from its cameras and batches.
+"""segment_node's /diagnostics statuses and its log lines, from its cameras and batches.
 
 One camera: one status `<node>: segmentation` (the camera's counters and timings, the model's
 settings, the node's batches and memory). Several cameras: the node's own status
@@ -47,7 +47,12 @@ class StatusReport:
 
     def camera_level(self, camera) -> tuple[int, str]:
         """The period's level of one camera (starts its next period)."""
-        level, message = camera.stats.period_level(self.node.latency_budget_ms)
+        level, message = camera.stats.period_level(self.node.latency_budget_ms,
+                                                   list(camera.input.notes.values()))
+        if self.node.worker_failed():
+            reason = self.node.worker_failure or 'it returned'
+            return DiagnosticStatus.ERROR, (f'the worker thread ended ({reason}): no frame is '
+                                            'labelled any more')
         frames_in, now = camera.stats.frames_in, time.monotonic()
         seen, since = self._last_input[camera.name]
         if frames_in != seen:
@@ -88,6 +93,15 @@ class StatusReport:
     def name(self, camera=None) -> str:
         suffix = f' {camera.name}' if camera is not None and camera.name else ''
         return f'{self.node.get_fully_qualified_name()}: segmentation{suffix}'
+
+    def wiring(self, qos: str) -> str:
+        """Inputs and outputs for the 'ready:' log line."""
+        cameras = self.node.cameras
+        if not self.several:
+            return (f'input {cameras[0].input.topic_name} ({qos}), output '
+                    f'{cameras[0].outputs.topic_name("label")}')
+        return f'{len(cameras)} cameras ({qos}): ' + ', '.join(
+            f'{c.name} {c.input.topic_name} -> {c.outputs.topic_name("label")}' for c in cameras)
 
     def summary_line(self) -> str:
         """The 10 s log line: per camera rates, counts and latency; batches; the status."""

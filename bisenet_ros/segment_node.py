@@ -27,7 +27,7 @@ from typing import Callable
 
 import rclpy
 from diagnostic_msgs.msg import DiagnosticArray
-from rcl_interfaces.msg import SetParametersResult
+from rcl_interfaces.msg import ParameterDescriptor, SetParametersResult
 from rclpy.executors import ExternalShutdownException, SingleThreadedExecutor
 from rclpy.node import Node
 from rclpy.parameter import Parameter
@@ -39,10 +39,10 @@ from bisenet_core.inference import Segmenter
 from bisenet_core.inference.segmenter import STAGES as SEGMENTER_STAGES
 from bisenet_core.modelfile import ModelFileError
 from bisenet_ros.batching import Prepared, group_by_layout, segment_group
-from bisenet_ros.camera import Camera
-from bisenet_ros.camera_input import FrameHandover, InputSettings
-from bisenet_ros.camera_topics import (CAMERA_KEYS, CameraConfigError, CameraTopics,
-                                       camera_topics, check_camera_names)
+from bisenet_ros.callback_guard import CallbackGuard, describe
+from bisenet_ros.camera import Camera, declare_cameras
+from bisenet_ros.camera_input import ERROR_LOG_THROTTLE_S, FrameHandover, InputSettings
+from bisenet_ros.camera_topics import CameraTopics
 from bisenet_ros.diagnostics import build_diagnostic_array
 from bisenet_ros.image_conversion import (ImageConversionError, check_image_pixels,
                                           compressed_to_network_input, image_to_network_input)
@@ -50,8 +50,8 @@ from bisenet_ros.label_info import class_table_json, label_info_message, vision_
 from bisenet_ros.log_forwarding import forward_core_logs, stop_forwarding
 from bisenet_ros.node_outputs import OUTPUT_PARAMETERS
 from bisenet_ros.node_parameters import (DEFAULT_UPSAMPLE, PARAMETERS, RUNTIME_PARAMETERS,
-                                         check_startup_parameters, param_descriptor,
-                                         parameter_error, runtime_refusal)
+                                         check_startup_parameters, parameter_error,
+                                         runtime_refusal)
 from bisenet_ros.node_process import (STOP_TIMEOUT_S, StartupError, exit_with_parent,
                                       init_rclpy)
 from bisenet_ros.node_diagnostics import StatusReport
@@ -63,13 +63,8 @@ __all__ = ['DEFAULT_UPSAMPLE', 'SegmentNode', 'StartupError', 'main']
 NODE_NAME = 'segment_node'
 DIAGNOSTICS_PERIOD_S = 1.0
 SUMMARY_PERIOD_S = 10.0
-ERROR_LOG_THROTTLE_S = 5.0
 # main() polls for a stop request this often (its own signal handlers run between polls).
 SPIN_POLL_S = 0.1
-CAMERAS_DESCRIPTOR = param_descriptor(
-    'several cameras in one node, e.g. [front, left]: camera c reads c/image_raw and '
-    'c/camera_info (<c>.image_topic, <c>.camera_info_topic override them) and publishes '
-    '~/c/label, ...; unset or empty: one camera on image and camera_info')
 
 
 class SegmentNode(Node):
@@ -92,9 +87,7 @@ class SegmentNode(Node):
         try:
             params = self._declare_parameters()
             check_startup_parameters(params)
-            topics = self._declare_cameras()
-            if not params['model_path']:
-                params['model_path'] = str(default_model_path())
+            topics = declare_cameras(self, NODE_NAME)
             self.segmenter = self._create_segmenter(segmenter_factory, params)
         except StartupError:
             stop_forwarding(self._core_log_handler)
@@ -106,6 +99,7 @@ class SegmentNode(Node):
             if name != 'upsample':
                 setattr(self, name, params[name])
         self.max_image_pixels = params['max_image_pixels']
+        self._show_model_path(params['model_path'])
         self.add_on_set_parameters_callback(self._on_set_parameters)
         self.diagnostics_publisher = self.create_publisher(DiagnosticArray, '/diagnostics', 10)
         self._publish_class_tables()
@@ -115,31 +109,34 @@ class SegmentNode(Node):
             use_compressed=self.use_compressed, reliability=params['qos_reliability'],
             depth=params['qos_depth'], durability=params['qos_durability'])
         self._handover = FrameHandover(params['batch_window_ms'] / 1e3)
+        # Whatever a callback or the worker raises unexpectedly is logged once, counted, survived.
+        self._guard = CallbackGuard(self.get_logger())
         self.cameras = [self._add_camera(name, t) for name, t in topics.items()]
         self.batch_stats = BatchStats()
         self.status_report = StatusReport(self, params['camera_timeout_s'])
         self.last_level = None
+        self.worker_failure = ''
 
         self.worker = threading.Thread(target=self._work, name='segment_worker', daemon=True)
         self.worker.start()
-        self.diagnostics_timer = self.create_timer(DIAGNOSTICS_PERIOD_S, self._publish_diagnostics)
-        self.summary_timer = self.create_timer(SUMMARY_PERIOD_S, self._log_summary)
+        self.diagnostics_timer = self.create_timer(DIAGNOSTICS_PERIOD_S, self._guard.wrap(
+            'the diagnostics timer', self._publish_diagnostics, self._count_node_error))
+        self.summary_timer = self.create_timer(SUMMARY_PERIOD_S, self._guard.wrap(
+            'the summary timer', self._log_summary, self._count_node_error))
         width, height = self.segmenter.input_size
-        qos = f'{params["qos_reliability"]}, depth {params["qos_depth"]}'
-        if len(self.cameras) == 1 and not self.cameras[0].name:
-            camera = self.cameras[0]
-            wiring = (f'input {camera.input.topic_name} ({qos}), output '
-                      f'{camera.outputs.topic_name("label")}')
-        else:
-            wiring = f'{len(self.cameras)} cameras ({qos}): ' + ', '.join(
-                f'{c.name} {c.input.topic_name} -> {c.outputs.topic_name("label")}'
-                for c in self.cameras)
+        wiring = self.status_report.wiring(f'{params["qos_reliability"]}, depth '
+                                           f'{params["qos_depth"]}')
         self.get_logger().info(f'ready: {self.segmenter!r} from {params["model_path"]}; '
                                f'{wiring} at {width}x{height} network input')
 
     def _add_camera(self, name: str, topics: CameraTopics) -> Camera:
         """A camera's subscriptions and publishers (outputs at ~/<topics.output_prefix>...)."""
-        return Camera(self, name, topics, self._input_settings, self._handover)
+        return Camera(self, name, topics, self._input_settings, self._handover, self._guard)
+
+    def _count_node_error(self, message: str) -> None:
+        """A failure of the node's own (a timer): an error of every camera."""
+        for camera in self.cameras:
+            camera.stats.error(message)
 
     def _publish_class_tables(self) -> None:
         """What the label ids mean, once, transient local: late subscribers get it too."""
@@ -166,44 +163,33 @@ class SegmentNode(Node):
     def _declare_parameters(self) -> dict:
         """Declare PARAMETERS (node_parameters.py); returns their values."""
         for name, default, descriptor in PARAMETERS:
+            if name == 'model_path':  # made read-only once it shows the file in use
+                descriptor = ParameterDescriptor(description='model file')
             try:
                 self.declare_parameter(name, default, descriptor)
             except Exception as exc:  # bad values or types in a params file / launch argument
                 raise StartupError(parameter_error(name, descriptor, exc)) from None
         return {name: self.get_parameter(name).value for name, _, _ in PARAMETERS}
 
-    def _declare_cameras(self) -> dict[str, CameraTopics]:
-        """Declare `cameras` and each camera's topic parameters; camera name -> topics."""
-        try:
-            cameras = self.declare_parameter('cameras', Parameter.Type.STRING_ARRAY,
-                                             CAMERAS_DESCRIPTOR).value or []
-        except Exception as exc:  # e.g. cameras: front (a string, not a list)
-            raise StartupError(parameter_error('cameras', CAMERAS_DESCRIPTOR, exc)) from None
-        try:
-            check_camera_names(cameras)  # before their names make parameter names
-        except CameraConfigError as exc:
-            raise StartupError(str(exc)) from None
-        given = {}
-        for name in cameras:
-            for key, description in CAMERA_KEYS.items():
-                descriptor = param_descriptor(f'camera {name}: {description}')
-                try:
-                    value = self.declare_parameter(f'{name}.{key}', '', descriptor).value
-                except Exception as exc:
-                    raise StartupError(parameter_error(f'{name}.{key}', descriptor,
-                                                       exc)) from None
-                given[f'{name}.{key}'] = value
-        # Keys given for a camera that it does not have (a typo) are refused, not ignored;
-        # rclpy keeps undeclared overrides only in this attribute.
-        for key in getattr(self, '_parameter_overrides', {}):
-            given.setdefault(key, '')
-        try:
-            return camera_topics(cameras, given, NODE_NAME)
-        except CameraConfigError as exc:
-            raise StartupError(str(exc)) from None
+    def _show_model_path(self, given: str) -> None:
+        """`ros2 param get model_path` shows the file in use (the shipped one for '').
+
+        model_path is read-only; rclpy lets only a writable parameter change, so it is
+        declared writable, set here, then given its read-only descriptor.
+        """
+        in_use = str(self._model_path(given))
+        if in_use != given:
+            self.set_parameters([Parameter('model_path', value=in_use)])
+        self.set_descriptor('model_path', ParameterDescriptor(
+            type=self.describe_parameter('model_path').type, read_only=True,
+            description=dict((n, d) for n, _, d in PARAMETERS)['model_path'].description))
+
+    @staticmethod
+    def _model_path(given: str) -> Path:
+        return Path(given).expanduser() if given else default_model_path()
 
     def _create_segmenter(self, factory: Callable[..., Segmenter], params: dict) -> Segmenter:
-        model_path = Path(params['model_path']).expanduser()
+        model_path = self._model_path(params['model_path'])
         if not model_path.is_file():
             raise StartupError(f'model file {model_path}: not found (parameter model_path)')
         size = (params['input_width'], params['input_height'])
@@ -243,12 +229,19 @@ class SegmentNode(Node):
 
     # ------------------------------------------------------------------ processing
     def _work(self) -> None:
-        while True:
-            taken = self._handover.take({camera: camera.input for camera in self.cameras})
-            if not taken:  # stopping, and no frame in hand
-                return
-            if not self._segment_cycle(taken):
-                return
+        try:
+            while True:
+                taken = self._handover.take({camera: camera.input for camera in self.cameras})
+                if not taken:  # stopping, and no frame in hand
+                    return
+                if not self._segment_cycle(taken):
+                    return
+        except BaseException as exc:  # never unnoticed: ERROR on /diagnostics, main() exits 1
+            self.worker_failure = describe(exc)
+
+    def worker_failed(self) -> bool:
+        """True once the worker thread has ended without being asked to stop."""
+        return not self.worker.is_alive() and not self._handover.stopping
 
     def _segment_cycle(self, taken: list[tuple[Camera, tuple]]) -> bool:
         """Segment and publish the newest frame of every camera that had one.
@@ -268,7 +261,7 @@ class SegmentNode(Node):
                 else:
                     image, color_order = image_to_network_input(msg)  # a view of msg.data
             except (ImageConversionError, ValueError) as exc:
-                self._record_error(camera, f'bad input on {camera.input.topic_name}: {exc}')
+                camera.input.report_error(f'bad input on {camera.input.topic_name}: {exc}')
                 continue
             decode_ms = (time.perf_counter() - t0) * 1e3
             frames.append(Prepared(camera.name, image, color_order,
@@ -309,7 +302,7 @@ class SegmentNode(Node):
         except Exception as exc:  # a failed inference must not stop the node
             if not self.context.ok():
                 return False  # not an error: the node is being destroyed
-            self._record_error(camera, f'inference failed{where}: {type(exc).__name__}: {exc}')
+            camera.input.report_error(f'inference failed{where}: {type(exc).__name__}: {exc}')
             return True
         # Frame -> numpy (a view, or a jpeg decode), then the Segmenter's own stages.
         camera.stats.frame_done({
@@ -317,14 +310,13 @@ class SegmentNode(Node):
             **{stage: result.timings_ms[stage] for stage in SEGMENTER_STAGES},
             'publish': (t1 - t0) * 1e3,
             'end_to_end': self._end_to_end_ms(msg.header, received, t1)})
-        sizes = {'label': (result.labels.shape[1], result.labels.shape[0]),
-                 'label_small': self._small_label_size()}
-        camera.input.frame_done(msg.header, (msg.header, sizes))
+        try:
+            sizes = {'label': (result.labels.shape[1], result.labels.shape[0]),
+                     'label_small': self._small_label_size()}
+            camera.input.frame_done(msg.header, (msg.header, sizes))
+        except Exception as exc:
+            self._guard.report('publishing the masks\' CameraInfo', exc, camera.stats.error)
         return True
-
-    def _record_error(self, camera: Camera, message: str) -> None:
-        camera.stats.error(message)
-        self.get_logger().error(message, throttle_duration_sec=ERROR_LOG_THROTTLE_S)
 
     def _small_label_size(self) -> tuple[int, int]:
         """(width, height) of ~/label_small: the network output."""
@@ -353,7 +345,7 @@ class SegmentNode(Node):
 
     def _publish_diagnostics(self) -> None:
         for camera in self.cameras:
-            camera.input.follow_publishers()
+            camera.input.check_publishers()
         statuses, self.last_level = self.status_report.statuses()
         self.diagnostics_publisher.publish(build_diagnostic_array(
             self.get_clock().now().to_msg(), statuses))
@@ -414,6 +406,9 @@ def main(args: list[str] | None = None,
         executor.add_node(node)
         while not stop.is_set():
             executor.spin_once(timeout_sec=SPIN_POLL_S)
+            if node.worker_failed():
+                code = _worker_ended(node, logger)
+                break
     except StartupError as exc:
         logger.fatal(str(exc))
         code = 1
@@ -434,6 +429,16 @@ def main(args: list[str] | None = None,
     for signum in (signal.SIGINT, signal.SIGTERM):
         signal.signal(signum, signal.SIG_IGN)
     return code
+
+
+def _worker_ended(node: SegmentNode, logger) -> int:
+    """The worker thread died: ERROR on /diagnostics, one FATAL line, exit code 1."""
+    node._publish_diagnostics()
+    reason = node.worker_failure or 'it returned'
+    logger.fatal(f'the worker thread ended ({reason}): no frame can be labelled any more; '
+                 'exiting with code 1 so that ros2 launch (respawn) or systemd can restart '
+                 'the node')
+    return 1
 
 
 if __name__ == '__main__':

@@ -847,3 +847,204 @@ def test_frame_graph_file_runs_and_refuses_another_upsampling(harness, tiny_mode
     assert h.node.get_parameter('upsample').value == 'nearest'
     assert h.node.segmenter.upsample == 'nearest'
     assert h.node.publish_color is True
+
+
+# ---------------------------------------------------------------------- hardening (issue 21)
+def test_camera_info_problems_and_stamp_mismatch_by_hand():
+    from bisenet_ros.camera_info import (MISMATCH_AFTER, CameraInfoMatcher,
+                                         camera_info_problem, scale_camera_info)
+
+    assert camera_info_problem(_camera_info(1)) == ''
+    assert 'is 0x72' in camera_info_problem(CameraInfo(width=0, height=72))
+    sensor_roi = CameraInfo(width=100, height=72)
+    sensor_roi.roi.x_offset, sensor_roi.roi.width, sensor_roi.roi.height = 50, 60, 10
+    assert 'outside the 100x72 sensor' in camera_info_problem(sensor_roi)
+    with pytest.raises(ValueError, match='is 100x0'):  # was ZeroDivisionError
+        scale_camera_info(CameraInfo(width=100, height=0), 16, 12)
+
+    matcher = CameraInfoMatcher()
+    for sec in range(1, MISMATCH_AFTER + 1):
+        info = _camera_info(sec)
+        info.header.stamp.nanosec = 123 + 1_500_000  # 1.5 ms after the image's stamp
+        matcher.add_info(info)
+        assert matcher.mismatch_ms() is None  # no frame yet
+        header = _camera_info(sec).header
+        assert matcher.add_frame(header, sec) == []
+    assert matcher.mismatch_ms() == pytest.approx(1.5)
+    matcher.add_info(_camera_info(MISMATCH_AFTER))  # a match clears it
+    assert matcher.mismatch_ms() is None
+
+
+class PlantedError(RuntimeError):
+    pass
+
+
+def test_an_unexpected_exception_in_a_callback_is_logged_once_counted_and_survived(
+        harness, monkeypatch, capfd):
+    """What a callback raises unexpectedly ended the executor's spin: no frame after it."""
+    from bisenet_ros.camera_info import CameraInfoMatcher
+
+    def broken(self, info):
+        raise PlantedError('planted in add_info')
+    monkeypatch.setattr(CameraInfoMatcher, 'add_info', broken)
+    h = harness(latency_budget_ms=0.0)
+    info_publisher = h.client.create_publisher(
+        CameraInfo, f'{h.ns}/camera_info',
+        QoSProfile(depth=5, reliability=ReliabilityPolicy.RELIABLE))
+    h.wait(lambda: info_publisher.get_subscription_count() > 0, 'camera_info subscription')
+    for sec in (1, 2):
+        info_publisher.publish(_camera_info(sec))
+    h.wait(lambda: h.stats.errors == 2, 'both failures counted')
+    status = _diagnostic(h, DiagnosticStatus.ERROR, 0)
+    assert 'the camera_info callback failed unexpectedly: PlantedError: planted in add_info' \
+        in status.message
+    h.output_for('label', h.publish(numpy_to_image(_scene(), 'rgb8')))  # and it goes on
+    logged = [line for line in capfd.readouterr().err.splitlines()
+              if 'failed unexpectedly: PlantedError' in line]
+    assert len(logged) == 1 and 'test_segment_node.py' in logged[0], logged
+
+
+class WorkerKiller(Segmenter):
+    """An inference that raises what `except Exception` does not catch."""
+
+    def segment(self, *args, **kwargs):
+        raise SystemExit('planted: the worker thread is gone')
+
+
+def test_a_dead_worker_is_an_error_on_diagnostics(harness):
+    h = harness(factory=WorkerKiller, latency_budget_ms=0.0)
+    h.publish(numpy_to_image(_scene(), 'rgb8'))
+    h.wait(lambda: not h.node.worker.is_alive(), 'the worker to end')
+    assert h.node.worker_failed()
+    status = _diagnostic(h, DiagnosticStatus.ERROR, 0)
+    assert 'the worker thread ended (SystemExit: planted: the worker thread is gone' \
+        in status.message
+
+
+DYING_NODE = '''
+import sys
+from bisenet_core.inference import Segmenter
+from bisenet_ros.segment_node import main
+
+class WorkerKiller(Segmenter):
+    def segment(self, *args, **kwargs):
+        raise SystemExit('planted: the worker thread is gone')
+
+sys.exit(main(sys.argv[1:], segmenter_factory=WorkerKiller))
+'''
+
+
+def test_a_dead_worker_ends_the_process_with_code_1(context, tiny_model_file, tmp_path):
+    """The worker thread used to die while the process stayed up: never restarted."""
+    script = tmp_path / 'dying_node.py'
+    script.write_text(DYING_NODE)
+    ns = f'/dying{os.getpid()}'
+    proc = subprocess.Popen(
+        [sys.executable, str(script), '--ros-args', '-r', f'__ns:={ns}', '-p',
+         f'model_path:={tiny_model_file}', '-p', 'backend:=torch', '-p', 'device:=cpu',
+         '-p', 'qos_reliability:=reliable'],
+        env=ros_child_env(), stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    client = rclpy.create_node('dying_client', context=context)
+    try:
+        publisher = client.create_publisher(
+            Image, f'{ns}/image', QoSProfile(depth=5, reliability=ReliabilityPolicy.RELIABLE))
+        deadline = time.monotonic() + 90
+        while not publisher.get_subscription_count():
+            assert proc.poll() is None and time.monotonic() < deadline
+            time.sleep(0.1)
+        time.sleep(0.5)
+        publisher.publish(numpy_to_image(_scene(), 'rgb8'))
+        output, _ = proc.communicate(timeout=30)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+        client.destroy_node()
+    assert proc.returncode == 1, output
+    fatal = [line for line in output.splitlines() if 'FATAL' in line]
+    assert len(fatal) == 1 and 'the worker thread ended (SystemExit: planted' in fatal[0], output
+    assert 'Traceback' not in output
+
+
+def test_incompatible_publishers_are_the_ones_present_now(harness):
+    """The event's running total kept the WARN after a best-effort camera left, and grew."""
+    h = harness(latency_budget_ms=0.0)  # subscribes reliable
+    for _ in range(2):
+        camera = h.client.create_publisher(Image, f'{h.ns}/image', QoSProfile(
+            depth=1, reliability=ReliabilityPolicy.BEST_EFFORT))
+        h.wait(lambda: h.stats.incompatible_publishers == 1, 'one incompatible publisher')
+        h.client.destroy_publisher(camera)
+        h.wait(lambda: h.stats.incompatible_publishers == 0, 'none once it is gone', 10)
+    after = len(h.diagnostics)
+    status = _diagnostic(h, DiagnosticStatus.OK, after)
+    assert {kv.key: kv.value for kv in status.values}['incompatible_publishers'] == '0'
+
+
+def test_frames_sent_before_best_available_matched_a_new_camera_are_counted(harness, capfd):
+    """A best-effort camera started after the node: its frames before the re-subscription
+    were neither received nor counted."""
+    h = harness(qos_reliability='best_available', latency_budget_ms=0.0)
+    camera = h.client.create_publisher(
+        Image, f'{h.ns}/image', QoSProfile(depth=1, reliability=ReliabilityPolicy.BEST_EFFORT))
+    sent = []
+    deadline = time.monotonic() + TIMEOUT
+    while len([m for m in h.outputs['label'] if m.header.stamp.sec in sent]) < 3:
+        assert time.monotonic() < deadline, 'no labels for the best-effort camera'
+        frame = numpy_to_image(_scene(), 'rgb8')
+        frame.header.stamp.sec = 5000 + len(sent)
+        sent.append(frame.header.stamp.sec)
+        camera.publish(frame)
+        time.sleep(0.1)
+    h.wait(lambda: h.input.latest_frame is None, 'settled')
+    time.sleep(0.3)
+    missed = len(sent) - h.stats.frames_in
+    assert missed > 0  # the frames sent before it matched (best effort: nothing re-sent)
+    assert h.stats.frames_missed == missed
+    assert 'a publisher sent before its first frame arrived here never arrived' in \
+        capfd.readouterr().err
+
+
+def test_durability_mismatch_under_best_available_is_a_log_line_naming_it(
+        context, tiny_model_file, capfd):
+    params = {**BASE, 'model_path': str(tiny_model_file), 'qos_reliability': 'best_available',
+              'qos_durability': 'transient_local'}
+    ns = f'/durability{os.getpid()}'
+    node = SegmentNode(context=context, namespace=ns,
+                       parameter_overrides=[Parameter(k, value=v) for k, v in params.items()])
+    client = rclpy.create_node('volatile_camera', context=context)
+    executor = MultiThreadedExecutor(num_threads=2, context=context)
+    executor.add_node(node)
+    executor.add_node(client)
+    threading.Thread(target=executor.spin, daemon=True).start()
+    try:
+        client.create_publisher(Image, f'{ns}/image',
+                                QoSProfile(depth=1, reliability=ReliabilityPolicy.RELIABLE))
+        deadline, err = time.monotonic() + TIMEOUT, ''
+        while 'DURABILITY' not in err:
+            assert time.monotonic() < deadline, err
+            time.sleep(0.2)
+            err += capfd.readouterr().err
+        line = next(line for line in err.splitlines() if 'DURABILITY' in line)
+        assert 'WARN' in line and 'qos_durability volatile' in line
+        while node.cameras[0].stats.incompatible_publishers != 1:
+            assert time.monotonic() < deadline, 'the durability mismatch not counted'
+            time.sleep(0.1)
+    finally:
+        executor.shutdown()
+        node.destroy_node()
+        client.destroy_node()
+
+
+def test_model_path_shows_the_file_in_use(context):
+    """The shipped config says model_path: "" (the shipped model); the parameter said ''."""
+    from bisenet_ros.paths import default_model_path
+
+    node = SegmentNode(_constant_factory, context=context, namespace=f'/shown{os.getpid()}',
+                       parameter_overrides=[Parameter(k, value=v) for k, v in
+                                            {**BASE, 'model_path': ''}.items()])
+    try:
+        assert node.get_parameter('model_path').value == str(default_model_path())
+        assert node.describe_parameter('model_path').read_only
+        refused = node.set_parameters([Parameter('model_path', value='/x.pt')])[0]
+        assert not refused.successful and 'read-only' in refused.reason
+    finally:
+        node.destroy_node()
