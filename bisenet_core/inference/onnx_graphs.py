@@ -1,7 +1,7 @@
 """The ONNX graphs a Segmenter runs on ONNX Runtime, exported once and cached on disk.
 
-Two kinds (bisenet_core.export, bisenet_core.export_frames): 'logits' (normalised batch ->
-1/8 logits; the host pipeline) and 'frame' (uint8 frame -> uint8 labels, one file per
+Two kinds (bisenet_core.export, bisenet_core.export_frames): 'logits' (normalised batch of
+any size -> 1/8 logits; the host pipeline) and 'frame' (uint8 frame -> uint8 labels, one file per
 upsampling mode; the device pipeline). A .pt model file is exported on first use into
 $BISENET_CACHE_DIR/onnx (default ~/.cache/bisenet_ros/onnx), named by the file's content, so
 later starts skip the export and an edited file is exported again. An in-memory model is
@@ -26,8 +26,9 @@ from bisenet_core.spec import ModelSpec
 
 log = logging.getLogger(__name__)
 
-# Bump when the export changes in a way that makes cached ONNX files stale.
-_CACHE_FORMAT = 2
+# Bump when the export changes in a way that makes cached ONNX files stale
+# (3: the logits graph takes any batch size).
+_CACHE_FORMAT = 3
 
 
 def cache_dir() -> Path:
@@ -129,7 +130,7 @@ class OnnxGraphs:
     def _write(self, kind: str, upsample: str | None, target: Path, model: nn.Module) -> Path:
         if kind == 'logits':
             return export_onnx(model, self.spec, target, precision=self.precision,
-                               input_size=self.input_size)
+                               input_size=self.input_size, dynamic_batch=True)
         # Imported here: export_frames imports the inference package (its pipeline).
         from bisenet_core.export_frames import export_frame_onnx
         return export_frame_onnx(model, self.spec, target, upsample=upsample,
