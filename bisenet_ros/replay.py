@@ -70,7 +70,7 @@ class LiveResult:
 def read_spec(model: Path) -> ModelSpec:
     """The ModelSpec of a .pt model file or an exported .onnx file."""
     if model.suffix.lower() == '.onnx':
-        from bisenet_core.export import read_onnx_spec
+        from bisenet_core.onnx_metadata import read_onnx_spec
         return read_onnx_spec(model)
     from bisenet_core.modelfile import read_model_file
     return read_model_file(model)[1]

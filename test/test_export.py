@@ -7,7 +7,8 @@ import onnx
 import pytest
 import torch
 
-from bisenet_core.export import SPEC_KEY, export_onnx, read_onnx_export_info, read_onnx_spec
+from bisenet_core.export import export_onnx
+from bisenet_core.onnx_metadata import SPEC_KEY, read_onnx_export_info, read_onnx_spec
 from bisenet_core.model import bisenet
 from bisenet_core.modelfile import ModelFileError
 from bisenet_core.spec import spec_for_dataset

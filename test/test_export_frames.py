@@ -4,8 +4,8 @@ import numpy as np
 import pytest
 import torch
 
-from bisenet_core.export import read_onnx_export_info
-from bisenet_core.export_frames import export_frame_onnx
+from bisenet_core.onnx_metadata import read_onnx_export_info
+from bisenet_core.inference.export_frames import export_frame_onnx
 from bisenet_core.inference import Segmenter
 from bisenet_core.inference.frames import FRAME_INPUTS, FRAME_OUTPUTS, channel_index
 from bisenet_core.inference.pipeline import FramePipeline
@@ -116,8 +116,8 @@ def test_fp16_graph_runs_and_agrees(exported, tiny_model_file, tmp_path):
     assert (labels['fp16'] == labels['fp32']).mean() >= 0.98
 
 
-@pytest.mark.parametrize('module', ['bisenet_core.export_frames', 'bisenet_core.inference',
-                                    'bisenet_core.inference.backends',
+@pytest.mark.parametrize('module', ['bisenet_core.inference.export_frames',
+                                    'bisenet_core.inference', 'bisenet_core.inference.backends',
                                     'bisenet_core.inference.onnx_graphs'])
 def test_modules_import_on_their_own(module):
     """No import cycle between the export and the inference package, whatever comes first."""

@@ -18,10 +18,12 @@ import numpy as np
 import torch
 from tqdm import tqdm
 
+from bisenet_core.data import formats
 from bisenet_core.metrics import ConfusionMatrix
+from bisenet_core.metrics_plots import plot_confusion
 from bisenet_core.modelfile import ModelFileError, load_model
 from bisenet_core.spec import ModelSpec
-from bisenet_core.train.config import DATA_FORMATS, ConfigError, RunConfig, load_config
+from bisenet_core.train.config import ConfigError, RunConfig, load_config
 from bisenet_core.train.data import open_dataset, prepare_synthetic
 from bisenet_core.train.evaluation import (MULTI_SCALES, PROTOCOLS, RESOLUTIONS,
                                            TORCHSEG_MULTI_SCALES, check_protocol,
@@ -62,8 +64,9 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
                              'torch|onnxruntime|tensorrt: score what the node runs, through '
                              'bisenet_core.inference.Segmenter (single scale)')
     parser.add_argument('--data', required=True, type=Path, help='dataset root folder')
-    parser.add_argument('--format', choices=DATA_FORMATS,
-                        help='dataset layout (default: from the model, e.g. camvid)')
+    parser.add_argument('--format', choices=tuple(formats.REGISTRY),
+                        help='dataset layout (default: the one found in --data, else the '
+                             "model's dataset, e.g. camvid)")
     parser.add_argument('--split', default='val', help='split to score (default: val)')
     parser.add_argument('--config', type=Path,
                         help='synthetic drives only: the training config whose data.synthetic '
@@ -84,14 +87,6 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
                              'the model, eval_<split>/)')
     parser.add_argument('--no-progress', action='store_true', help='no progress bar')
     return parser.parse_args(argv)
-
-
-def guess_format(dataset_name: str) -> str:
-    """'synthetic-camvid' -> camvid layout, 'cityscapes' -> cityscapes, else folder."""
-    for name in ('camvid', 'cityscapes', 'cocostuff'):
-        if name in dataset_name:
-            return name
-    return 'folder'
 
 
 PRESETS = Path(__file__).resolve().parents[1] / 'config' / 'train'
@@ -152,7 +147,7 @@ def main(argv: list[str] | None = None) -> int:
     except (ModelFileError, ValueError, RuntimeError) as exc:
         print(f'error: {exc}', file=sys.stderr)
         return 2
-    data_format = args.format or guess_format(spec.dataset)
+    data_format = args.format or formats.guess_format(args.data, spec.dataset)
     try:
         prepare_data(args, spec)
         dataset = open_dataset(data_format, args.data, args.split, spec.num_classes)
@@ -199,7 +194,7 @@ def main(argv: list[str] | None = None) -> int:
                # miou, pixel_accuracy, iou per class, ...: NaN (class absent) as null, valid JSON
                **confusion.to_dict(spec.class_names), 'spec_info': spec.info}
     (out / 'results.json').write_text(json.dumps(results, indent=2) + '\n')
-    confusion.plot_confusion(out / 'confusion.png', class_names=spec.class_names)
+    plot_confusion(confusion, out / 'confusion.png', class_names=spec.class_names)
     print(f'wrote {out / "results.json"} and {out / "confusion.png"}')
     return 0
 

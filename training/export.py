@@ -4,7 +4,7 @@ The ModelSpec (classes, palette, normalisation, input size) travels in the ONNX 
 so the node and TensorRT builds need nothing else. `--precision int8` writes a statically
 quantised graph for ONNX Runtime on the CPU, calibrated on `--calib-images`. `--output frame`
 writes the whole camera-frame -> labels step as one graph (uint8 H x W x C image in, uint8
-labels out, any image size; bisenet_core/export_frames.py).
+labels out, any image size; bisenet_core/inference/export_frames.py).
 """
 from __future__ import annotations
 
@@ -90,7 +90,7 @@ def main(argv: list[str] | None = None) -> int:
             images = calibration_images(args.calib_images, args.calib_count)
             path = quantize_int8(model, spec, args.out, images, input_size=args.size)
         elif args.output == 'frame':
-            from bisenet_core.export_frames import export_frame_onnx
+            from bisenet_core.inference.export_frames import export_frame_onnx
 
             path = export_frame_onnx(model, spec, args.out, upsample=args.upsample,
                                      precision=args.precision, input_size=args.size)

@@ -235,7 +235,7 @@ class OrtBackend:
 
 
 class OrtFrameRunner:
-    """Frame graphs (bisenet_core.export_frames) on ONNX Runtime: frame -> numpy outputs.
+    """Frame graphs (bisenet_core.inference.export_frames) on ONNX Runtime: frame -> numpy outputs.
 
     The graph takes the uint8 frame and returns labels, 1/8 labels and confidence, so resize,
     normalisation and upsampling run on the provider's device. The colour mask and overlay

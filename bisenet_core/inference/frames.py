@@ -13,7 +13,7 @@ import numpy as np
 COLOR_ORDERS = ('rgb', 'bgr')
 # Optional outputs of Segmenter.segment; the labels always come.
 OUTPUTS = ('confidence', 'color', 'overlay', 'small_labels')
-# Inputs and outputs of the end-to-end ONNX frame graph (bisenet_core.export_frames).
+# Inputs and outputs of the end-to-end ONNX frame graph (bisenet_core.inference.export_frames).
 FRAME_INPUTS = ('image', 'channels')
 FRAME_OUTPUTS = ('labels', 'small_labels', 'confidence')
 

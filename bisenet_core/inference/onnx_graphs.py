@@ -1,10 +1,10 @@
 """The ONNX graphs a Segmenter runs on ONNX Runtime, exported once and cached on disk.
 
-Two kinds (bisenet_core.export, bisenet_core.export_frames): 'logits' (normalised batch of
-any size -> 1/8 logits; the host pipeline) and 'frame' (uint8 frame -> uint8 labels, one file per
-upsampling mode; the device pipeline). A .pt model file is exported on first use into
-$BISENET_CACHE_DIR/onnx (default ~/.cache/bisenet_ros/onnx), named by the file's content, so
-later starts skip the export and an edited file is exported again. An in-memory model is
+Two kinds (bisenet_core.export, bisenet_core.inference.export_frames): 'logits' (normalised
+batch of any size -> 1/8 logits; the host pipeline) and 'frame' (uint8 frame -> uint8 labels,
+one file per upsampling mode; the device pipeline). A .pt model file is exported on first
+use into $BISENET_CACHE_DIR/onnx (default ~/.cache/bisenet_ros/onnx), named by the file's
+content, so later starts skip the export and an edited file is exported again. An in-memory model is
 exported into a temporary folder that lives as long as the Segmenter. An .onnx file is used
 as it is (it is one kind, and one upsampling mode if it is a frame graph).
 """
@@ -20,8 +20,10 @@ from pathlib import Path
 
 from torch import nn
 
-from bisenet_core.export import export_onnx, read_onnx_spec
+from bisenet_core.export import export_onnx
+from bisenet_core.inference.export_frames import export_frame_onnx
 from bisenet_core.modelfile import ModelFileError, build_model
+from bisenet_core.onnx_metadata import read_onnx_spec
 from bisenet_core.spec import ModelSpec
 
 log = logging.getLogger(__name__)
@@ -131,7 +133,5 @@ class OnnxGraphs:
         if kind == 'logits':
             return export_onnx(model, self.spec, target, precision=self.precision,
                                input_size=self.input_size, dynamic_batch=True)
-        # Imported here: export_frames imports the inference package (its pipeline).
-        from bisenet_core.export_frames import export_frame_onnx
         return export_frame_onnx(model, self.spec, target, upsample=upsample,
                                  precision=self.precision, input_size=self.input_size)

@@ -10,7 +10,7 @@ Two pipelines compute the same thing (the tests hold both to an independent refe
   bisenet_core.inference.pipeline (upload the uint8 frame, resize, normalise, network,
   upsample, argmax, colour, download uint8), captured as one CUDA graph per frame layout on a
   GPU (bisenet_core.inference.device); on ONNX Runtime (CUDA, TensorRT) the same function
-  exported as one graph (bisenet_core.export_frames). What a GPU needs: no pixel loop on the
+  exported as one graph (inference/export_frames.py). What a GPU needs: no pixel loop on the
   host, hundreds of kernel launches made one.
 - 'host': resize and normalise with cv2/numpy, the network on its backend, upsampling with
   numpy/cv2 (bisenet_core.inference.postprocess). Faster on a CPU, where "the device" is the
@@ -36,7 +36,7 @@ import numpy as np
 import torch
 from torch import nn
 
-from bisenet_core.export import read_onnx_export_info, read_onnx_metadata, read_onnx_spec
+from bisenet_core.onnx_metadata import read_onnx_export_info, read_onnx_metadata, read_onnx_spec
 from bisenet_core.inference.backends import (PRECISIONS, OrtBackend, OrtFrameRunner,
                                              TorchBackend, device_index, resolve_backend,
                                              resolve_device, resolve_precision)
