@@ -53,14 +53,16 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument('--dynamic-batch', action='store_true',
                         help='dynamic batch axis at a fixed image size (--size): the node runs '
                              'the frames of several cameras as one batch; without it (or '
-                             '--dynamic) the graph takes one frame at a time')
+                             '--dynamic) the graph takes one frame at a time. With --output '
+                             'frame: N x H x W x C frames of one layout in')
     parser.add_argument('--size', type=size_arg, metavar='WxH',
                         help='input size WxH (default: the model\'s input size)')
     args = parser.parse_args(argv)
     if args.calib_count < 1:
         parser.error(f'--calib-count must be >= 1, got {args.calib_count}')
-    if args.output == 'frame' and (args.dynamic or args.dynamic_batch):
-        parser.error('--output frame takes one frame of any size; drop --dynamic/--dynamic-batch')
+    if args.output == 'frame' and args.dynamic:
+        parser.error('--output frame is always dynamic in the image size; drop --dynamic '
+                     '(--dynamic-batch makes it take N frames)')
     return args
 
 
@@ -93,7 +95,8 @@ def main(argv: list[str] | None = None) -> int:
             from bisenet_core.inference.export_frames import export_frame_onnx
 
             path = export_frame_onnx(model, spec, args.out, upsample=args.upsample,
-                                     precision=args.precision, input_size=args.size)
+                                     precision=args.precision, input_size=args.size,
+                                     batch=args.dynamic_batch)
         else:
             path = export_onnx(model, spec, args.out, precision=args.precision,
                                output=args.output, dynamic=args.dynamic, input_size=args.size,
