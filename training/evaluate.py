@@ -19,6 +19,7 @@ import torch
 from tqdm import tqdm
 
 from bisenet_core.data import formats
+from bisenet_core.hardware import DEVICES, device_arg, resolve_amp, resolve_device
 from bisenet_core.metrics import ConfusionMatrix
 from bisenet_core.metrics_plots import plot_confusion
 from bisenet_core.modelfile import ModelFileError, load_model
@@ -28,7 +29,6 @@ from bisenet_core.train.data import open_dataset, prepare_synthetic
 from bisenet_core.train.evaluation import (MULTI_SCALES, PROTOCOLS, RESOLUTIONS,
                                            TORCHSEG_MULTI_SCALES, check_protocol,
                                            evaluate_dataset)
-from bisenet_core.train.runtime import resolve_amp
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
@@ -80,7 +80,9 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument('--scales', type=float, nargs='+',
                         help='explicit scales instead of 1.0 or the --multiscale set')
     parser.add_argument('--flip', action='store_true', help='also average horizontal flips')
-    parser.add_argument('--device', default='auto', choices=('auto', 'cpu', 'cuda'))
+    parser.add_argument('--device', default='auto', type=device_arg, metavar='DEVICE',
+                        help=f"{', '.join(DEVICES)} or cuda:N (default auto: a GPU when "
+                             'the backend can use one)')
     parser.add_argument('--max-images', type=int, default=0, help='score only the first N')
     parser.add_argument('--out', type=Path,
                         help='folder for results.json and confusion.png (default: next to '
@@ -121,8 +123,6 @@ def prepare_data(args: argparse.Namespace, spec: ModelSpec) -> None:
 
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
-    device = torch.device('cuda' if args.device == 'auto' and torch.cuda.is_available()
-                          else ('cpu' if args.device == 'auto' else args.device))
     multiscale = args.multiscale or args.flip or args.scales
     if args.backend != 'model' and (multiscale or args.protocol != 'full'):
         print('error: --multiscale/--scales/--flip and --protocol other than full need '
@@ -137,13 +137,14 @@ def main(argv: list[str] | None = None) -> int:
         return 2
     try:
         if args.backend == 'model':
+            device = torch.device(resolve_device(args.device, 'torch', warn=False))
             model, spec = load_model(args.model, device)
         else:
             from bisenet_core.inference import Segmenter
 
             model = Segmenter(args.model, backend=args.backend, device=args.device,
                               upsample='bilinear')
-            spec = model.spec
+            spec, device = model.spec, torch.device(model.device)
     except (ModelFileError, ValueError, RuntimeError) as exc:
         print(f'error: {exc}', file=sys.stderr)
         return 2

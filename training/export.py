@@ -15,6 +15,7 @@ from pathlib import Path
 import numpy as np
 
 from bisenet_core.data.base import list_images, read_image
+from bisenet_core.hardware import PRECISIONS
 from bisenet_core.modelfile import ModelFileError, load_model
 from bisenet_core.spec import size_arg
 
@@ -32,7 +33,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument('--model', required=True, type=Path, help='model file (.pt)')
     parser.add_argument('--out', required=True, type=Path, help='ONNX file to write')
-    parser.add_argument('--precision', choices=('fp32', 'fp16', 'int8'), default='fp32',
+    parser.add_argument('--precision', choices=(*PRECISIONS, 'int8'), default='fp32',
                         help='fp32 (default), fp16 (GPU), or int8 (ONNX Runtime on the CPU: '
                              'static quantisation, needs --calib-images; fixed size, logits)')
     parser.add_argument('--calib-images', type=Path, metavar='DIR',

@@ -26,6 +26,7 @@ import torch
 from torch.nn.parallel import DistributedDataParallel
 from tqdm import tqdm
 
+from bisenet_core.hardware import DEVICES, device_arg
 from bisenet_core.metrics import ConfusionMatrix
 from bisenet_core.model import bisenet, load_backbone_weights
 from bisenet_core.model.architectures import layout
@@ -80,8 +81,9 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument('--output-dir', help='shortcut for --set train.output_dir=...')
     parser.add_argument('--iterations', type=int, help='shortcut for --set train.iterations=N')
     parser.add_argument('--batch-size', type=int, help='shortcut for --set train.batch_size=N')
-    parser.add_argument('--device', choices=('auto', 'cpu', 'cuda'),
-                        help='shortcut for --set train.device=...')
+    parser.add_argument('--device', type=device_arg, metavar='DEVICE',
+                        help=f"shortcut for --set train.device=... ({', '.join(DEVICES)} or "
+                             'cuda:N)')
     parser.add_argument('--init-from', type=Path, metavar='MODEL',
                         help='fine-tune from a model file (e.g. one training.import_weights '
                              'wrote): sets model.init_from and takes model.backbone, '

@@ -4,8 +4,8 @@
 - OrtBackend: ONNX Runtime with the CPU, CUDA or TensorRT execution provider.
 - OrtFrameRunner: ONNX Runtime running the end-to-end frame graphs (the device pipeline).
 
-Device and precision decisions (what 'auto' means, fp16 on CPU) are made once in
-`resolve_device` / `resolve_precision`, used by the Segmenter.
+What 'auto' means for a backend is decided here (resolve_backend); device and precision
+names are resolved in bisenet_core.hardware, for inference and training alike.
 """
 from __future__ import annotations
 
@@ -19,42 +19,15 @@ import numpy as np
 import torch
 from torch import nn
 
+# DEVICES, PRECISIONS and check_device are named here too: the node and replay take their
+# parameter choices from the backends.
+from bisenet_core.hardware import (DEVICES, ORT_PROVIDERS, PRECISIONS, TORCH_DTYPES,  # noqa: F401
+                                   check_device, cpu_threads, ort_available, ort_providers)
 from bisenet_core.inference.frames import FRAME_OUTPUTS, channel_index, to_uint8
 from bisenet_core.inference.postprocess import color_outputs
 from bisenet_core.model.fuse import FoldError, fold_conv_bn
 
 BACKENDS = ('auto', 'torch', 'onnxruntime', 'tensorrt')
-# Device names: these, or 'cuda:N' for the N-th GPU (check_device).
-DEVICES = ('auto', 'cuda', 'cpu')
-PRECISIONS = ('fp32', 'fp16')
-
-_PROVIDER = {'cpu': 'CPUExecutionProvider', 'cuda': 'CUDAExecutionProvider',
-             'tensorrt': 'TensorrtExecutionProvider'}
-
-
-def ort_available() -> bool:
-    """True when onnxruntime can be imported."""
-    try:
-        import onnxruntime  # noqa: F401
-    except ImportError:
-        return False
-    return True
-
-
-def ort_providers() -> list[str]:
-    """Execution providers of the installed onnxruntime ([] when it is not installed)."""
-    if not ort_available():
-        return []
-    import onnxruntime
-    return list(onnxruntime.get_available_providers())
-
-
-def cpu_threads() -> int:
-    """Number of CPUs this process may use (taskset/cgroup affinity, unlike os.cpu_count)."""
-    try:
-        return max(1, len(os.sched_getaffinity(0)))
-    except AttributeError:  # not on Linux
-        return max(1, os.cpu_count() or 1)
 
 
 def resolve_backend(backend: str) -> str:
@@ -66,69 +39,10 @@ def resolve_backend(backend: str) -> str:
     if backend in ('onnxruntime', 'tensorrt') and not ort_available():
         raise RuntimeError(f"backend {backend!r} needs onnxruntime: pip install onnxruntime "
                            "(CPU) or onnxruntime-gpu (CUDA/TensorRT)")
-    if backend == 'tensorrt' and _PROVIDER['tensorrt'] not in ort_providers():
+    if backend == 'tensorrt' and ORT_PROVIDERS['tensorrt'] not in ort_providers():
         raise RuntimeError(f"backend 'tensorrt' needs onnxruntime-gpu with the TensorRT "
                            f"execution provider; this onnxruntime has {ort_providers()}")
     return backend
-
-
-def check_device(device: str) -> str:
-    """A device name: 'auto', 'cpu', 'cuda' or 'cuda:N' (N >= 0), else a ValueError."""
-    if isinstance(device, str) and (device in DEVICES or (
-            device.startswith('cuda:') and device[5:].isdigit())):
-        return device
-    raise ValueError(f"device must be one of {', '.join(DEVICES)} or cuda:N (N = GPU index), "
-                     f'got {device!r}')
-
-
-def device_index(device: str) -> int:
-    """The GPU index of 'cuda' (0) or 'cuda:N' (N)."""
-    return int(device[5:]) if device.startswith('cuda:') else 0
-
-
-def resolve_device(device: str, backend: str) -> str:
-    """'auto' -> 'cuda' when this backend can use a GPU, else 'cpu' (with a warning).
-
-    'cuda:N' must name an existing GPU (torch's count; ONNX Runtime's provider checks it at
-    session creation).
-    """
-    check_device(device)
-    if backend == 'tensorrt':
-        if device == 'cpu':
-            raise ValueError("backend 'tensorrt' runs on the GPU; use device 'cuda' or 'auto'")
-        return 'cuda' if device == 'auto' else device
-    if backend == 'torch':
-        has_cuda = torch.cuda.is_available()
-        missing = 'torch.cuda.is_available() is False (CPU-only torch build or no GPU)'
-    else:
-        has_cuda = _PROVIDER['cuda'] in ort_providers()
-        missing = (f'onnxruntime has no CUDAExecutionProvider ({ort_providers()}); '
-                   'install onnxruntime-gpu')
-    if device.startswith('cuda') and not has_cuda:
-        raise RuntimeError(f"device {device!r} requested for backend {backend!r} but {missing}")
-    if device.startswith('cuda:') and backend == 'torch':
-        count = torch.cuda.device_count()
-        if device_index(device) >= count:
-            raise RuntimeError(f"device {device!r} does not exist: this machine has {count} "
-                               f"CUDA device{'s' if count != 1 else ''} (cuda:0..cuda:"
-                               f"{count - 1})")
-    if device == 'auto':
-        if has_cuda:
-            return 'cuda'
-        warnings.warn(f'no GPU for backend {backend!r}, running on the CPU (slow for '
-                      'real-time use)', RuntimeWarning, stacklevel=4)
-        return 'cpu'
-    return device
-
-
-def resolve_precision(precision: str, device: str) -> str:
-    """fp16 is for GPUs: on the CPU it is slower and less exact, so fall back to fp32."""
-    if precision not in PRECISIONS:
-        raise ValueError(f'precision must be one of {PRECISIONS}, got {precision!r}')
-    if precision == 'fp16' and not device.startswith('cuda'):
-        warnings.warn('fp16 requested on the CPU; using fp32', RuntimeWarning, stacklevel=4)
-        return 'fp32'
-    return precision
 
 
 class TorchBackend:
@@ -162,7 +76,7 @@ class TorchBackend:
             if precision == 'fp16':
                 model = model.half()
             torch.backends.cudnn.benchmark = True  # fixed network input size: tune once
-        self.dtype = torch.float16 if precision == 'fp16' else torch.float32
+        self.dtype = TORCH_DTYPES[precision]
         # The network input size is fixed, so one compiled graph serves every frame size;
         # the compilation itself happens at the first call (the Segmenter's warm-up).
         self.model = torch.compile(model, dynamic=False) if compile else model
@@ -195,7 +109,7 @@ class OrtBackend:
         if provider == 'tensorrt':
             cache = Path(trt_cache_dir) if trt_cache_dir else Path(onnx_path).parent / 'trt'
             cache.mkdir(parents=True, exist_ok=True)
-            providers.append((_PROVIDER['tensorrt'], {
+            providers.append((ORT_PROVIDERS['tensorrt'], {
                 'device_id': device_id,
                 'trt_fp16_enable': precision == 'fp16',
                 # Building an engine takes minutes; cache it next to the ONNX file.
@@ -205,16 +119,16 @@ class OrtBackend:
                 'trt_timing_cache_path': str(cache),
             }))
         if provider in ('tensorrt', 'cuda'):
-            providers.append((_PROVIDER['cuda'], {'device_id': device_id,
-                                                  'cudnn_conv_algo_search': 'EXHAUSTIVE'}))
-        providers.append(_PROVIDER['cpu'])
+            providers.append((ORT_PROVIDERS['cuda'], {'device_id': device_id,
+                                                      'cudnn_conv_algo_search': 'EXHAUSTIVE'}))
+        providers.append(ORT_PROVIDERS['cpu'])
         try:
             self.session = ort.InferenceSession(str(onnx_path), options, providers=providers)
         except Exception as exc:
             first = (str(exc).strip().splitlines() or [type(exc).__name__])[0]
             raise RuntimeError(f'onnxruntime cannot load {onnx_path} on {provider}: '
                                f'{first[:300]}') from None
-        wanted = _PROVIDER[provider]
+        wanted = ORT_PROVIDERS[provider]
         if wanted not in self.session.get_providers():
             raise RuntimeError(f'onnxruntime did not enable {wanted} for {onnx_path} '
                                f'(enabled: {self.session.get_providers()})')

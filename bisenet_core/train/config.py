@@ -19,17 +19,14 @@ import yaml
 
 from bisenet_core.classes import DATASETS
 from bisenet_core.data import formats
+from bisenet_core.hardware import AMP_DTYPES, DEVICES, is_device
 from bisenet_core.model import architectures, backbones
 from bisenet_core.spec import (DEFAULT_ARCHITECTURE, IMAGENET_MEAN, IMAGENET_STD, MAX_INPUT_SIDE,
-                               SIZE_DIVISOR,
-                               UNRECORDED_ARCHITECTURE, ModelSpec, spec_for_classes,
-                               spec_for_dataset)
+                               SIZE_DIVISOR, UNRECORDED_ARCHITECTURE, ModelSpec,
+                               spec_for_classes, spec_for_dataset)
 from bisenet_core.train.evaluation import PROTOCOLS
 from bisenet_core.train.loss import MIN_KEPT_OF
 from bisenet_core.train.optim import HEAD_PARTS
-
-AMP_DTYPES = ('auto', 'bf16', 'fp16', 'none')
-DEVICES = ('auto', 'cpu', 'cuda')
 
 
 class ConfigError(ValueError):
@@ -154,7 +151,7 @@ class TrainConfig:
         freeze_bn: keep BatchNorm in eval mode while training (running statistics frozen,
             affine weights still learn): for fine-tuning with small batches.
         amp_dtype: auto | bf16 | fp16 | none; mixed precision is used on CUDA only.
-        device: auto | cpu | cuda.
+        device: auto | cpu | cuda | cuda:N (bisenet_core.hardware).
         sync_bn: SyncBatchNorm when training on several processes.
         eval_interval: validate every N steps (and at the end); 0 = only at the end.
         eval_protocol: how validation predicts, one of evaluation.PROTOCOLS (training.evaluate
@@ -283,7 +280,8 @@ class RunConfig:
                f'one of {PROTOCOLS}')
         _check(t.aux_weight >= 0, 'train.aux_weight', t.aux_weight, '>= 0')
         _check(t.amp_dtype in AMP_DTYPES, 'train.amp_dtype', t.amp_dtype, f'one of {AMP_DTYPES}')
-        _check(t.device in DEVICES, 'train.device', t.device, f'one of {DEVICES}')
+        _check(is_device(t.device), 'train.device', t.device,
+               f'one of {DEVICES} or cuda:N')
         for key in ('eval_interval', 'eval_max_images', 'checkpoint_interval', 'threads'):
             _check(getattr(t, key) >= 0, f'train.{key}', getattr(t, key), '>= 0')
         _check(t.log_interval >= 1, 'train.log_interval', t.log_interval, '>= 1')
