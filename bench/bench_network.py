@@ -156,8 +156,9 @@ def markdown_table(results: list[dict]) -> str:
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(
         prog='python -m bench.bench_network',
-        description='BiSeNet forward pass alone (batch 1, or --batches): eager vs Conv+BN folded vs CUDA graph '
-                    'vs torch.compile + graph, on the CPU and every GPU row when CUDA is present.')
+        description='BiSeNet forward pass alone (batch 1, or --batches): eager vs Conv+BN '
+                    'folded vs CUDA graph vs torch.compile + graph, on the CPU and every GPU '
+                    'row when CUDA is present.')
     parser.add_argument('--configs', nargs='+', type=config_arg,
                         default=[config_arg(c) for c in DEFAULT_CONFIGS],
                         help='backbone:WxH network inputs (default: %s)' % ' '.join(

@@ -50,8 +50,10 @@ SETTLE_S = 2.5  # after a stream: > 2 diagnostics periods, so the counters are c
 
 # ----------------------------------------------------------------------------- camera process
 def camera_main(argv: list[str]) -> int:
-    """`python -m bench.node_delivery WxH RATE SECONDS QOS [TOPIC]`: publish bgr8 frames on
-    TOPIC (default CAMERA_TOPIC), print {"sent": n, "start_ns": first stamp} (JSON).
+    """`python -m bench.node_delivery WxH RATE SECONDS QOS [TOPIC]`: publish, print a report.
+
+    bgr8 frames on TOPIC (default CAMERA_TOPIC); the report is {"sent": n, "start_ns": the
+    first frame's stamp} (JSON).
 
     Its own module entry point: the camera process imports no torch.
     """

@@ -91,8 +91,7 @@ def capture_graph(run: Callable[[], Outputs], stream: torch.cuda.Stream
 
 
 class Step:
-    """The fixed buffers of one FrameKey (N x H x W x C in, N x ... out) and the pipeline
-    run on them."""
+    """The fixed buffers of one FrameKey (N x H x W x C in, N x ... out) and its pipeline run."""
 
     def __init__(self, pipeline, key: FrameKey, device: torch.device, stream,
                  capture: Capture):
@@ -205,8 +204,10 @@ class DeviceRunner:
 
     def run_batch(self, frames, color_order: str, upsample: str, outputs: tuple[str, ...]
                   ) -> tuple[list[dict[str, np.ndarray]], dict[str, float]]:
-        """N frames of one layout (H x W x C, dtype) -> their outputs in order, and the
-        batch's stage timings; the network sees the N frames as one batch."""
+        """N frames of one layout (H x W x C, dtype) -> their outputs in order, and timings.
+
+        The network sees the N frames as one batch; the timings are the batch's stages.
+        """
         if not frames:
             raise ValueError('run_batch needs at least one frame')
         shape = frames[0].shape

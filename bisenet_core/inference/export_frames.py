@@ -16,8 +16,9 @@ its device; the host only hands over the message's bytes:
 With `batch=True` every input and output but 'channels' gets a leading N axis (dynamic): N
 frames of one layout (size, channels, colour order) in one run, the network seeing them as
 one batch (the Segmenter's own exports are these). The network input size is fixed at export
-(`input_size`); the upsampling mode too (one file per mode). The ModelSpec and an export record ({'output': 'frame', 'upsample', ...}) are stored
-in the metadata as for export_onnx. Conv+BN are folded first (ONNX Runtime would fold them
+(`input_size`); the upsampling mode too (one file per mode). The ModelSpec and an export
+record ({'output': 'frame', 'upsample', 'batch', ...}) are stored in the metadata as for
+export_onnx. Conv+BN are folded first (ONNX Runtime would fold them
 too; TensorRT and the fp16 cast then see fewer layers).
 """
 from __future__ import annotations

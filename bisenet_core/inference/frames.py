@@ -40,8 +40,10 @@ def check_frame(image, color_order: str) -> np.ndarray:
 
 
 def layout_groups(frames, color_orders) -> dict[tuple, list[int]]:
-    """Indices of the frames (checked, H x W x C) that share a layout: shape, dtype and
-    colour order, i.e. what can run as one batch; groups in order of first appearance."""
+    """Indices of the frames (checked, H x W x C) that can run as one batch.
+
+    A layout is the shape, dtype and colour order; groups come in order of first appearance.
+    """
     groups: dict[tuple, list[int]] = {}
     for index, (frame, order) in enumerate(zip(frames, color_orders)):
         groups.setdefault((frame.shape, frame.dtype.str, order), []).append(index)

@@ -147,7 +147,9 @@ class FramePipeline(nn.Module):
 
     def forward(self, frame: torch.Tensor, channels: torch.Tensor, upsample: str = 'nearest',
                 outputs: tuple[str, ...] = ()) -> dict[str, torch.Tensor]:
-        """frame: uint8 H x W x C (C in 1, 3, 4), or N x H x W x C for N frames of one layout
+        """Frame(s) -> labels and the requested outputs.
+
+        frame: uint8 H x W x C (C in 1, 3, 4), or N x H x W x C for N frames of one layout
         (one forward pass of the network); channels: int64 (3,) source of R, G, B.
 
         Returns {'labels': uint8 H x W} plus the requested outputs ('confidence', 'color',
@@ -166,8 +168,10 @@ class FramePipeline(nn.Module):
     def outputs_from_logits(self, logits: torch.Tensor, frames: torch.Tensor | None,
                             channels: torch.Tensor | None, upsample: str,
                             outputs: tuple[str, ...], size) -> dict[str, torch.Tensor]:
-        """Steps 5 and 6 from N x C x h x w logits, every output with a leading N axis;
-        `frames` (N x H x W x C) is needed for 'overlay' only."""
+        """Steps 5 and 6 from N x C x h x w logits, every output with a leading N axis.
+
+        `frames` (N x H x W x C) is needed for 'overlay' only.
+        """
         small = logits.argmax(dim=1).to(torch.uint8)
         if upsample == 'nearest':
             labels = nearest_labels(small, size)
