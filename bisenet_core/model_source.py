@@ -14,7 +14,7 @@ import os
 from dataclasses import dataclass
 from pathlib import Path
 
-from bisenet_core.export import read_onnx_export_info, read_onnx_metadata, read_onnx_spec
+from bisenet_core.onnx_metadata import read_onnx_export_info, read_onnx_metadata, read_onnx_spec
 from bisenet_core.modelfile import read_model_file
 from bisenet_core.spec import ModelSpec
 
@@ -25,11 +25,12 @@ ONNX_SUFFIX = '.onnx'
 class ModelSource:
     """What a model path holds.
 
-    path: the file. spec: its ModelSpec. state: the weights of a .pt model file (None for
-    ONNX). onnx_info: the export record of an .onnx file (read_onnx_export_info; None for .pt).
+    path: the file (None: a model in memory, as Segmenter.from_model has). spec: its
+    ModelSpec. state: the weights of a .pt model file (None for ONNX). onnx_info: the export
+    record of an .onnx file (read_onnx_export_info; None for .pt).
     """
 
-    path: Path
+    path: Path | None
     spec: ModelSpec
     state: dict | None = None
     onnx_info: dict | None = None

@@ -21,6 +21,8 @@ import numpy as np
 matplotlib.use('Agg')  # files only, never a window
 import matplotlib.pyplot as plt  # noqa: E402
 
+from bisenet_core.metrics_plots import plot_confusion, plot_iou_bars  # noqa: E402
+
 LATENCY_PERCENTILES = (50, 90, 99)
 
 
@@ -233,8 +235,8 @@ def write_report(out_dir: str | os.PathLike, report: dict, confusion, class_name
     out.mkdir(parents=True, exist_ok=True)
     plots: dict[str, str] = {}
     if confusion is not None:
-        confusion.plot_confusion(out / 'confusion.png', list(class_names))
-        confusion.plot_iou_bars(out / 'iou.png', list(class_names))
+        plot_confusion(confusion, out / 'confusion.png', list(class_names))
+        plot_iou_bars(confusion, out / 'iou.png', list(class_names))
         plots.update(confusion='confusion.png', iou='iou.png')
     if len(latencies_ms):
         plot_latency(out / 'latency_hist.png', out / 'latency_time.png', latencies_ms, sent_s,

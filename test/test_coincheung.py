@@ -265,7 +265,8 @@ def test_bilinear_upsampling_handles_ade20k_and_cocostuff(num_classes):
 def test_onnx_export_matches_torch(imported, tmp_path):
     """Nearest upsampling and the conv-BN attention survive the export, at any size."""
     ort = pytest.importorskip('onnxruntime')
-    from bisenet_core.export import export_onnx, read_onnx_spec
+    from bisenet_core.export import export_onnx
+    from bisenet_core.onnx_metadata import read_onnx_spec
 
     _, model, spec = imported
     path = export_onnx(model, spec, tmp_path / 'city.onnx', dynamic=True,

@@ -6,7 +6,8 @@ import os
 import pytest
 import torch
 
-from bisenet_core.export import SPEC_KEY, export_onnx, read_onnx_spec
+from bisenet_core.export import export_onnx
+from bisenet_core.onnx_metadata import SPEC_KEY, read_onnx_spec
 from bisenet_core.inference import Segmenter
 from bisenet_core.model_source import read_model_source, read_spec
 from bisenet_core.modelfile import ModelFileError, load_model, read_model_file

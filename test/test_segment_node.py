@@ -825,7 +825,7 @@ def test_frame_graph_file_runs_and_refuses_another_upsampling(harness, tiny_mode
     """An exported frame -> labels graph (training.export --output frame) in the node: it has
     one upsampling mode, so switching it at run time is refused, and nothing else in that
     request is applied."""
-    from bisenet_core.export import read_onnx_export_info
+    from bisenet_core.onnx_metadata import read_onnx_export_info
     from training.export import main as export_main
 
     path = tmp_path / 'frames_nearest.onnx'

@@ -30,6 +30,16 @@ from bisenet_core.data.synthetic_render import render_frame
 from bisenet_core.data.synthetic_scene import make_world
 from bisenet_core.spec import size_arg
 
+# Written last into a rendered dataset folder by training (its generator settings): marks
+# the drives complete and recognises the folder as synthetic.
+SETTINGS_FILE = 'synthetic.json'
+
+
+def found_in(root: Path) -> bool:
+    """Whether `root` holds drives rendered for training (its SETTINGS_FILE)."""
+    return (Path(root) / SETTINGS_FILE).is_file()
+
+
 DEFAULT_SIZE = (480, 360)   # CamVid 960x720 halved
 FRAME_STEP = 30             # CamVid labels one frame in 30 of its 30 fps video
 # Cameras of a multi-camera drive: name -> mounting yaw in rad (> 0: turned right). The
