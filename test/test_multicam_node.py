@@ -13,11 +13,11 @@ from diagnostic_msgs.msg import DiagnosticArray, DiagnosticStatus  # noqa: E402
 from rclpy.executors import MultiThreadedExecutor  # noqa: E402
 from rclpy.parameter import Parameter  # noqa: E402
 from rclpy.qos import QoSProfile, ReliabilityPolicy  # noqa: E402
-from sensor_msgs.msg import Image  # noqa: E402
+from sensor_msgs.msg import CompressedImage, Image  # noqa: E402
 
 from bisenet_core.inference import Segmenter  # noqa: E402
 from bisenet_ros.image_conversion import (image_to_network_input, image_to_numpy,  # noqa: E402
-                                          numpy_to_image)
+                                          numpy_to_compressed, numpy_to_image)
 from bisenet_ros.segment_node import SegmentNode, StartupError  # noqa: E402
 
 TIMEOUT = 30.0
@@ -30,10 +30,11 @@ class Rig:
 
     count = 0
 
-    def __init__(self, context, model, cameras=(), factory=Segmenter, **params):
+    def __init__(self, context, model, cameras=(), factory=Segmenter, compressed=False,
+                 **params):
         Rig.count += 1
         self.ns = f'/mc{os.getpid()}_{Rig.count}'
-        values = {**BASE, 'model_path': str(model), **params}
+        values = {**BASE, 'model_path': str(model), 'use_compressed': compressed, **params}
         if cameras:
             values['cameras'] = list(cameras)
         self.node = SegmentNode(factory, context=context, namespace=self.ns,
@@ -48,7 +49,9 @@ class Rig:
         for camera in cameras or ('',):
             image = f'{self.ns}/{camera}/image_raw' if camera else f'{self.ns}/image'
             label = f'{self.ns}/segment_node/{camera + "/" if camera else ""}label'
-            self.publishers[camera] = self.client.create_publisher(Image, image, qos)
+            self.publishers[camera] = self.client.create_publisher(
+                CompressedImage if compressed else Image,
+                f'{image}/compressed' if compressed else image, qos)
             self.labels[camera] = []
             self.client.create_subscription(
                 Image, label, lambda m, c=camera: self._store(self.labels[c], m), qos)
@@ -182,6 +185,29 @@ def test_cameras_of_different_sizes(rig, tiny_model_file):
         assert (label.height, label.width, label.header.frame_id) == (
             height, width, f'{camera}_optical')
         assert np.array_equal(image_to_numpy(label), expected), camera
+
+
+def test_a_camera_slow_to_decode_does_not_starve_the_other(rig):
+    """Compressed input: a 1600x1200 PNG camera (tens of ms to decode) beside a small one,
+    both at 10 Hz: both keep being labelled, each frame on its own camera."""
+    multi = rig(['big', 'small'], compressed=True, latency_budget_ms=0.0)
+    big = numpy_to_compressed(_scene(1200, 1600, 1), 'png')
+    small = numpy_to_compressed(_scene(48, 64, 2), 'png')
+    for _ in range(15):
+        multi.publish('big', big)
+        multi.publish('small', small)
+        time.sleep(0.1)
+
+    def settled():
+        return all(s.frames_out + s.frames_dropped + s.errors == s.frames_in == 15
+                   for s in (multi.camera('big').stats, multi.camera('small').stats))
+    multi.wait(settled, 'every frame labelled or replaced')
+    for camera, (height, width) in (('big', (1200, 1600)), ('small', (48, 64))):
+        stats = multi.camera(camera).stats
+        assert stats.errors == 0 and stats.frames_out >= 4, (camera, stats.values())
+        label = multi.labels[camera][-1]
+        assert (label.height, label.width) == (height, width)
+        assert label.header.frame_id == f'{camera}_optical'
 
 
 def test_a_silent_and_a_vanishing_camera_leave_the_others_running(rig):
