@@ -30,13 +30,15 @@ from dataclasses import replace
 from typing import Sequence
 
 from bisenet_core.inference import Segmenter
-from bisenet_core.inference.backends import BACKENDS, PRECISIONS
+from bisenet_core.hardware import PRECISIONS, device_arg
+from bisenet_core.inference.backends import BACKENDS
 from bisenet_core.inference.postprocess import UPSAMPLE_MODES
 from bisenet_core.metrics import ConfusionMatrix
 from bisenet_core.model_source import read_spec
 from bisenet_core.modelfile import ModelFileError
 from bisenet_core.spec import MAX_INPUT_SIDE, SIZE_DIVISOR, ModelSpec
 from bisenet_ros.bags import BagError, bag_info, choose_topics, read_frames
+from bisenet_ros.label_files import LABEL_KEYS
 from bisenet_ros.paths import DEFAULT_MODEL_NAME, default_model_path
 from bisenet_ros.replay_cameras import camera_streams, run_live_cameras
 from bisenet_ros.replay_live import LiveResult, replay_parameters, run_live
@@ -326,7 +328,8 @@ def add_node_options(parser: argparse.ArgumentParser) -> None:
     parser.add_argument('--backend', choices=BACKENDS, default='auto',
                         help='inference backend of the node and the offline reference '
                              '(default: auto, onnxruntime when installed)')
-    parser.add_argument('--device', default='auto', metavar='{auto,cpu,cuda,cuda:N}',
+    parser.add_argument('--device', type=device_arg, default='auto',
+                        metavar='{auto,cpu,cuda,cuda:N}',
                         help='default: auto (CUDA when available)')
     parser.add_argument('--precision', choices=PRECISIONS, default='fp32',
                         help='fp16 on CUDA only (default: fp32)')
@@ -366,8 +369,7 @@ def build_parser() -> argparse.ArgumentParser:
     gt.add_argument('--labels-dir', type=Path, default=None,
                     help='folder of label PNGs named by stamp in ns, by frame index, or in '
                          'frame order (see --labels-key)')
-    parser.add_argument('--labels-key', choices=('auto', 'stamp', 'index', 'order'),
-                        default='auto',
+    parser.add_argument('--labels-key', choices=LABEL_KEYS, default='auto',
                         help='how --labels-dir files map to frames (default: auto)')
     parser.add_argument('--width', type=_size, default=None,
                         help='network input width (default: the model\'s)')

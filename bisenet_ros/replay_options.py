@@ -9,6 +9,10 @@ import math
 import os
 from dataclasses import dataclass
 
+from bisenet_core.hardware import check_device, check_precision
+from bisenet_core.inference.backends import BACKENDS
+from bisenet_core.inference.postprocess import UPSAMPLE_MODES
+
 MODES = ('live', 'offline', 'both')
 
 
@@ -70,3 +74,13 @@ class ReplayOptions:
             raise ReplayError(f'max_frames must be >= 1, got {self.max_frames}')
         if not (self.start_timeout > 0 and math.isfinite(self.start_timeout)):
             raise ReplayError(f'start_timeout must be > 0 s, got {self.start_timeout}')
+        if self.backend not in BACKENDS:
+            raise ReplayError(f'backend must be one of {BACKENDS}, got {self.backend!r}')
+        if self.upsample is not None and self.upsample not in UPSAMPLE_MODES:
+            raise ReplayError(f'upsample must be one of {UPSAMPLE_MODES} or None, got '
+                              f'{self.upsample!r}')
+        try:
+            check_device(self.device)
+            check_precision(self.precision)
+        except ValueError as exc:
+            raise ReplayError(str(exc)) from None

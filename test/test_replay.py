@@ -176,7 +176,11 @@ def test_replay_options_refuse_bad_values(bag):
                          ({'rate': 0.0}, 'rate must be > 0, got 0.0'),
                          ({'rate': float('nan')}, 'rate must be > 0, got nan'),
                          ({'max_frames': 0}, 'max_frames must be >= 1, got 0'),
-                         ({'start_timeout': -1.0}, 'start_timeout must be > 0 s')):
+                         ({'start_timeout': -1.0}, 'start_timeout must be > 0 s'),
+                         ({'backend': 'tensorflow'}, 'backend must be one of'),
+                         ({'device': 'gpu'}, "device must be.*got 'gpu'"),
+                         ({'precision': 'int8'}, "precision must be one of .* got 'int8'"),
+                         ({'upsample': 'cubic'}, 'upsample must be one of')):
         with pytest.raises(replay.ReplayError, match=message):
             replay.ReplayOptions(bag, **bad)
     options = replay.ReplayOptions(bag)
