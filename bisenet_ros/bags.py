@@ -49,7 +49,7 @@ BAG_VERSION = 8
 DEFAULT_START_NS = 1_700_000_000 * 10**9
 IMAGE_SUFFIXES = ('.png', '.jpg', '.jpeg', '.bmp')
 # Topic names that mark ground truth rather than camera images (for auto-detection).
-_LABEL_WORDS = re.compile(r'label|annot|ground_?truth|/gt\b|semantic|mask', re.IGNORECASE)
+LABEL_WORDS = re.compile(r'label|annot|ground_?truth|/gt\b|semantic|mask', re.IGNORECASE)
 
 
 @dataclass(frozen=True)
@@ -162,9 +162,8 @@ def convert_drive(drive: str | os.PathLike, out: str | os.PathLike, split: str =
         fps: frame rate; frame i is stamped start_ns + i / fps seconds (header and bag time).
         compressed: None for rgb8 Images, 'jpeg' or 'png' for CompressedImages.
         image_topic, label_topic: where images and mono8 ground truth go.
-        cameras: a multi-camera drive (bisenet_core.data.synthetic write_cameras): camera c
-            from `<drive>/<c>/<split>/` to /c/image_raw and /c/labels, frame_id c; frame i
-            of every camera has the same stamp.
+        cameras: a multi-camera drive (synthetic write_cameras): camera c from
+            `<drive>/<c>/<split>/` to /c/image_raw, /c/labels, frame_id c, stamps shared.
     """
     if storage not in STORAGES:
         raise BagError(f'unknown storage {storage!r}; choose one of {sorted(STORAGES)}')
@@ -248,11 +247,6 @@ def _storage_name(path: Path) -> str:
     return 'unknown'
 
 
-def is_label_topic(topic: str) -> bool:
-    """Whether a topic's name marks ground truth (labels, annotations, masks, ...)."""
-    return bool(_LABEL_WORDS.search(topic))
-
-
 def image_topics(bag: str | os.PathLike) -> dict[str, str]:
     """Topic -> message type of every Image/CompressedImage topic in the bag."""
     return {topic: entry['type'] for topic, entry in bag_info(bag)['topics'].items()
@@ -286,7 +280,7 @@ def choose_topics(bag: str | os.PathLike, image_topic: str | None = None,
         if name is not None and name not in topics:
             raise BagError(f'bag {bag}: no Image/CompressedImage topic {name!r} for the {kind}s; '
                            f'it has: {_topic_listing(bag, topics)}')
-    label_like = sorted(t for t in topics if _LABEL_WORDS.search(t))
+    label_like = sorted(t for t in topics if LABEL_WORDS.search(t))
     if image_topic is None:
         cameras = sorted(t for t in topics if t not in label_like and t != label_topic)
         if len(cameras) != 1:

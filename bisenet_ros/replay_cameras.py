@@ -20,8 +20,7 @@ from typing import Sequence
 
 from tqdm import tqdm
 
-from bisenet_ros.bags import (IMAGE_TYPE, BagFrame, choose_topics, image_topics,
-                              is_label_topic)
+from bisenet_ros.bags import IMAGE_TYPE, LABEL_WORDS, BagFrame, choose_topics, image_topics
 from bisenet_ros.camera_topics import camera_name_problem
 from bisenet_ros.launched_node import LaunchedNode
 from bisenet_ros.replay_live import (LAUNCH_NAMESPACE, NODE_NAME, LiveResult, ReplayClient,
@@ -56,7 +55,7 @@ def _label_beside(topics: dict[str, str], image_topic: str) -> str | None:
     """The one ground-truth topic in the image topic's namespace (/front/labels), or None."""
     parent = image_topic.rpartition('/')[0]
     found = [t for t, kind in topics.items() if t != image_topic and kind == IMAGE_TYPE
-             and t.rpartition('/')[0] == parent and is_label_topic(t)]
+             and t.rpartition('/')[0] == parent and LABEL_WORDS.search(t)]
     return found[0] if len(found) == 1 else None
 
 
