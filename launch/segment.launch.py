@@ -140,6 +140,11 @@ def _node(context):
     cameras = _cameras(arg['cameras'])
     if cameras:  # [] leaves the params file's list (or the single camera)
         overrides['cameras'] = cameras
+        for name in ('image_topic', 'camera_info_topic'):
+            if arg[name] != ARGUMENTS[name][0]:  # given, and would be ignored
+                raise LaunchArgumentError(
+                    f'{name}:={arg[name]}: applies to the single camera; with cameras:=, set '
+                    f'<camera>.{name} in the params file (config/surround_6cam.yaml)')
     _check_topic('image_topic', topic)
     _check_topic('camera_info_topic', info_topic)
     if arg['namespace']:

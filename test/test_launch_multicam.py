@@ -126,13 +126,14 @@ def test_four_cameras_through_ros2_launch(launches, tiny_model_file):
         cams.close()
 
 
-@pytest.mark.parametrize('argument, reason', [
-    ('cameras:=[front, front]', "camera 'front' is listed twice"),
-    ('cameras:=[front, , left]', "camera 2 (''): empty name"),
-    ('cameras:=[front, left-1]', 'one ROS name token'),
+@pytest.mark.parametrize('arguments, reason', [
+    (['cameras:=[front, front]'], "camera 'front' is listed twice"),
+    (['cameras:=[front, , left]'], "camera 2 (''): empty name"),
+    (['cameras:=[front, left-1]'], 'one ROS name token'),
+    (['cameras:=[front, left]', 'image_topic:=/cam/image'], 'applies to the single camera'),
 ])
-def test_bad_camera_list_is_one_error_line(launches, argument, reason):
-    launch = launches(argument)
+def test_bad_camera_list_is_one_error_line(launches, arguments, reason):
+    launch = launches(*arguments)
     assert launch.wait(60) == 1
     lines = launch.lines()
     assert len(lines) == 1 and reason in lines[0], lines
