@@ -13,7 +13,7 @@ from diagnostic_msgs.msg import DiagnosticArray, DiagnosticStatus  # noqa: E402
 from rclpy.executors import MultiThreadedExecutor  # noqa: E402
 from rclpy.parameter import Parameter  # noqa: E402
 from rclpy.qos import QoSProfile, ReliabilityPolicy  # noqa: E402
-from sensor_msgs.msg import CompressedImage, Image  # noqa: E402
+from sensor_msgs.msg import CameraInfo, CompressedImage, Image  # noqa: E402
 
 from bisenet_core.inference import Segmenter  # noqa: E402
 from bisenet_ros.image_conversion import (image_to_network_input, image_to_numpy,  # noqa: E402
@@ -45,6 +45,8 @@ class Rig:
         self.lock = threading.Condition()
         self.labels = {}
         self.publishers = {}
+        self.info_publishers = {}
+        self.infos = {}
         self.diagnostics = []
         for camera in cameras or ('',):
             image = f'{self.ns}/{camera}/image_raw' if camera else f'{self.ns}/image'
@@ -55,6 +57,12 @@ class Rig:
             self.labels[camera] = []
             self.client.create_subscription(
                 Image, label, lambda m, c=camera: self._store(self.labels[c], m), qos)
+            self.info_publishers[camera] = self.client.create_publisher(
+                CameraInfo, image.rpartition('/')[0] + '/camera_info', qos)
+            self.infos[camera] = []
+            self.client.create_subscription(
+                CameraInfo, f'{label}/camera_info',
+                lambda m, c=camera: self._store(self.infos[c], m), qos)
         self.client.create_subscription(DiagnosticArray, '/diagnostics',
                                         lambda m: self._store(self.diagnostics, m), 10)
         self.executor = MultiThreadedExecutor(num_threads=2, context=context)
@@ -208,6 +216,29 @@ def test_a_camera_slow_to_decode_does_not_starve_the_other(rig):
         label = multi.labels[camera][-1]
         assert (label.height, label.width) == (height, width)
         assert label.header.frame_id == f'{camera}_optical'
+
+
+def test_each_camera_gets_its_own_camera_info_with_its_own_header(rig):
+    """Two cameras, the same stamp: each mask's CameraInfo is its own camera's calibration."""
+    multi = rig(['front', 'left'])
+    multi.wait(lambda: all(p.get_subscription_count() for p in multi.info_publishers.values()),
+               'camera_info subscriptions')
+    stamp = 7000
+    for camera, (height, width, focal) in (('front', (72, 100, 80.0)),
+                                           ('left', (48, 64, 40.0))):
+        info = CameraInfo(width=width, height=height, distortion_model='plumb_bob')
+        info.header.stamp.sec, info.header.stamp.nanosec = stamp, 77
+        info.header.frame_id = f'{camera}_optical'
+        info.k = [focal, 0.0, width / 2, 0.0, focal, height / 2, 0.0, 0.0, 1.0]
+        info.p = [focal, 0.0, width / 2, 0.0, 0.0, focal, height / 2, 0.0, 0.0, 0.0, 1.0, 0.0]
+        multi.info_publishers[camera].publish(info)
+        multi.publish(camera, numpy_to_image(_scene(height, width, 3), 'rgb8'), stamp)
+    for camera, (height, width, focal) in (('front', (72, 100, 80.0)),
+                                           ('left', (48, 64, 40.0))):
+        multi.wait(lambda c=camera: multi.infos[c], f'{camera} label/camera_info')
+        info = multi.infos[camera][0]
+        assert (info.header.stamp.sec, info.header.frame_id) == (stamp, f'{camera}_optical')
+        assert (info.width, info.height, info.k[0]) == (width, height, focal), camera
 
 
 def test_a_silent_and_a_vanishing_camera_leave_the_others_running(rig):
