@@ -70,8 +70,9 @@ SPIN_POLL_S = 0.1
 class SegmentNode(Node):
     """Image in, BiSeNet labels out; inference on a worker thread, newest frame wins.
 
-    `cameras` holds one Camera (bisenet_ros/camera.py: input side, outputs, counters); the
-    worker takes the newest frame of every camera that has one.
+    `cameras` holds a Camera per camera (bisenet_ros/camera.py: input side, outputs,
+    counters; one unnamed camera without the `cameras` parameter); the worker takes the newest
+    frame of every camera that has one and batches them by layout.
 
     Args:
         segmenter_factory: builds the Segmenter from (model_path, backend=, device=,
