@@ -223,11 +223,14 @@ class CameraInput:
         self._guard = guard
         self.stats = CameraStats()
         self.latest_frame: tuple[Image | CompressedImage, float] | None = None
-        self._started_ns = time.time_ns()
         # publisher gid -> last publication sequence number seen: a jump is frames missed.
         self._last_sequence: OrderedDict[bytes, int] = OrderedDict()
         # gid -> (sequence, source stamp) of a publisher's first frame, until its second.
         self._first_frame: dict[bytes, tuple[int, int]] = {}
+        # Image publishers in the graph: gid -> when it was last absent (wall clock ns), None
+        # for those there at start (discovery may take a moment: also those at the first check).
+        self._appeared: dict[bytes, int | None] = {}
+        self._checks, self._last_check_ns = 0, 0
         # Problems on the input topics seen at the last check (WARN on /diagnostics).
         self.notes: dict[str, str] = {}
         # DDS holds up to `depth` frames for the executor; the worker gets only the newest.
@@ -241,7 +244,9 @@ class CameraInput:
         self.image = FollowedSubscription(
             node, msg_type, topic, self._guarded('the image callback', self.on_image), qos,
             follow=settings.reliability == 'best_available', events=self._image_events)
+        self._note_publishers(self.image.publishers(self.image.graph()))
         self.camera_info_matcher = CameraInfoMatcher()
+        self._stamps_lock = threading.Lock()
         # camera_info always follows its publishers: drivers publish it reliable or, like
         # the sensor-data QoS, best effort.
         self.camera_info = FollowedSubscription(
@@ -287,8 +292,21 @@ class CameraInput:
             subscription.follow(subscription.publishers(graph))
             self._check_types(subscription, subscription.wrong_types(graph))
             if subscription is self.image:
-                self.stats.incompatible_publishers = subscription.incompatible(
-                    subscription.publishers(graph))
+                publishers = subscription.publishers(graph)
+                self.stats.incompatible_publishers = subscription.incompatible(publishers)
+                self._note_publishers(publishers)
+
+    def _note_publishers(self, publishers: list) -> None:
+        """Remember when each image publisher appeared (for _count_before_first)."""
+        now = time.time_ns()
+        present = {bytes(p.endpoint_gid) for p in publishers}
+        for gid in present - self._appeared.keys():
+            # At start and at the first check (one period later: discovery takes a moment)
+            # a publisher may have been there all along.
+            self._appeared[gid] = self._last_check_ns if self._checks >= 2 else None
+        for gid in self._appeared.keys() - present:
+            del self._appeared[gid]
+        self._checks, self._last_check_ns = self._checks + 1, now
 
     def _check_types(self, subscription: FollowedSubscription, wrong: list[str]) -> None:
         topic = subscription.topic_name
@@ -327,22 +345,27 @@ class CameraInput:
                 self._first_frame.pop(next(iter(self._first_frame)))
             return
         if key in self._first_frame:
-            self._count_before_first(*self._first_frame.pop(key), sequence,
+            self._count_before_first(key, *self._first_frame.pop(key), sequence,
                                      info.get('source_timestamp') or 0)
         if sequence > last + 1:
             self.stats.count('frames_missed', sequence - last - 1)
 
-    def _count_before_first(self, first: int, first_ns: int, second: int,
+    def _count_before_first(self, key: bytes, first: int, first_ns: int, second: int,
                             second_ns: int) -> None:
-        """A new publisher's frames sent since the node started but before its first one here.
+        """A new publisher's frames sent after it appeared but before its first one here.
 
-        Its first two frames give its period; frames before the first that fall after the
-        node's start never arrived (frames it sent before the node existed are not counted).
+        Only for a publisher that appeared while the node ran (not one there at start, whose
+        earlier frames were not meant for it): the frames before its first never arrived.
+        Its first two frames give its period: at most the frames that fit between when it
+        appeared and its first frame are counted (with slack for an irregular rate), so a
+        publisher found late by discovery cannot add its whole history.
         """
-        if first <= 1 or second <= first or second_ns <= first_ns or not first_ns:
+        appeared_ns = self._appeared.get(key)
+        if appeared_ns is None or first <= 1 or second <= first or not first_ns \
+                or second_ns <= first_ns:
             return
         period_ns = (second_ns - first_ns) / (second - first)
-        unseen = min(first - 1, int(max(0, first_ns - self._started_ns) // period_ns))
+        unseen = min(first - 1, round(1.5 * max(0, first_ns - appeared_ns) / period_ns) + 1)
         if unseen:
             self.stats.count('frames_missed', unseen)
             self._logger.warning(
@@ -394,6 +417,10 @@ class CameraInput:
         self._check_stamps()
 
     def _check_stamps(self) -> None:
+        with self._stamps_lock:  # the executor (infos) and the worker (frames) both call it
+            self._check_stamps_locked()
+
+    def _check_stamps_locked(self) -> None:
         offset_ms = self.camera_info_matcher.mismatch_ms()
         if offset_ms is None:
             self.notes.pop('stamps', None)

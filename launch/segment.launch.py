@@ -9,7 +9,9 @@ Parameters come from params_file (default: config/segment.yaml in the package's 
 launch arguments given on the command line override its values, and arguments left empty
 keep them. Arguments are checked before the node starts: a bad one (a topic name with a '-',
 a missing or non-YAML params file, width:=abc) ends the launch with one error line and exit
-code 1. `ros2 launch` also exits non-zero when the node fails to start or dies.
+code 1. `ros2 launch` also exits non-zero when the node fails to start or dies, unless
+respawn:=true, which restarts a node that died (a crash, or the node ending itself after an
+unrecoverable error) after RESPAWN_DELAY_S.
 
 The node inherits the launching environment, with two defaults the caller can override by
 setting them first: ROS_AUTOMATIC_DISCOVERY_RANGE=LOCALHOST and FASTDDS_DEFAULT_PROFILES_FILE
@@ -64,7 +66,10 @@ ARGUMENTS = {
     'namespace': ('', 'namespace of the node (outputs: <namespace>/segment_node/label, ...)'),
     'params_file': (None, 'YAML parameter file; default: config/segment.yaml of the package'),
     'log_level': ('info', f'node log level: {", ".join(LOG_LEVELS)} (or logger:=level)'),
+    'respawn': ('false', 'true: restart the node when it dies (after 2 s); false: ros2 launch '
+                         'then exits with code 1'),
 }
+RESPAWN_DELAY_S = 2.0
 # launch argument -> (node parameter, type), for the ones that become parameters.
 PARAMETERS = {'model': ('model_path', str), 'backend': ('backend', str),
               'device': ('device', str), 'precision': ('precision', str),
@@ -151,6 +156,7 @@ def _node(context):
         _check_topic('namespace', arg['namespace'])
     _check_params_file(arg['params_file'])
     _check_log_level(arg['log_level'])
+    respawn = _typed('respawn', arg['respawn'], bool)
     node = Node(
         package=PACKAGE, executable=NODE_NAME, name=NODE_NAME,
         namespace=arg['namespace'], output='screen', emulate_tty=True,
@@ -160,7 +166,10 @@ def _node(context):
                     ('camera_info', info_topic)],
         ros_arguments=['--log-level', arg['log_level']],
         additional_env={PARENT_PID_ENV: str(os.getpid())},
+        respawn=respawn, respawn_delay=RESPAWN_DELAY_S,
     )
+    if respawn:  # launch restarts it; a failed exit must not end the launch
+        return [node]
     return [node, RegisterEventHandler(OnProcessExit(target_action=node, on_exit=_on_node_exit))]
 
 

@@ -447,3 +447,20 @@ def test_node_dying_fails_the_launch(launches, tiny_model_file):
     os.kill(node_pid, signal.SIGKILL)
     assert launch.wait(30) == 1
     assert f'{NODE_NAME} exited with code -9' in launch.text()
+
+
+def test_respawn_restarts_a_node_that_died(launches, tiny_model_file):
+    """respawn:=true: a node that died (here killed; also one whose worker ended, exit 1) is
+    started again and the launch keeps running; Ctrl-C still stops everything with code 0."""
+    launch = launches(*_node_args(tiny_model_file, 'respawn:=true'))
+    first = launch.wait_ready()
+    os.kill(first, signal.SIGKILL)
+    deadline = time.monotonic() + START_TIMEOUT
+    while launch.text().count('ready:') < 2:
+        assert launch.process.poll() is None, launch.text()
+        assert time.monotonic() < deadline, f'not respawned:\n{launch.text()}'
+        time.sleep(0.2)
+    pids = [int(p) for p in re.findall(r'process started with pid \[(\d+)\]', launch.text())]
+    assert len(pids) == 2 and first == pids[0] and pid_alive(pids[1])
+    launch.process.send_signal(signal.SIGINT)
+    assert launch.wait(30) == 0, launch.text()
