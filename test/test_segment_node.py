@@ -253,8 +253,8 @@ def test_a_tiff_is_refused_whatever_its_format_string(harness, monkeypatch):
     h = harness(compressed=True, latency_budget_ms=0.0)
     ok, tiff = cv2.imencode('.tiff', _scene(8, 8))
     h.publish(CompressedImage(format='png', data=tiff.tobytes()))
-    h.wait(lambda: h.node.errors == 1, 'the tiff to be refused')
-    assert 'is TIFF data; only jpeg and png are decoded' in h.node._last_error
+    h.wait(lambda: h.stats.errors == 1, 'the tiff to be refused')
+    assert 'is TIFF data; only jpeg and png are decoded' in h.stats.last_error
     assert not decoded
     stamp = h.publish(numpy_to_compressed(_scene(), 'png'))
     h.output_for('label', stamp)  # and the node goes on
