@@ -1,9 +1,11 @@
 """segment_node with several cameras, in-process: batch invariance against the single-camera
-node, cameras of different sizes, a silent and a vanishing camera, a bad frame or a failing
-batch isolated to its camera, per-camera diagnostics, parameter errors."""
+node, cameras of different sizes, a camera slow to decode, each camera's CameraInfo, a silent
+and a vanishing camera, a bad frame or a failing batch isolated to its camera, per-camera
+diagnostics, parameter errors, the shipped six-camera config."""
 import os
 import threading
 import time
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -360,3 +362,31 @@ def test_camera_parameter_errors(context, tiny_model_file, params, reason):
     with pytest.raises(StartupError) as caught:
         SegmentNode(context=context, parameter_overrides=overrides)
     assert reason in str(caught.value) and '\n' not in str(caught.value), str(caught.value)
+
+
+def test_the_shipped_six_camera_config_starts_a_six_camera_node(tiny_model_file):
+    """config/surround_6cam.yaml as a params file: six cameras, its per-camera topics."""
+    config = Path(__file__).resolve().parents[1] / 'config' / 'surround_6cam.yaml'
+    context = rclpy.Context()
+    rclpy.init(args=['--ros-args', '--params-file', str(config)], context=context,
+               domain_id=int(os.environ['ROS_DOMAIN_ID']))
+    node = None
+    try:
+        node = SegmentNode(context=context, namespace=f'/six{os.getpid()}', parameter_overrides=[
+            Parameter(k, value=v) for k, v in
+            {**BASE, 'model_path': str(tiny_model_file)}.items()])
+        topics = {c.name: (c.input.topic_name, c.outputs.topic_name('label'))
+                  for c in node.cameras}
+        assert list(topics) == ['front', 'front_left', 'front_right', 'back', 'back_left',
+                                'back_right']
+        assert topics['front'] == ('/sensing/camera/front/image_rect_color',
+                                   f'/six{os.getpid()}/segment_node/front/label')
+        assert topics['back_left'][0] == f'/six{os.getpid()}/back_left/image_raw'
+        infos = {c.name: c.input.camera_info.topic_name for c in node.cameras}
+        assert infos['back'] == '/sensing/camera/back/camera_info_rect'
+        assert infos['front'] == '/sensing/camera/front/camera_info'
+        assert node.segmenter.input_size == (640, 384)
+    finally:
+        if node is not None:
+            node.destroy_node()
+        context.try_shutdown()
