@@ -140,13 +140,18 @@ def test_bad_camera_list_is_one_error_line(launches, arguments, reason):
     assert 'process started' not in launch.text()
 
 
-def test_bad_camera_topic_is_one_fatal_line(launches, tiny_model_file, tmp_path):
+@pytest.mark.parametrize('cameras, extra, reason', [
+    ('[front, left]', '    left:\n      image_topic: /cams/left-image\n',
+     'left.image_topic=/cams/left-image: not a valid ROS topic'),
+    ('[front, front]', '', "camera 'front' is listed twice"),
+    ('[front, "", left]', '', "camera 2 (''): empty name"),
+])
+def test_bad_cameras_in_a_params_file_are_one_fatal_line(launches, tiny_model_file, tmp_path,
+                                                         cameras, extra, reason):
     params = tmp_path / 'cams.yaml'
-    params.write_text('/**:\n  ros__parameters:\n    cameras: [front, left]\n'
-                      '    left:\n      image_topic: /cams/left-image\n')
+    params.write_text(f'/**:\n  ros__parameters:\n    cameras: {cameras}\n{extra}')
     launch = launches(f'model:={tiny_model_file}', 'backend:=torch', f'params_file:={params}')
     assert launch.wait(90) == 1
     fatal = [line for line in launch.lines() if 'FATAL' in line]
-    assert len(fatal) == 1 and 'left.image_topic=/cams/left-image: not a valid ROS topic' \
-        in fatal[0], launch.text()
+    assert len(fatal) == 1 and reason in fatal[0], launch.text()
     assert 'Traceback' not in launch.text()
