@@ -120,8 +120,11 @@ def type_name(msg_type: type) -> str:
 def wrong_type_hint(expected: type, found: str, topic: str) -> str:
     """How to read a topic published as `found` instead of `expected`."""
     if expected is Image and found == type_name(CompressedImage):
-        raw = topic[:-len('/compressed')] if topic.endswith('/compressed') else topic
-        return f'for a compressed camera set use_compressed:=true with image_topic:={raw}'
+        if topic.endswith('/compressed'):
+            raw = topic[:-len('/compressed')]
+            return f'for a compressed camera set use_compressed:=true with image_topic:={raw}'
+        return (f'with use_compressed:=true the node reads {topic}/compressed, where '
+                'image_transport publishes compressed frames')
     if expected is CompressedImage and found == type_name(Image):
         return 'for raw images set use_compressed:=false'
     return f'remap the input to a topic of type {type_name(expected)}'

@@ -163,12 +163,13 @@ def test_compressed_publisher_on_the_raw_topic_is_named_with_the_fix(launched):
     rclpy.init(context=context, domain_id=int(os.environ['ROS_DOMAIN_ID']))
     driver = rclpy.create_node('compressed_driver', context=context)
     try:
-        # The easiest mistake: image_topic:=/camera/image_raw/compressed, read as raw.
+        # Compressed frames where the node reads raw ones (image_topic:=.../compressed is
+        # the same mistake: test_wrong_type_hints).
         wrong = driver.create_publisher(CompressedImage, IMAGE, RELIABLE)
         wrong.publish(numpy_to_compressed(np.zeros((48, 80, 3), np.uint8), 'jpeg'))
         status = cam.status(launch, DiagnosticStatus.WARN, 'sensor_msgs/msg/CompressedImage')
         assert 'use_compressed:=true' in status.message
-        assert f'image_topic:={IMAGE}' in status.message
+        assert f'{IMAGE}/compressed' in status.message
         time.sleep(2.5)  # more diagnostics periods: still one log line
         warnings = _log_lines(launch, 'WARN', 'sensor_msgs/msg/CompressedImage', IMAGE,
                               'use_compressed:=true')
@@ -211,3 +212,17 @@ def test_camera_info_stamped_apart_from_the_images_is_warned_with_the_offset(lau
     status = cam.status(launch, DiagnosticStatus.WARN, "stamps differ from the images' by 1.0 ms")
     assert INFO in status.message
     assert len(_log_lines(launch, 'WARN', "stamps differ from the images' by 1.0 ms")) == 1
+
+
+def test_wrong_type_hints():
+    from bisenet_ros.camera_input import wrong_type_hint
+
+    compressed = 'sensor_msgs/msg/CompressedImage'
+    assert wrong_type_hint(Image, compressed, '/cam/image_raw/compressed') == \
+        'for a compressed camera set use_compressed:=true with image_topic:=/cam/image_raw'
+    hint = wrong_type_hint(Image, compressed, '/cam/image_raw')
+    assert 'reads /cam/image_raw/compressed' in hint
+    assert 'use_compressed:=false' in wrong_type_hint(CompressedImage, 'sensor_msgs/msg/Image',
+                                                      '/cam/image_raw/compressed')
+    assert wrong_type_hint(CameraInfo, 'std_msgs/msg/String', '/cam/camera_info') == \
+        'remap the input to a topic of type sensor_msgs/msg/CameraInfo'
