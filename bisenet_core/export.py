@@ -1,6 +1,7 @@
 """ONNX export of a BiSeNet, with its ModelSpec stored in the ONNX metadata.
 
     export_onnx(model, spec, 'model.onnx')                      # fp32 1/8 logits, fixed size
+    export_onnx(model, spec, 'batch.onnx', dynamic_batch=True)  # fixed size, any batch
     export_onnx(model, spec, 'labels.onnx', output='labels')    # uint8 1/8 argmax labels
     spec = read_onnx_spec('model.onnx')                          # bisenet_core.onnx_metadata
 
@@ -65,7 +66,8 @@ class _ExportWrapper(nn.Module):
 
 def export_onnx(model: nn.Module, spec: ModelSpec, path: str | os.PathLike,
                 precision: str = 'fp32', output: str = 'logits', dynamic: bool = False,
-                input_size: tuple[int, int] | None = None, opset: int = OPSET) -> Path:
+                input_size: tuple[int, int] | None = None, opset: int = OPSET,
+                dynamic_batch: bool = False) -> Path:
     """Export `model` to an ONNX file at `path` (written atomically) and return the path.
 
     Args:
@@ -74,9 +76,12 @@ def export_onnx(model: nn.Module, spec: ModelSpec, path: str | os.PathLike,
         precision: 'fp32', or 'fp16' (half weights, float32 input/output; see module doc).
         output: 'logits' (float32 1/8 logits) or 'labels' (uint8 1/8 argmax).
         dynamic: if True, batch, height and width are free (any H, W; multiples of 32 are
-            cheapest); else the graph is fixed to batch 1 at `input_size`.
+            cheapest); else the graph is fixed to `input_size`.
         input_size: (width, height) traced at; default spec.input_size.
         opset: ONNX opset version.
+        dynamic_batch: the batch axis free at a fixed `input_size` (the Segmenter runs
+            several camera frames as one batch); without it or `dynamic` the graph takes
+            batch 1 only.
     """
     if output not in OUTPUTS:
         raise ValueError(f'output must be one of {OUTPUTS}, got {output!r}')
@@ -92,10 +97,14 @@ def export_onnx(model: nn.Module, spec: ModelSpec, path: str | os.PathLike,
         dynamic_axes = {INPUT_NAME: {0: 'batch', 2: 'height', 3: 'width'}}
         dynamic_axes[out_name] = ({0: 'batch', 2: 'height_8', 3: 'width_8'} if output == 'logits'
                                   else {0: 'batch', 1: 'height_8', 2: 'width_8'})
+    elif dynamic_batch:
+        dynamic_axes = {INPUT_NAME: {0: 'batch'}, out_name: {0: 'batch'}}
     proto = trace_onnx(wrapper, (dummy,), [INPUT_NAME], [out_name], dynamic_axes, opset)
     return write_onnx(proto, spec, {'precision': precision, 'output': output,
-                                    'dynamic': bool(dynamic), 'input_size': [width, height],
-                                    'opset': opset}, path, full_check=True)
+                                    'dynamic': bool(dynamic),
+                                    'dynamic_batch': bool(dynamic or dynamic_batch),
+                                    'input_size': [width, height], 'opset': opset},
+                      path, full_check=True)
 
 
 def export_copy(model: nn.Module, spec: ModelSpec, precision: str,

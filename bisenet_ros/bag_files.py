@@ -17,7 +17,10 @@ from typing import Iterator
 import yaml
 from rosbags.highlevel import AnyReader, AnyReaderError
 from rosbags.rosbag2 import ReaderError
+from rosbags.typesys import Stores, get_typestore
 
+IMAGE_TYPE = 'sensor_msgs/msg/Image'
+COMPRESSED_TYPE = 'sensor_msgs/msg/CompressedImage'
 # What rosbags reads: metadata versions up to 9 (Kilted), these storage plugins.
 MAX_METADATA_VERSION = 9
 STORAGE_IDS = ('mcap', 'sqlite3')
@@ -123,3 +126,19 @@ def data_file_problem(folder: Path, files: list[str], exc: BaseException) -> str
     if reason is None:
         return f'bag {folder}: cannot be read: {text}'
     return f'bag {folder}: data file {named}: {reason}'
+
+
+def typestore():
+    """The newest ROS 2 message store `rosbags` offers.
+
+    Image/CompressedImage are unchanged since Humble, so their type hashes are the same on
+    every ROS 2 release that has them.
+    """
+    for name in ('ROS2_LYRICAL', 'ROS2_KILTED', 'ROS2_JAZZY', 'ROS2_HUMBLE'):
+        store = getattr(Stores, name, None)
+        if store is not None:
+            try:
+                return get_typestore(store)
+            except (ImportError, ModuleNotFoundError, ValueError):
+                continue
+    raise BagError('rosbags offers no ROS 2 Humble or newer typestore; upgrade rosbags')

@@ -7,10 +7,12 @@ Bags are proper rosbag2 (version-8 metadata, ROS 2 type hashes), so `ros2 bag in
     python -m bisenet_ros.bags convert --drive data/synth --split test --out drive.bag
     python -m bisenet_ros.bags convert --drive data/synth --split test --out drive.bag \
         --storage sqlite3 --fps 10 --compressed jpeg
+    python -m bisenet_ros.bags convert --drive data/surround --cameras front,left --out surround.bag
     python -m bisenet_ros.bags info drive.bag
 
 A converted bag holds sensor_msgs/Image rgb8 (or CompressedImage) on /camera/image_raw and
-the ground-truth labels as mono8 Images on /camera/labels, with identical header stamps.
+the ground-truth labels as mono8 Images on /camera/labels, with identical header stamps; with
+--cameras, each camera c of a multi-camera drive on /c/image_raw and /c/labels.
 """
 from __future__ import annotations
 
@@ -24,30 +26,25 @@ from typing import Sequence
 
 import cv2
 import numpy as np
-from rosbags.rosbag2 import StoragePlugin, Writer, WriterError
-from rosbags.typesys import Stores, get_typestore
-from tqdm import tqdm
 
-from bisenet_ros.bag_files import BagError, open_bag
+from bisenet_ros.bag_files import COMPRESSED_TYPE, IMAGE_TYPE, BagError, open_bag, typestore
+from bisenet_ros.bag_writer import (BAG_VERSION, COMPRESSIONS, DEFAULT_START_NS, FRAME_ID,
+                                    IMAGE_TOPIC, LABEL_TOPIC, STORAGES, compressed_message,
+                                    convert_drive, drive_frames, image_message, read_png)
 from bisenet_ros.image_decoding import (ImageConversionError, compressed_to_numpy,
                                         image_to_network_input, image_to_numpy)
 from bisenet_ros.label_files import label_files, match_label_files
 
-IMAGE_TOPIC = '/camera/image_raw'
-LABEL_TOPIC = '/camera/labels'
-FRAME_ID = 'camera'
-IMAGE_TYPE = 'sensor_msgs/msg/Image'
-COMPRESSED_TYPE = 'sensor_msgs/msg/CompressedImage'
+# One module to import for bags: reading here, writing (bag_writer.py) and opening (bag_files.py).
+__all__ = ['BAG_VERSION', 'COMPRESSED_TYPE', 'COMPRESSIONS', 'DEFAULT_START_NS', 'FRAME_ID',
+           'IMAGE_TOPIC', 'IMAGE_TYPE', 'IMAGE_TYPES', 'LABEL_TOPIC', 'LABEL_WORDS', 'STORAGES',
+           'BagError', 'BagFrame', 'bag_info', 'choose_topics', 'compressed_message',
+           'convert_drive', 'drive_frames', 'image_message', 'image_topics', 'main',
+           'read_frames', 'typestore']
+
 IMAGE_TYPES = (IMAGE_TYPE, COMPRESSED_TYPE)
-STORAGES = {'mcap': StoragePlugin.MCAP, 'sqlite3': StoragePlugin.SQLITE3}
-COMPRESSIONS = ('jpeg', 'png')
-# rosbag2 metadata version 8 (Jazzy's) is read by every current `ros2 bag`; 9 only by newer ones.
-BAG_VERSION = 8
-# Converted drives start at a fixed wall-clock time so the same drive gives the same bag.
-DEFAULT_START_NS = 1_700_000_000 * 10**9
-IMAGE_SUFFIXES = ('.png', '.jpg', '.jpeg', '.bmp')
 # Topic names that mark ground truth rather than camera images (for auto-detection).
-_LABEL_WORDS = re.compile(r'label|annot|ground_?truth|/gt\b|semantic|mask', re.IGNORECASE)
+LABEL_WORDS = re.compile(r'label|annot|ground_?truth|/gt\b|semantic|mask', re.IGNORECASE)
 
 
 @dataclass(frozen=True)
@@ -65,138 +62,6 @@ class BagFrame:
     stamp_ns: int
     image: np.ndarray
     label: np.ndarray | None
-
-
-def typestore():
-    """The newest ROS 2 message store `rosbags` offers.
-
-    Image/CompressedImage are unchanged since Humble, so their type hashes are the same on
-    every ROS 2 release that has them.
-    """
-    for name in ('ROS2_LYRICAL', 'ROS2_KILTED', 'ROS2_JAZZY', 'ROS2_HUMBLE'):
-        store = getattr(Stores, name, None)
-        if store is not None:
-            try:
-                return get_typestore(store)
-            except (ImportError, ModuleNotFoundError, ValueError):
-                continue
-    raise BagError('rosbags offers no ROS 2 Humble or newer typestore; upgrade rosbags')
-
-
-# ----------------------------------------------------------------------------- writing
-
-def drive_frames(drive: str | os.PathLike, split: str = 'test'
-                 ) -> list[tuple[Path, Path | None]]:
-    """(image, label or None) paths of a CamVid-layout split, in frame-name order.
-
-    Images are `<drive>/<split>/*.png`, labels `<drive>/<split>annot/<same name>`.
-    """
-    drive = Path(drive)
-    image_dir, label_dir = drive / split, drive / f'{split}annot'
-    if not image_dir.is_dir():
-        raise BagError(f'drive {drive}: no folder {image_dir} (expected the CamVid layout '
-                       f'<drive>/{split}/ and <drive>/{split}annot/)')
-    images = sorted(p for p in image_dir.iterdir() if p.suffix.lower() in IMAGE_SUFFIXES)
-    if not images:
-        raise BagError(f'drive {drive}: no images in {image_dir}')
-    pairs = []
-    for image in images:
-        label = label_dir / f'{image.stem}.png'
-        pairs.append((image, label if label.is_file() else None))
-    return pairs
-
-
-def _stamp(store, stamp_ns: int):
-    time_type = store.types['builtin_interfaces/msg/Time']
-    return time_type(sec=stamp_ns // 10**9, nanosec=stamp_ns % 10**9)
-
-
-def _header(store, stamp_ns: int, frame_id: str):
-    return store.types['std_msgs/msg/Header'](stamp=_stamp(store, stamp_ns), frame_id=frame_id)
-
-
-def image_message(store, array: np.ndarray, encoding: str, stamp_ns: int,
-                  frame_id: str = FRAME_ID):
-    """A rosbags sensor_msgs/Image holding `array` (rgb8 H x W x 3 or mono8 H x W)."""
-    array = np.ascontiguousarray(array, dtype=np.uint8)
-    height, width = array.shape[:2]
-    channels = 1 if array.ndim == 2 else array.shape[2]
-    return store.types[IMAGE_TYPE](
-        header=_header(store, stamp_ns, frame_id), height=height, width=width,
-        encoding=encoding, is_bigendian=0, step=width * channels, data=array.reshape(-1))
-
-
-def compressed_message(store, rgb: np.ndarray, fmt: str, stamp_ns: int,
-                       frame_id: str = FRAME_ID):
-    """A rosbags sensor_msgs/CompressedImage (`fmt` 'jpeg' or 'png') of an RGB image."""
-    ok, buffer = cv2.imencode('.jpg' if fmt == 'jpeg' else '.png',
-                              cv2.cvtColor(rgb, cv2.COLOR_RGB2BGR))
-    if not ok:
-        raise BagError(f'cv2 could not encode a {rgb.shape} image as {fmt}')
-    # image_transport's compressed format string: "<encoding>; <fmt> compressed <encoding>".
-    return store.types[COMPRESSED_TYPE](header=_header(store, stamp_ns, frame_id),
-                                        format=f'rgb8; {fmt} compressed bgr8',
-                                        data=buffer.reshape(-1))
-
-
-def _read_png(path: Path, flags: int) -> np.ndarray:
-    array = cv2.imread(str(path), flags)
-    if array is None:
-        raise BagError(f'{path}: not a readable image')
-    return array
-
-
-def convert_drive(drive: str | os.PathLike, out: str | os.PathLike, split: str = 'test',
-                  storage: str = 'mcap', fps: float = 10.0, compressed: str | None = None,
-                  image_topic: str = IMAGE_TOPIC, label_topic: str = LABEL_TOPIC,
-                  start_ns: int = DEFAULT_START_NS, progress: bool = True) -> Path:
-    """Write a CamVid-layout drive split into a new rosbag2 bag at `out`; return its path.
-
-    Args:
-        drive, split: the drive folder and split (`<drive>/<split>/`, `<drive>/<split>annot/`).
-        out: bag folder to create (must not exist).
-        storage: 'mcap' (default) or 'sqlite3'.
-        fps: frame rate; frame i is stamped start_ns + i / fps seconds (header and bag time).
-        compressed: None for rgb8 Images, 'jpeg' or 'png' for CompressedImages.
-        image_topic, label_topic: where images and mono8 ground truth go.
-    """
-    if storage not in STORAGES:
-        raise BagError(f'unknown storage {storage!r}; choose one of {sorted(STORAGES)}')
-    if compressed not in (None, *COMPRESSIONS):
-        raise BagError(f'unknown compression {compressed!r}; choose one of {COMPRESSIONS}')
-    if not fps > 0:
-        raise BagError(f'fps must be > 0, got {fps}')
-    pairs = drive_frames(drive, split)
-    out = Path(out)
-    if out.exists():
-        raise BagError(f'bag {out}: exists already; choose another --out or remove it')
-    store = typestore()
-    out.parent.mkdir(parents=True, exist_ok=True)
-    try:
-        with Writer(out, version=BAG_VERSION, storage_plugin=STORAGES[storage]) as writer:
-            image_conn = writer.add_connection(
-                image_topic, COMPRESSED_TYPE if compressed else IMAGE_TYPE, typestore=store)
-            label_conn = writer.add_connection(label_topic, IMAGE_TYPE, typestore=store)
-            for index, (image_path, label_path) in enumerate(
-                    tqdm(pairs, desc=f'writing {out.name}', unit='frame', disable=not progress)):
-                stamp_ns = start_ns + round(index * 1e9 / fps)
-                rgb = cv2.cvtColor(_read_png(image_path, cv2.IMREAD_COLOR), cv2.COLOR_BGR2RGB)
-                if compressed:
-                    message = compressed_message(store, rgb, compressed, stamp_ns)
-                else:
-                    message = image_message(store, rgb, 'rgb8', stamp_ns)
-                writer.write(image_conn, stamp_ns, store.serialize_cdr(message, image_conn.msgtype))
-                if label_path is not None:
-                    label = _read_png(label_path, cv2.IMREAD_GRAYSCALE)
-                    if label.shape != rgb.shape[:2]:
-                        raise BagError(f'{label_path}: label is {label.shape[1]}x{label.shape[0]}'
-                                       f', image is {rgb.shape[1]}x{rgb.shape[0]}')
-                    message = image_message(store, label, 'mono8', stamp_ns)
-                    writer.write(label_conn, stamp_ns,
-                                 store.serialize_cdr(message, label_conn.msgtype))
-    except WriterError as exc:
-        raise BagError(f'bag {out}: {exc}') from None
-    return out
 
 
 # ----------------------------------------------------------------------------- reading
@@ -261,7 +126,7 @@ def choose_topics(bag: str | os.PathLike, image_topic: str | None = None,
         if name is not None and name not in topics:
             raise BagError(f'bag {bag}: no Image/CompressedImage topic {name!r} for the {kind}s; '
                            f'it has: {_topic_listing(bag, topics)}')
-    label_like = sorted(t for t in topics if _LABEL_WORDS.search(t))
+    label_like = sorted(t for t in topics if LABEL_WORDS.search(t))
     if image_topic is None:
         cameras = sorted(t for t in topics if t not in label_like and t != label_topic)
         if len(cameras) != 1:
@@ -353,7 +218,7 @@ def read_frames(bag: str | os.PathLike, image_topic: str | None = None,
             raise BagError(f'labels folder {labels_dir}: none of its {len(found)} PNGs '
                            f'({found[0].name}, ...) names one of the {len(frames)} frames by '
                            f'stamp (first {frames[0][0]}) or index; see --labels-key')
-        labels = {frames[i][0]: _read_png(p, cv2.IMREAD_GRAYSCALE) for i, p in files.items()}
+        labels = {frames[i][0]: read_png(p, cv2.IMREAD_GRAYSCALE) for i, p in files.items()}
     out = []
     for index, (stamp, image) in enumerate(frames):
         label = labels.get(stamp)
@@ -413,12 +278,18 @@ def main(argv: Sequence[str] | None = None) -> int:
                            'raw rgb8 Images')
     conv.add_argument('--image-topic', default=IMAGE_TOPIC, help=f'default: {IMAGE_TOPIC}')
     conv.add_argument('--label-topic', default=LABEL_TOPIC, help=f'default: {LABEL_TOPIC}')
+    conv.add_argument('--cameras', type=lambda t: [c.strip() for c in t.split(',') if c.strip()],
+                      default=[], metavar='NAME,...',
+                      help='a multi-camera drive (python -m bisenet_core.data.synthetic '
+                           '--cameras): camera c from DRIVE/c/SPLIT/ to /c/image_raw and '
+                           '/c/labels (instead of --image-topic/--label-topic)')
     info = sub.add_parser('info', help='topics, types and counts of a bag')
     info.add_argument('bag', type=Path, help='rosbag2 bag folder (MCAP or sqlite3)')
     args = parser.parse_args(argv)
     try:
         if args.command == 'convert' and args.drive is None:
-            # Lazy: corpora reads through the dataset loaders (torch) and imports this module.
+            # Lazy: corpora reads through the dataset loaders, which import torch (seconds that
+            # `bags info` and a drive conversion do not need).
             from bisenet_ros.corpora import convert_corpus
 
             corpus = 'camvid' if args.camvid is not None else 'cityscapes'
@@ -429,7 +300,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         elif args.command == 'convert':
             path = convert_drive(args.drive, args.out, args.split, args.storage,
                                  10.0 if args.fps is None else args.fps, args.compressed,
-                                 args.image_topic, args.label_topic)
+                                 args.image_topic, args.label_topic, cameras=args.cameras)
             _print_info(bag_info(path))
         else:
             _print_info(bag_info(args.bag))

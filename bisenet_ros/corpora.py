@@ -27,9 +27,9 @@ from tqdm import tqdm
 from bisenet_core.data.base import DatasetLayoutError, SegmentationDataset
 from bisenet_core.data.camvid import COLOUR_DIR, RAW_DIR, CamVidDataset
 from bisenet_core.data.cityscapes import CityscapesDataset
-from bisenet_ros.bags import (BAG_VERSION, COMPRESSED_TYPE, COMPRESSIONS, DEFAULT_START_NS,
-                              IMAGE_TOPIC, IMAGE_TYPE, LABEL_TOPIC, STORAGES, BagError,
-                              compressed_message, image_message, typestore)
+from bisenet_ros.bag_files import COMPRESSED_TYPE, IMAGE_TYPE, BagError, typestore
+from bisenet_ros.bag_writer import (BAG_VERSION, COMPRESSIONS, DEFAULT_START_NS, IMAGE_TOPIC,
+                                    LABEL_TOPIC, STORAGES, compressed_message, image_message)
 
 CAMVID_FPS = 30.0           # CamVid's videos; file names carry the video frame number
 CITYSCAPES_FPS = 17.0       # the Cityscapes camera's rate (its snippets are 30 frames at 17 Hz)

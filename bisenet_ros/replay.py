@@ -15,12 +15,18 @@ bisenet_ros.replay_live, the options in bisenet_ros.replay_options.
     python -m bisenet_ros.replay drive.bag --mode offline --labels-dir gt/ --out out/eval
     python -m bisenet_ros.replay theirs.bag --image-topic /cam/front/compressed --lockstep
     python -m bisenet_ros.replay drive.bag --attach /bisenet/segment_node --rate 0.5
+    python -m bisenet_ros.replay surround.bag --image-topic /front/image_raw \
+        --image-topic /left/image_raw                  # several cameras through one node
+
+With several --image-topic, one node segments every camera (bisenet_ros.replay_cameras):
+each camera is scored on its own (out/<camera>/report.md) and all together (out/report.md).
 """
 from __future__ import annotations
 
 import argparse
 import sys
 from pathlib import Path
+from dataclasses import replace
 from typing import Sequence
 
 from bisenet_core.inference import Segmenter
@@ -35,6 +41,7 @@ from bisenet_ros.bags import BagError, bag_info, choose_topics, read_frames
 from bisenet_ros.label_files import LABEL_KEYS
 from bisenet_ros.log_forwarding import plain_warnings
 from bisenet_ros.paths import DEFAULT_MODEL_NAME, default_model_path
+from bisenet_ros.replay_cameras import camera_streams, run_live_cameras
 from bisenet_ros.replay_live import LiveResult, replay_parameters, run_live
 from bisenet_ros.replay_offline import OfflineRun, Score, run_offline, samples, score
 from bisenet_ros.replay_options import MODES, ReplayError, ReplayOptions
@@ -63,18 +70,111 @@ def evaluate(options: ReplayOptions) -> dict:
     # The folder is made by what writes into it (node.log, the report): a run that fails
     # before leaves none behind.
 
+    image_topics, label_topics = _topics(options.image_topic), _topics(options.label_topic)
+    if len(image_topics) > 1:
+        return _evaluate_cameras(options, model, spec, image_topics, label_topics)
     bag, labels_dir = options.bag, options.labels_dir
-    image_topic, label_topic = choose_topics(bag, options.image_topic, options.label_topic,
+    image_topic, label_topic = choose_topics(bag, next(iter(image_topics), None),
+                                             next(iter(label_topics), None),
                                              want_labels=labels_dir is None)
     frames = read_frames(bag, image_topic, label_topic, labels_dir, options.labels_key,
                          options.max_frames)
-    # Frames without ground truth are replayed (latency, drops, samples), just not scored.
-    labelled = sum(f.label is not None for f in frames)
-    height, width = frames[0].image.shape[:2]
     if labels_dir is not None:
         ground_truth = f'folder {labels_dir}'
     else:
         ground_truth = f'topic {label_topic}' if label_topic else 'none'
+    params = replay_parameters(options.upsample)
+    live = offline = None
+    if options.mode in ('live', 'both'):
+        live = run_live(frames, model, options, params=params)
+    if options.mode in ('offline', 'both'):
+        offline = run_offline(frames, _segmenter(model, options), options.progress)
+    return _report(options, model, spec, image_topic, ground_truth, frames, live, offline,
+                   params['/**']['ros__parameters']['upsample'], out)[0]
+
+
+def _topics(given: str | Sequence[str] | None) -> list[str]:
+    if given is None:
+        return []
+    return [given] if isinstance(given, str) else list(given)
+
+
+def _segmenter(model: Path, options: ReplayOptions) -> Segmenter:
+    return Segmenter(model, backend=options.backend, device=options.device,
+                     precision=options.precision, input_size=options.input_size)
+
+
+def _evaluate_cameras(options: ReplayOptions, model: Path, spec: ModelSpec,
+                      image_topics: list[str], label_topics: list[str]) -> dict:
+    """Several cameras through one node: a report per camera and one for all together.
+
+    Each camera's report is in out/<camera>/; out/report.md adds the confusion matrices up
+    and pools every camera's latencies.
+    """
+    if options.labels_dir is not None:
+        raise ReplayError('--labels-dir takes one camera\'s ground truth: with several '
+                          '--image-topic, give ground truth as topics (--label-topic per '
+                          'camera, or /<camera>/labels beside each image topic)')
+    out = Path(options.out)
+    streams = camera_streams(options.bag, image_topics, label_topics)
+    frames = {}
+    for stream in streams:
+        read = read_frames(options.bag, stream.image_topic, stream.label_topic,
+                           max_frames=options.max_frames)
+        # No ground truth of its own: never another camera's auto-detected one.
+        frames[stream.name] = read if stream.label_topic else [replace(f, label=None)
+                                                               for f in read]
+    params = replay_parameters(options.upsample)
+    upsample = params['/**']['ros__parameters']['upsample']
+    lives = (run_live_cameras(frames, model, options, params)
+             if options.mode in ('live', 'both') else {})
+    segmenter = _segmenter(model, options) if options.mode in ('offline', 'both') else None
+    cameras, shown = {}, []
+    timings: dict = {'latency_ms': [], 'sent_s': [], 'dropped_s': []}
+    for stream in streams:
+        offline = (run_offline(frames[stream.name], segmenter, options.progress)
+                   if segmenter else None)
+        cameras[stream.name], confusion, camera_timings = _report(
+            options, model, spec, stream.image_topic,
+            f'topic {stream.label_topic}' if stream.label_topic else 'none',
+            frames[stream.name], lives.get(stream.name), offline, upsample,
+            out / stream.name)
+        shown += [confusion] if confusion is not None else []
+        for key, values in timings.items():
+            values += camera_timings[key]
+    # All cameras together: confusion matrices added up, latencies pooled.
+    total = ConfusionMatrix(spec.num_classes, spec.ignore_index)
+    for confusion in shown:
+        total += confusion
+    first = next(iter(cameras.values()))
+    report = {'bag': {**first['bag'], 'image_topic': ', '.join(s.image_topic for s in streams),
+                      'ground_truth': 'per camera',
+                      'frames': sum(r['bag']['frames'] for r in cameras.values()),
+                      'labelled_frames': sum(r['bag']['labelled_frames']
+                                             for r in cameras.values())},
+              'model': first['model'], 'cameras': cameras,
+              'all_cameras': {'scored_on': 'live' if lives else f'offline ({upsample})',
+                              **total.to_dict(spec.class_names),
+                              'latency_ms': latency_stats(timings['latency_ms'])}}
+    report['paths'] = {k: str(v) for k, v in write_report(
+        out, report, total if shown else None, spec.class_names, [], timings['latency_ms'],
+        timings['sent_s'], timings['dropped_s'], spec.palette).items()}
+    return report
+
+
+def _report(options: ReplayOptions, model: Path, spec: ModelSpec, image_topic: str,
+            ground_truth: str, frames, live: LiveResult | None, offline: OfflineRun | None,
+            live_upsample: str, out: Path
+            ) -> tuple[dict, ConfusionMatrix | None, dict]:
+    """Score one camera's live and offline runs and write its report into `out`.
+
+    Returns the report, the confusion matrix it shows (live, else offline with the node's
+    upsampling; None when no frame was scored) and the live timings (LiveResult.timings).
+    """
+    bag = options.bag
+    # Frames without ground truth are replayed (latency, drops, samples), just not scored.
+    labelled = sum(f.label is not None for f in frames)
+    height, width = frames[0].image.shape[:2]
     report: dict = {
         'bag': {'path': str(bag), 'storage': bag_info(bag)['storage'],
                 'image_topic': image_topic, 'ground_truth': ground_truth,
@@ -84,16 +184,6 @@ def evaluate(options: ReplayOptions) -> dict:
                   'num_classes': spec.num_classes, 'class_names': list(spec.class_names),
                   'input_size': list(options.input_size or spec.input_size)},
     }
-
-    live = offline = None
-    params = replay_parameters(options.upsample)
-    live_upsample = params['/**']['ros__parameters']['upsample']
-    if options.mode in ('live', 'both'):
-        live = run_live(frames, model, options, params=params)
-    if options.mode in ('offline', 'both'):
-        segmenter = Segmenter(model, backend=options.backend, device=options.device,
-                              precision=options.precision, input_size=options.input_size)
-        offline = run_offline(frames, segmenter, options.progress)
 
     shown = None
     timings: dict = {'latency_ms': [], 'sent_s': [], 'dropped_s': []}
@@ -116,7 +206,7 @@ def evaluate(options: ReplayOptions) -> dict:
     report['paths'] = {k: str(v) for k, v in write_report(
         out, report, shown, spec.class_names, pictures, timings['latency_ms'],
         timings['sent_s'], timings['dropped_s'], spec.palette).items()}
-    return report
+    return report, shown, timings
 
 
 def _shown(result: Score) -> ConfusionMatrix | None:
@@ -267,12 +357,16 @@ def build_parser() -> argparse.ArgumentParser:
     add_node_options(parser)
     parser.add_argument('--out', type=Path, default=Path('out/replay'),
                         help='report folder (default: out/replay)')
-    parser.add_argument('--image-topic', default=None,
-                        help='Image or CompressedImage topic of the bag (auto if it has one)')
+    parser.add_argument('--image-topic', action='append', default=None, metavar='TOPIC',
+                        help='Image or CompressedImage topic of the bag (auto if it has one); '
+                             'repeat it for several cameras: one node segments them all, each '
+                             'camera is scored on its own (OUT/<camera>/) and all together')
     gt = parser.add_mutually_exclusive_group()
-    gt.add_argument('--label-topic', default=None,
+    gt.add_argument('--label-topic', action='append', default=None, metavar='TOPIC',
                     help='mono8 ground-truth topic, matched by header stamp (auto: a topic '
-                         'named like labels/annotations/ground truth)')
+                         'named like labels/annotations/ground truth; with several cameras '
+                         'the one beside each image topic, e.g. /front/labels); several '
+                         'cameras: one per --image-topic, in the same order')
     gt.add_argument('--labels-dir', type=Path, default=None,
                     help='folder of label PNGs named by stamp in ns, by frame index, or in '
                          'frame order (see --labels-key)')

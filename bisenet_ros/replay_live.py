@@ -85,7 +85,8 @@ def replay_parameters(upsample: str | None = None) -> dict:
 class ReplayClient:
     """The replay's own ROS 2 participant: publishes frames, collects the node's masks."""
 
-    def __init__(self, domain_id: int | None, input_topic: str, label_topic: str, depth: int):
+    def __init__(self, domain_id: int | None, input_topic: str, label_topic: str, depth: int,
+                 name: str = 'bisenet_replay'):
         import rclpy
         from rclpy.executors import SingleThreadedExecutor
         from rclpy.signals import SignalHandlerOptions
@@ -100,7 +101,7 @@ class ReplayClient:
         # the replay unwinds and stops the node it launched.
         rclpy.init(context=self.context, domain_id=domain_id,
                    signal_handler_options=SignalHandlerOptions.NO)
-        self.node = rclpy.create_node('bisenet_replay', context=self.context)
+        self.node = rclpy.create_node(name, context=self.context)
         qos = QoSProfile(history=HistoryPolicy.KEEP_LAST, depth=depth,
                          reliability=ReliabilityPolicy.RELIABLE)
         self.publisher = self.node.create_publisher(Image, input_topic, qos)

@@ -31,7 +31,9 @@ class ReplayOptions:
         rate: live pacing, times the bag's frame rate; None: lockstep (the next frame goes out
             when the previous mask arrived).
         out: report folder.
-        image_topic, label_topic: the bag's topics (None: chosen automatically).
+        image_topic, label_topic: the bag's topics (None: chosen automatically); a list of
+            several image topics replays them as the cameras of one node, with one label
+            topic per camera or none (bisenet_ros.replay_cameras).
         labels_dir, labels_key: ground truth from a folder of PNGs instead of a topic, and how
             its files map to frames.
         backend, device, precision, input_size: the node's and the offline Segmenter's
@@ -49,8 +51,8 @@ class ReplayOptions:
     mode: str = 'both'
     rate: float | None = None
     out: str | os.PathLike = 'out/replay'
-    image_topic: str | None = None
-    label_topic: str | None = None
+    image_topic: str | list[str] | None = None
+    label_topic: str | list[str] | None = None
     labels_dir: str | os.PathLike | None = None
     labels_key: str = 'auto'
     backend: str = 'auto'

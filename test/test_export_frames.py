@@ -60,6 +60,31 @@ def test_graph_matches_torch_at_other_sizes_and_channels(exported, pipeline, ups
         assert np.abs(confidence.astype(int) - want['confidence'].numpy()).max() <= 1
 
 
+@pytest.mark.parametrize('upsample', ['nearest', 'bilinear'])
+def test_batched_graph_runs_n_frames_each_as_torch_does_alone(tiny_model_file, pipeline,
+                                                              tmp_path, upsample):
+    """batch=True: N x H x W x C in, each frame's outputs those of the torch pipeline run on
+    it alone, at a frame size, channel count and batch size it was not traced at."""
+    model, spec = load_model(tiny_model_file)
+    path = export_frame_onnx(model, spec, tmp_path / 'batch.onnx', upsample=upsample,
+                             batch=True)
+    assert read_onnx_export_info(path)['batch'] is True
+    session = ort.InferenceSession(str(path), providers=['CPUExecutionProvider'])
+    rgb = _scene(77, 143)
+    frames = np.stack([rgb, rgb[::-1], np.full_like(rgb, 90), rgb[:, ::-1]])[..., ::-1]
+    frames = np.ascontiguousarray(np.concatenate([frames, frames[..., :1]], axis=3))  # bgra
+    channels = np.array(channel_index(4, 'bgr'), np.int64)
+    labels, small, confidence = session.run(None, {'image': frames, 'channels': channels})
+    assert labels.shape == (4, 77, 143) and small.shape[0] == 4 and confidence.shape[0] == 4
+    for i, frame in enumerate(frames):
+        with torch.no_grad():
+            want = pipeline(torch.from_numpy(frame), torch.from_numpy(channels), upsample,
+                            ('small_labels', 'confidence'))
+        assert (labels[i] == want['labels'].numpy()).mean() >= 0.999, i
+        assert (small[i] == want['small_labels'].numpy()).mean() >= 0.99, i
+        assert np.abs(confidence[i].astype(int) - want['confidence'].numpy()).max() <= 1, i
+
+
 def test_export_record_and_bad_arguments(exported, tiny_model_file, tmp_path):
     info = read_onnx_export_info(exported['bilinear'])
     assert (info['output'], info['upsample'], info['dynamic']) == ('frame', 'bilinear', True)

@@ -197,6 +197,47 @@ def _node_args(model, *extra):
             f'namespace:={NAMESPACE}', *extra]
 
 
+REPO = Path(__file__).resolve().parent.parent
+
+
+def _launch_module():
+    import importlib.util
+
+    spec = importlib.util.spec_from_file_location('segment_launch',
+                                                  REPO / 'launch' / 'segment.launch.py')
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+def test_shipped_config_and_launch_defaults_equal_the_nodes_declared_defaults():
+    """config/segment.yaml and the launch arguments repeat the node's defaults for the
+    reader: read from the files, they must be the declared ones (node_parameters.PARAMETERS)."""
+    import yaml
+
+    from bisenet_ros.camera import CameraTopics
+    from bisenet_ros.camera_topics import camera_info_beside
+    from bisenet_ros.node_parameters import DEFAULTS
+
+    config = yaml.safe_load((REPO / 'config' / 'segment.yaml').read_text())
+    values = config['/**']['ros__parameters']
+    assert set(values) == set(DEFAULTS)  # every parameter, and only those, in the file
+    for name, value in values.items():
+        assert value == DEFAULTS[name] and type(value) is type(DEFAULTS[name]), name
+
+    launch_file = _launch_module()
+    for argument, (parameter, kind) in launch_file.PARAMETERS.items():
+        default = launch_file.ARGUMENTS[argument][0]
+        assert parameter in DEFAULTS, argument
+        # Empty: not given, the params file's value (checked above) applies.
+        assert default == '' or launch_file._typed(argument, default, kind) == \
+            DEFAULTS[parameter], argument
+    # The topics the launch file remaps default to the node's own names.
+    topics = CameraTopics()
+    assert launch_file.ARGUMENTS['image_topic'][0] == topics.image
+    assert camera_info_beside(topics.image) == topics.camera_info
+
+
 def test_launch_file_runs_the_node(launches, camera, tiny_model_file, tmp_path):
     params = tmp_path / 'params.yaml'
     # File values that the launch arguments below override (size), and one they do not.
@@ -424,3 +465,20 @@ def test_node_dying_fails_the_launch(launches, tiny_model_file):
     os.kill(node_pid, signal.SIGKILL)
     assert launch.wait(30) == 1
     assert f'{NODE_NAME} exited with code -9' in launch.text()
+
+
+def test_respawn_restarts_a_node_that_died(launches, tiny_model_file):
+    """respawn:=true: a node that died (here killed; also one whose worker ended, exit 1) is
+    started again and the launch keeps running; Ctrl-C still stops everything with code 0."""
+    launch = launches(*_node_args(tiny_model_file, 'respawn:=true'))
+    first = launch.wait_ready()
+    os.kill(first, signal.SIGKILL)
+    deadline = time.monotonic() + START_TIMEOUT
+    while launch.text().count('ready:') < 2:
+        assert launch.process.poll() is None, launch.text()
+        assert time.monotonic() < deadline, f'not respawned:\n{launch.text()}'
+        time.sleep(0.2)
+    pids = [int(p) for p in re.findall(r'process started with pid \[(\d+)\]', launch.text())]
+    assert len(pids) == 2 and first == pids[0] and pid_alive(pids[1])
+    launch.process.send_signal(signal.SIGINT)
+    assert launch.wait(30) == 0, launch.text()

@@ -51,13 +51,19 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
                              'bilinear logits (default bilinear, the node\'s default)')
     parser.add_argument('--dynamic', action='store_true',
                         help='dynamic batch and image size axes')
+    parser.add_argument('--dynamic-batch', action='store_true',
+                        help='dynamic batch axis at a fixed image size (--size): the node runs '
+                             'the frames of several cameras as one batch; without it (or '
+                             '--dynamic) the graph takes one frame at a time. With --output '
+                             'frame: N x H x W x C frames of one layout in')
     parser.add_argument('--size', type=size_arg, metavar='WxH',
                         help='input size WxH (default: the model\'s input size)')
     args = parser.parse_args(argv)
     if args.calib_count < 1:
         parser.error(f'--calib-count must be >= 1, got {args.calib_count}')
     if args.output == 'frame' and args.dynamic:
-        parser.error('--output frame is always dynamic in the image size; drop --dynamic')
+        parser.error('--output frame is always dynamic in the image size; drop --dynamic '
+                     '(--dynamic-batch makes it take N frames)')
     return args
 
 
@@ -77,9 +83,11 @@ def main(argv: list[str] | None = None) -> int:
     try:
         model, spec = load_model(args.model)
         if args.precision == 'int8':
-            if args.calib_images is None or args.dynamic or args.output != 'logits':
+            if (args.calib_images is None or args.dynamic or args.dynamic_batch
+                    or args.output != 'logits'):
                 raise ValueError('--precision int8 needs --calib-images, and exports fixed-size '
-                                 'logits (no --dynamic, no --output labels)')
+                                 'batch-1 logits (no --dynamic/--dynamic-batch, no --output '
+                                 'labels)')
             from bisenet_core.quantize import quantize_int8
 
             images = calibration_images(args.calib_images, args.calib_count)
@@ -88,10 +96,12 @@ def main(argv: list[str] | None = None) -> int:
             from bisenet_core.inference.export_frames import export_frame_onnx
 
             path = export_frame_onnx(model, spec, args.out, upsample=args.upsample,
-                                     precision=args.precision, input_size=args.size)
+                                     precision=args.precision, input_size=args.size,
+                                     batch=args.dynamic_batch)
         else:
             path = export_onnx(model, spec, args.out, precision=args.precision,
-                               output=args.output, dynamic=args.dynamic, input_size=args.size)
+                               output=args.output, dynamic=args.dynamic, input_size=args.size,
+                               dynamic_batch=args.dynamic_batch)
     except (ModelFileError, ValueError, OSError) as exc:
         print(f'error: {exc}', file=sys.stderr)
         return 2
@@ -99,7 +109,7 @@ def main(argv: list[str] | None = None) -> int:
     detail = (f'frame -> labels, upsample {args.upsample}, any image size'
               if args.output == 'frame' else f'output {args.output}')
     print(f'wrote {path} ({args.precision}, {detail}, network input {size[0]}x{size[1]}'
-          f'{", dynamic" if args.dynamic else ""})')
+          f'{", dynamic" if args.dynamic else ", any batch" if args.dynamic_batch else ""})')
     return 0
 
 

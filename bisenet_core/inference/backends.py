@@ -4,11 +4,15 @@
 - OrtBackend: ONNX Runtime with the CPU, CUDA or TensorRT execution provider.
 - OrtFrameRunner: ONNX Runtime running the end-to-end frame graphs (the device pipeline).
 
+A batch of N frames is one run where the graph's batch axis is free (the graphs the Segmenter
+exports itself); an ONNX file fixed to batch 1 runs them one by one, said once in the log.
+
 What 'auto' means for a backend is decided here (resolve_backend); device and precision
 names are resolved in bisenet_core.hardware, for inference and training alike.
 """
 from __future__ import annotations
 
+import logging
 import os
 import time
 import warnings
@@ -26,6 +30,8 @@ from bisenet_core.hardware import (DEVICES, ORT_PROVIDERS, PRECISIONS, TORCH_DTY
 from bisenet_core.inference.frames import FRAME_OUTPUTS, channel_index, to_uint8
 from bisenet_core.inference.postprocess import color_outputs
 from bisenet_core.model.fuse import FoldError, fold_conv_bn
+
+log = logging.getLogger(__name__)
 
 BACKENDS = ('auto', 'torch', 'onnxruntime', 'tensorrt')
 
@@ -132,6 +138,8 @@ class OrtBackend:
         if wanted not in self.session.get_providers():
             raise RuntimeError(f'onnxruntime did not enable {wanted} for {onnx_path} '
                                f'(enabled: {self.session.get_providers()})')
+        self.path = Path(onnx_path)
+        self._said_one_at_a_time = False
         meta = self.session.get_inputs()[0]
         self.input_name = meta.name
         # [N, 3, H, W] with ints for fixed axes, names (str) for dynamic ones.
@@ -144,7 +152,24 @@ class OrtBackend:
             return width, height
         return None
 
+    def takes_one_frame(self) -> bool:
+        """True when the graph's batch axis is fixed to 1 (one frame per run)."""
+        return self.input_shape[0] == 1
+
+    def one_at_a_time(self, frames: int) -> None:
+        """Log, once per session, that a batch of `frames` runs frame by frame."""
+        if not self._said_one_at_a_time:
+            self._said_one_at_a_time = True
+            log.info('%s takes one frame at a time (its batch axis is fixed to 1), so the %d '
+                     'frames of a batch run one by one; re-export it with a free batch axis '
+                     '(python -m training.export ... --dynamic-batch) to run them in one pass',
+                     self.path, frames)
+
     def __call__(self, batch: np.ndarray) -> np.ndarray:
+        if len(batch) > 1 and self.takes_one_frame():
+            self.one_at_a_time(len(batch))
+            return np.concatenate([self.session.run(None, {self.input_name: batch[i:i + 1]})[0]
+                                   for i in range(len(batch))])
         return self.session.run(None, {self.input_name: batch})[0]
 
 
@@ -170,23 +195,51 @@ class OrtFrameRunner:
 
     def __call__(self, frame: np.ndarray, color_order: str, upsample: str,
                  outputs: tuple[str, ...]) -> tuple[dict[str, np.ndarray], dict[str, float]]:
+        """One H x W x C frame -> its outputs and the stage timings (a batch of one)."""
+        results, timings = self.run_batch([frame], color_order, upsample, outputs)
+        return results[0], timings
+
+    def run_batch(self, frames, color_order: str, upsample: str, outputs: tuple[str, ...]
+                  ) -> tuple[list[dict[str, np.ndarray]], dict[str, float]]:
+        """N frames of one layout -> their outputs in order, and the batch's stage timings.
+
+        A batch graph (N x H x W x C in) runs them at once; a one-frame graph (an exported
+        file without a batch axis) one by one, said once in the log.
+        """
         session = self._sessions.get(upsample)
         if session is None:
             session = self._sessions[upsample] = self._session_for(upsample)
         t0 = time.perf_counter()
-        image = np.ascontiguousarray(to_uint8(frame))  # ORT reads contiguous buffers only
-        channels = np.asarray(channel_index(image.shape[2], color_order), np.int64)
+        batched = len(session.input_shape) == 4
+        if batched:  # one copy per frame, straight into the batch ORT reads
+            images = np.empty((len(frames), *frames[0].shape), np.uint8)
+            for index, frame in enumerate(frames):
+                to_uint8(frame, out=images[index])
+        else:  # ORT reads contiguous buffers only
+            images = [np.ascontiguousarray(to_uint8(frame)) for frame in frames]
+        channels = np.asarray(channel_index(frames[0].shape[2], color_order), np.int64)
         t1 = time.perf_counter()
-        labels, small, confidence = session.session.run(
-            list(FRAME_OUTPUTS), {'image': image, 'channels': channels})
+        names = list(FRAME_OUTPUTS)
+        if batched:
+            labels, small, confidence = session.session.run(
+                names, {'image': images, 'channels': channels})
+        else:
+            if len(frames) > 1:
+                session.one_at_a_time(len(frames))
+            runs = [session.session.run(names, {'image': image, 'channels': channels})
+                    for image in images]
+            labels, small, confidence = ([run[i] for run in runs] for i in range(3))
         t2 = time.perf_counter()
-        result = {'labels': labels}
-        if 'confidence' in outputs:
-            result['confidence'] = confidence
-        if 'small_labels' in outputs:
-            result['small_labels'] = small
-        result.update(color_outputs(labels, image, color_order, self._lut, self._num_classes,
-                                    outputs))
+        results = []
+        for index, image in enumerate(images):
+            result = {'labels': labels[index]}
+            if 'confidence' in outputs:
+                result['confidence'] = confidence[index]
+            if 'small_labels' in outputs:
+                result['small_labels'] = small[index]
+            result.update(color_outputs(labels[index], image, color_order, self._lut,
+                                        self._num_classes, outputs))
+            results.append(result)
         t3 = time.perf_counter()
-        return result, {'upload': (t1 - t0) * 1e3, 'compute': (t2 - t1) * 1e3,
-                        'download': (t3 - t2) * 1e3}
+        return results, {'upload': (t1 - t0) * 1e3, 'compute': (t2 - t1) * 1e3,
+                         'download': (t3 - t2) * 1e3}

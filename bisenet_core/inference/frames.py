@@ -39,6 +39,17 @@ def check_frame(image, color_order: str) -> np.ndarray:
     return image
 
 
+def layout_groups(frames, color_orders) -> dict[tuple, list[int]]:
+    """Indices of the frames (checked, H x W x C) that can run as one batch.
+
+    A layout is the shape, dtype and colour order; groups come in order of first appearance.
+    """
+    groups: dict[tuple, list[int]] = {}
+    for index, (frame, order) in enumerate(zip(frames, color_orders)):
+        groups.setdefault((frame.shape, frame.dtype.str, order), []).append(index)
+    return groups
+
+
 def check_outputs(outputs) -> tuple[str, ...]:
     """The requested optional outputs, validated, in OUTPUTS order (a hashable key)."""
     if isinstance(outputs, str):

@@ -4,6 +4,11 @@
     labels = seg(image_rgb)                              # H x W uint8 class ids
     result = seg.segment(frame_bgra, color_order='bgr', outputs=('color', 'confidence'))
     result.labels, result.color, result.confidence, result.timings_ms
+    results = seg.segment_batch([front, left, rear], 'bgr')   # several cameras, input order
+
+segment_batch runs the frames of one layout (shape, dtype, colour order) as one batch: one
+forward pass of the network (one CUDA graph per batch size and layout on a GPU); different
+layouts run in a pass each. An ONNX file whose batch axis is fixed to 1 runs them one by one.
 
 Two pipelines compute the same thing (the tests hold both to an independent reference):
 - 'device': the whole frame -> labels step where the model runs. On torch it is
@@ -30,7 +35,7 @@ import os
 import time
 import warnings
 from pathlib import Path
-from typing import NamedTuple
+from typing import NamedTuple, Sequence
 
 import numpy as np
 import torch
@@ -40,13 +45,13 @@ from bisenet_core.hardware import device_index, resolve_device, resolve_precisio
 from bisenet_core.inference.backends import (OrtBackend, OrtFrameRunner, TorchBackend,
                                              resolve_backend)
 from bisenet_core.inference.device import DeviceRunner
-from bisenet_core.inference.frames import check_frame, check_outputs, to_rgb, to_uint8
+from bisenet_core.inference.frames import (check_frame, check_outputs, layout_groups, to_rgb,
+                                           to_uint8)
 from bisenet_core.inference.onnx_graphs import OnnxGraphs, cache_dir
 from bisenet_core.inference.options import SegmenterOptions
 from bisenet_core.inference.pipeline import FramePipeline
 from bisenet_core.inference.postprocess import (OVERLAY_ALPHA, UPSAMPLE_MODES, blend_labels,
-                                                check_labels, color_outputs, confidence_map,
-                                                logits_to_labels, palette_lut)
+                                                check_labels, frame_outputs, palette_lut)
 from bisenet_core.model_source import ModelSource, read_model_source
 from bisenet_core.modelfile import build_model
 from bisenet_core.preprocess import normalize, resize_image
@@ -274,42 +279,65 @@ class Segmenter:
         image: uint8 H x W, H x W x 1, H x W x 3 or H x W x 4 (alpha ignored), or uint16 H x W
         (mono16, used as value >> 8); any strided view (row padding) of a message buffer.
         color_order: 'rgb' or 'bgr' for 3/4-channel frames.
+        The same as segment_batch([image], color_order, outputs=outputs)[0].
         """
-        frame = check_frame(image, color_order)
+        return self.segment_batch([image], color_order, outputs=outputs)[0]
+
+    def segment_batch(self, images: Sequence[np.ndarray],
+                      color_orders: Sequence[str] | str = 'rgb', *,
+                      outputs=()) -> list[SegmentationResult]:
+        """Several frames (e.g. one per camera) -> their results, in input order.
+
+        Frames of one layout (shape, dtype, colour order) run through the network as one
+        batch, one forward pass; frames of other layouts in a pass per layout. Each result's
+        timings_ms are those of its batch. Frames as `segment` takes them; color_orders: one
+        per frame, or one for all.
+        """
+        if isinstance(color_orders, str):
+            color_orders = [color_orders] * len(images)
+        elif len(color_orders) != len(images):
+            raise ValueError(f'{len(color_orders)} colour orders for {len(images)} frames')
+        frames = []
+        for index, (image, order) in enumerate(zip(images, color_orders)):
+            try:
+                frames.append(check_frame(image, order))
+            except ValueError as exc:
+                if len(images) == 1:
+                    raise
+                raise ValueError(f'frame {index}: {exc}') from None
         outputs = check_outputs(outputs)
-        upsample = self.upsample  # one value for the whole frame
-        if self.pipeline == 'device':
-            return self._segment_on_device(frame, color_order, upsample, outputs)
-        return self._segment_on_host(frame, color_order, upsample, outputs)
+        upsample = self.upsample  # one value for the whole call
+        run = self._segment_on_device if self.pipeline == 'device' else self._segment_on_host
+        results: list = [None] * len(frames)
+        for (_, _, order), indices in layout_groups(frames, color_orders).items():
+            made = run([frames[i] for i in indices], order, upsample, outputs)
+            for index, result in zip(indices, made):
+                results[index] = result
+        return results
 
     def __call__(self, image: np.ndarray, color_order: str = 'rgb') -> np.ndarray:
         return self.segment(image, color_order).labels
 
-    def _segment_on_device(self, frame: np.ndarray, color_order: str, upsample: str,
-                           outputs: tuple[str, ...]) -> SegmentationResult:
-        result, timings = self._runner(frame, color_order, upsample, outputs)
-        return SegmentationResult(result.pop('labels'), timings, **result)
+    def _segment_on_device(self, frames: list[np.ndarray], color_order: str, upsample: str,
+                           outputs: tuple[str, ...]) -> list[SegmentationResult]:
+        made, timings = self._runner.run_batch(frames, color_order, upsample, outputs)
+        return [SegmentationResult(result.pop('labels'), dict(timings), **result)
+                for result in made]
 
-    def _segment_on_host(self, frame: np.ndarray, color_order: str, upsample: str,
-                         outputs: tuple[str, ...]) -> SegmentationResult:
+    def _segment_on_host(self, frames: list[np.ndarray], color_order: str, upsample: str,
+                         outputs: tuple[str, ...]) -> list[SegmentationResult]:
         t0 = time.perf_counter()
-        frame = to_uint8(frame)
-        batch = self._network_input(frame, color_order)
+        frames = [to_uint8(frame) for frame in frames]
+        batch = np.concatenate([self._network_input(frame, color_order) for frame in frames])
         t1 = time.perf_counter()
-        logits = self.infer(batch)[0]
-        size = frame.shape[:2]
-        labels = logits_to_labels(logits, size, upsample)
-        extra = {}
-        if 'confidence' in outputs:
-            extra['confidence'] = confidence_map(logits, size, upsample)
-        extra.update(color_outputs(labels, frame, color_order, self._lut, self.spec.num_classes,
-                                   outputs))
-        if 'small_labels' in outputs:
-            extra['small_labels'] = logits_to_labels(logits, logits.shape[1:], 'nearest')
+        logits = self.infer(batch)  # one forward pass for the N frames
+        made = [frame_outputs(frame_logits, frame, color_order, upsample, outputs, self._lut,
+                              self.spec.num_classes)
+                for frame_logits, frame in zip(logits, frames)]
         t2 = time.perf_counter()
-        return SegmentationResult(labels, {'upload': (t1 - t0) * 1e3,
-                                           'compute': (t2 - t1) * 1e3, 'download': 0.0},
-                                  **extra)
+        timings = {'upload': (t1 - t0) * 1e3, 'compute': (t2 - t1) * 1e3, 'download': 0.0}
+        return [SegmentationResult(result.pop('labels'), dict(timings), **result)
+                for result in made]
 
     # ---------------------------------------------------------------- network alone
     def preprocess(self, image: np.ndarray, color_order: str = 'rgb') -> np.ndarray:
