@@ -7,10 +7,12 @@ Bags are proper rosbag2 (version-8 metadata, ROS 2 type hashes), so `ros2 bag in
     python -m bisenet_ros.bags convert --drive data/synth --split test --out drive.bag
     python -m bisenet_ros.bags convert --drive data/synth --split test --out drive.bag \
         --storage sqlite3 --fps 10 --compressed jpeg
+    python -m bisenet_ros.bags convert --drive data/surround --cameras front,left --out surround.bag
     python -m bisenet_ros.bags info drive.bag
 
 A converted bag holds sensor_msgs/Image rgb8 (or CompressedImage) on /camera/image_raw and
-the ground-truth labels as mono8 Images on /camera/labels, with identical header stamps.
+the ground-truth labels as mono8 Images on /camera/labels, with identical header stamps; with
+--cameras, each camera c of a multi-camera drive on /c/image_raw and /c/labels.
 """
 from __future__ import annotations
 
@@ -149,7 +151,8 @@ def _read_png(path: Path, flags: int) -> np.ndarray:
 def convert_drive(drive: str | os.PathLike, out: str | os.PathLike, split: str = 'test',
                   storage: str = 'mcap', fps: float = 10.0, compressed: str | None = None,
                   image_topic: str = IMAGE_TOPIC, label_topic: str = LABEL_TOPIC,
-                  start_ns: int = DEFAULT_START_NS, progress: bool = True) -> Path:
+                  start_ns: int = DEFAULT_START_NS, progress: bool = True,
+                  cameras: Sequence[str] = ()) -> Path:
     """Write a CamVid-layout drive split into a new rosbag2 bag at `out`; return its path.
 
     Args:
@@ -159,6 +162,9 @@ def convert_drive(drive: str | os.PathLike, out: str | os.PathLike, split: str =
         fps: frame rate; frame i is stamped start_ns + i / fps seconds (header and bag time).
         compressed: None for rgb8 Images, 'jpeg' or 'png' for CompressedImages.
         image_topic, label_topic: where images and mono8 ground truth go.
+        cameras: a multi-camera drive (bisenet_core.data.synthetic write_cameras): camera c
+            from `<drive>/<c>/<split>/` to /c/image_raw and /c/labels, frame_id c; frame i
+            of every camera has the same stamp.
     """
     if storage not in STORAGES:
         raise BagError(f'unknown storage {storage!r}; choose one of {sorted(STORAGES)}')
@@ -166,7 +172,9 @@ def convert_drive(drive: str | os.PathLike, out: str | os.PathLike, split: str =
         raise BagError(f'unknown compression {compressed!r}; choose one of {COMPRESSIONS}')
     if not fps > 0:
         raise BagError(f'fps must be > 0, got {fps}')
-    pairs = drive_frames(drive, split)
+    streams = ([(drive_frames(Path(drive) / c, split), f'/{c}/image_raw', f'/{c}/labels', c)
+                for c in cameras] if cameras else
+               [(drive_frames(drive, split), image_topic, label_topic, FRAME_ID)])
     out = Path(out)
     if out.exists():
         raise BagError(f'bag {out}: exists already; choose another --out or remove it')
@@ -174,29 +182,41 @@ def convert_drive(drive: str | os.PathLike, out: str | os.PathLike, split: str =
     out.parent.mkdir(parents=True, exist_ok=True)
     try:
         with Writer(out, version=BAG_VERSION, storage_plugin=STORAGES[storage]) as writer:
-            image_conn = writer.add_connection(
-                image_topic, COMPRESSED_TYPE if compressed else IMAGE_TYPE, typestore=store)
-            label_conn = writer.add_connection(label_topic, IMAGE_TYPE, typestore=store)
-            for index, (image_path, label_path) in enumerate(
-                    tqdm(pairs, desc=f'writing {out.name}', unit='frame', disable=not progress)):
+            connections = [
+                (writer.add_connection(image, COMPRESSED_TYPE if compressed else IMAGE_TYPE,
+                                       typestore=store),
+                 writer.add_connection(label, IMAGE_TYPE, typestore=store))
+                for _, image, label, _ in streams]
+            count = max(len(pairs) for pairs, *_ in streams)
+            for index in tqdm(range(count), desc=f'writing {out.name}', unit='frame',
+                              disable=not progress):
                 stamp_ns = start_ns + round(index * 1e9 / fps)
-                rgb = cv2.cvtColor(_read_png(image_path, cv2.IMREAD_COLOR), cv2.COLOR_BGR2RGB)
-                if compressed:
-                    message = compressed_message(store, rgb, compressed, stamp_ns)
-                else:
-                    message = image_message(store, rgb, 'rgb8', stamp_ns)
-                writer.write(image_conn, stamp_ns, store.serialize_cdr(message, image_conn.msgtype))
-                if label_path is not None:
-                    label = _read_png(label_path, cv2.IMREAD_GRAYSCALE)
-                    if label.shape != rgb.shape[:2]:
-                        raise BagError(f'{label_path}: label is {label.shape[1]}x{label.shape[0]}'
-                                       f', image is {rgb.shape[1]}x{rgb.shape[0]}')
-                    message = image_message(store, label, 'mono8', stamp_ns)
-                    writer.write(label_conn, stamp_ns,
-                                 store.serialize_cdr(message, label_conn.msgtype))
+                for (pairs, *_, frame_id), conns in zip(streams, connections):
+                    if index < len(pairs):
+                        _write_frame(writer, store, conns, pairs[index], stamp_ns, compressed,
+                                     frame_id)
     except WriterError as exc:
         raise BagError(f'bag {out}: {exc}') from None
     return out
+
+
+def _write_frame(writer, store, connections, paths, stamp_ns: int, compressed: str | None,
+                 frame_id: str) -> None:
+    """One camera frame (and its ground truth, where there is one) into the bag."""
+    (image_conn, label_conn), (image_path, label_path) = connections, paths
+    rgb = cv2.cvtColor(_read_png(image_path, cv2.IMREAD_COLOR), cv2.COLOR_BGR2RGB)
+    if compressed:
+        message = compressed_message(store, rgb, compressed, stamp_ns, frame_id)
+    else:
+        message = image_message(store, rgb, 'rgb8', stamp_ns, frame_id)
+    writer.write(image_conn, stamp_ns, store.serialize_cdr(message, image_conn.msgtype))
+    if label_path is not None:
+        label = _read_png(label_path, cv2.IMREAD_GRAYSCALE)
+        if label.shape != rgb.shape[:2]:
+            raise BagError(f'{label_path}: label is {label.shape[1]}x{label.shape[0]}'
+                           f', image is {rgb.shape[1]}x{rgb.shape[0]}')
+        message = image_message(store, label, 'mono8', stamp_ns, frame_id)
+        writer.write(label_conn, stamp_ns, store.serialize_cdr(message, label_conn.msgtype))
 
 
 # ----------------------------------------------------------------------------- reading
@@ -240,6 +260,11 @@ def _storage_name(path: Path) -> str:
     if any(path.glob('*.db3')):
         return 'sqlite3'
     return 'unknown'
+
+
+def is_label_topic(topic: str) -> bool:
+    """Whether a topic's name marks ground truth (labels, annotations, masks, ...)."""
+    return bool(_LABEL_WORDS.search(topic))
 
 
 def image_topics(bag: str | os.PathLike) -> dict[str, str]:
@@ -458,13 +483,19 @@ def main(argv: Sequence[str] | None = None) -> int:
                            'raw rgb8 Images')
     conv.add_argument('--image-topic', default=IMAGE_TOPIC, help=f'default: {IMAGE_TOPIC}')
     conv.add_argument('--label-topic', default=LABEL_TOPIC, help=f'default: {LABEL_TOPIC}')
+    conv.add_argument('--cameras', type=lambda t: [c.strip() for c in t.split(',') if c.strip()],
+                      default=[], metavar='NAME,...',
+                      help='a multi-camera drive (python -m bisenet_core.data.synthetic '
+                           '--cameras): camera c from DRIVE/c/SPLIT/ to /c/image_raw and '
+                           '/c/labels (instead of --image-topic/--label-topic)')
     info = sub.add_parser('info', help='topics, types and counts of a bag')
     info.add_argument('bag', type=Path, help='rosbag2 bag folder (MCAP or sqlite3)')
     args = parser.parse_args(argv)
     try:
         if args.command == 'convert':
             path = convert_drive(args.drive, args.out, args.split, args.storage, args.fps,
-                                 args.compressed, args.image_topic, args.label_topic)
+                                 args.compressed, args.image_topic, args.label_topic,
+                                 cameras=args.cameras)
             _print_info(bag_info(path))
         else:
             _print_info(bag_info(args.bag))

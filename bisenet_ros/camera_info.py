@@ -15,10 +15,27 @@ from sensor_msgs.msg import CameraInfo
 # How many unmatched frames / infos to remember (the camera publishes both at frame rate;
 # either may arrive first).
 MATCH_WINDOW = 30
+# After this many frames and infos in a row that match nothing, the stamps are said to differ.
+MISMATCH_AFTER = 5
 
 
 def _stamp_key(header) -> tuple[int, int]:
     return header.stamp.sec, header.stamp.nanosec
+
+
+def _ns(key: tuple[int, int]) -> int:
+    return key[0] * 10**9 + key[1]
+
+
+def camera_info_problem(info: CameraInfo) -> str:
+    """Why `info` cannot describe an image ('' if it can): a zero size, an ROI off the sensor."""
+    if info.width <= 0 or info.height <= 0:
+        return f'width x height is {info.width}x{info.height}: the image size must be set'
+    roi = info.roi
+    if roi.x_offset + roi.width > info.width or roi.y_offset + roi.height > info.height:
+        return (f'roi {roi.width}x{roi.height} at ({roi.x_offset}, {roi.y_offset}) lies '
+                f'outside the {info.width}x{info.height} sensor')
+    return ''
 
 
 def scale_camera_info(info: CameraInfo, width: int, height: int, header=None) -> CameraInfo:
@@ -26,8 +43,12 @@ def scale_camera_info(info: CameraInfo, width: int, height: int, header=None) ->
 
     Binning and ROI are folded in first (REP 104: K and P describe the full-resolution
     sensor, the published image is its ROI, binned), so the result has neither. D and R do
-    not depend on the pixel grid and are kept.
+    not depend on the pixel grid and are kept. Raises ValueError for a CameraInfo that
+    describes no image (camera_info_problem).
     """
+    problem = camera_info_problem(info)
+    if problem:
+        raise ValueError(f'CameraInfo {problem}')
     out = copy.deepcopy(info)
     if header is not None:
         out.header = header
@@ -67,6 +88,8 @@ class CameraInfoMatcher:
 
     add_info() is called from the subscription, add_frame() once a frame's masks are out;
     each returns the pairs that just became complete, as (info, frame) tuples.
+    mismatch_ms() tells when both keep coming but never match (a driver stamping its
+    CameraInfo apart from its images).
     """
 
     def __init__(self, window: int = MATCH_WINDOW):
@@ -74,6 +97,8 @@ class CameraInfoMatcher:
         self._frames: OrderedDict[tuple[int, int], object] = OrderedDict()
         self._window = window
         self._lock = threading.Lock()
+        # Frames and infos that matched nothing since the last match.
+        self._unmatched_frames = self._unmatched_infos = 0
 
     @staticmethod
     def _remember(store: OrderedDict, key, value, window: int) -> None:
@@ -87,7 +112,9 @@ class CameraInfoMatcher:
         with self._lock:
             frame = self._frames.pop(key, None)
             if frame is not None:
+                self._unmatched_frames = self._unmatched_infos = 0
                 return [(info, frame)]
+            self._unmatched_infos += 1
             self._remember(self._infos, key, info, self._window)
         return []
 
@@ -96,6 +123,22 @@ class CameraInfoMatcher:
         with self._lock:
             info = self._infos.get(key)
             if info is not None:
+                self._unmatched_frames = self._unmatched_infos = 0
                 return [(info, frame)]
+            self._unmatched_frames += 1
             self._remember(self._frames, key, frame, self._window)
         return []
+
+    def mismatch_ms(self) -> float | None:
+        """Stamp offset (ms) of the nearest CameraInfo from the newest unmatched frame, or None.
+
+        Given once MISMATCH_AFTER frames and infos in a row matched nothing. Positive: the
+        CameraInfo stamps are later than the images'.
+        """
+        with self._lock:
+            if min(self._unmatched_frames, self._unmatched_infos) < MISMATCH_AFTER \
+                    or not self._frames or not self._infos:
+                return None
+            frame_ns = _ns(next(reversed(self._frames)))
+            offsets = [_ns(key) - frame_ns for key in self._infos]
+        return min(offsets, key=abs) / 1e6

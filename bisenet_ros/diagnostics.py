@@ -2,7 +2,7 @@
 from __future__ import annotations
 
 import math
-from typing import Mapping
+from typing import Mapping, Sequence
 
 from diagnostic_msgs.msg import DiagnosticArray, DiagnosticStatus, KeyValue
 
@@ -14,7 +14,7 @@ LEVEL_NAMES = {OK: 'OK', WARN: 'WARN', ERROR: 'ERROR'}
 
 def node_level(errors: int, dropped: int, latency_ms: float, budget_ms: float,
                last_error: str = '', lost: int = 0, missed: int = 0,
-               incompatible: int = 0) -> tuple[int, str]:
+               incompatible: int = 0, notes: Sequence[str] = ()) -> tuple[int, str]:
     """(level, message) for one diagnostics period.
 
     Args:
@@ -26,6 +26,7 @@ def node_level(errors: int, dropped: int, latency_ms: float, budget_ms: float,
         missed: frames the publisher sent that never arrived (publication sequence gaps, a
             superset of `lost`; any -> WARN).
         incompatible: publishers on the input topic whose QoS cannot match (any -> WARN).
+        notes: other problems of the inputs seen now (WARN), e.g. a publisher of another type.
     """
     if errors:
         return ERROR, f'{errors} bad input(s) or failed inference(s); last: {last_error}'
@@ -37,6 +38,7 @@ def node_level(errors: int, dropped: int, latency_ms: float, budget_ms: float,
     if incompatible:
         problems.append(f'{incompatible} publisher(s) with incompatible QoS: their frames '
                         'never arrive')
+    problems += notes
     if budget_ms > 0 and not math.isnan(latency_ms) and latency_ms > budget_ms:
         problems.append(f'latency p90 {latency_ms:.1f} ms over budget {budget_ms:g} ms')
     if dropped:
@@ -55,12 +57,16 @@ def format_value(value) -> str:
     return str(value)
 
 
-def build_diagnostic_array(stamp, name: str, hardware_id: str, level: int, message: str,
-                           values: Mapping[str, object]) -> DiagnosticArray:
-    """One DiagnosticStatus (the node) in a DiagnosticArray stamped `stamp`."""
+def diagnostic_status(name: str, hardware_id: str, level: int, message: str,
+                      values: Mapping[str, object]) -> DiagnosticStatus:
     status = DiagnosticStatus(level=level, name=name, message=message, hardware_id=hardware_id)
     status.values = [KeyValue(key=key, value=format_value(v)) for key, v in values.items()]
+    return status
+
+
+def build_diagnostic_array(stamp, statuses: Sequence[DiagnosticStatus]) -> DiagnosticArray:
+    """The statuses (one per camera) in a DiagnosticArray stamped `stamp`."""
     array = DiagnosticArray()
     array.header.stamp = stamp
-    array.status = [status]
+    array.status = list(statuses)
     return array

@@ -131,8 +131,14 @@ def render_markdown(report: dict, plots: dict[str, str]) -> str:
              f'network input {model["input_size"][0]}x{model["input_size"][1]}, '
              f'trained on {model["dataset"] or "?"})', '']
 
+    if 'cameras' in report:
+        lines += _cameras_section(report)
     lines += ['## Accuracy', '', '| run | mIoU | pixel accuracy | frames scored |',
               '| --- | ---: | ---: | ---: |']
+    together = report.get('all_cameras')
+    if together:
+        lines.append(f'| all cameras, {together["scored_on"]} | {_fmt(together["miou"])} | '
+                     f'{_fmt(together["pixel_accuracy"])} | {together["pixels"]} px |')
     if live:
         lines.append(f'| live (ROS 2 node) | {_fmt(live["miou"])} | '
                      f'{_fmt(live["pixel_accuracy"])} | {live["frames_scored"]} |')
@@ -196,6 +202,24 @@ def render_markdown(report: dict, plots: dict[str, str]) -> str:
         if key in plots:
             lines += [f'### {title}', '', f'![{title}]({plots[key]})', '']
     return '\n'.join(lines).rstrip() + '\n'
+
+
+def _cameras_section(report: dict) -> list[str]:
+    """A multi-camera replay: one row per camera (its own report in <camera>/report.md)."""
+    lines = ['## Cameras', '', '| camera | images | frames | live mIoU | offline mIoU | '
+             'masks received | dropped | latency p50 / p99 ms |',
+             '| --- | --- | ---: | ---: | ---: | ---: | ---: | ---: |']
+    for name, entry in report['cameras'].items():
+        live, offline = entry.get('live') or {}, entry.get('offline') or {}
+        upsample = live.get('upsample', 'bilinear')
+        lat = live.get('latency_ms') or {}
+        latency = f'{lat["p50"]:.1f} / {lat["p99"]:.1f}' if lat else 'n/a'
+        lines.append(f'| [{name}]({name}/report.md) | `{entry["bag"]["image_topic"]}` | '
+                     f'{entry["bag"]["frames"]} | {_fmt(live.get("miou"))} | '
+                     f'{_fmt(offline.get(upsample, {}).get("miou"))} | '
+                     f'{live.get("frames_received", "n/a")} | {live.get("dropped", "n/a")} | '
+                     f'{latency} |')
+    return lines + ['']
 
 
 def write_report(out_dir: str | os.PathLike, report: dict, confusion, class_names: Sequence[str],

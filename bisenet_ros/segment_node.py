@@ -1,95 +1,77 @@
 """segment_node: BiSeNet semantic segmentation of a camera stream.
 
     ros2 launch bisenet_ros segment.launch.py image_topic:=/camera/image_raw
+    ros2 launch bisenet_ros segment.launch.py cameras:="[front, left, right, rear]"
     ros2 run bisenet_ros segment_node --ros-args -r image:=/camera/image_raw
 
 Subscribes to `image` (sensor_msgs/Image) or `image/compressed` (use_compressed), and to
-`camera_info` (optional), and publishes, with the input's header, `~/label` (mono8 class ids,
-255 = ignore), `~/color` (rgb8 mask), optionally `~/overlay` and `~/label_small` (network
-resolution), the CameraInfo of the masks, what the label ids mean (`~/label_info`,
-`~/classes`) and diagnostics on /diagnostics at 1 Hz. The subscription callback only keeps
-the newest frame; a worker thread runs inference, so the executor never blocks and a slow
-model drops old frames, never queues. See docs/node.md.
+`camera_info` (optional), and publishes, with the input's header, the outputs of
+bisenet_ros/node_outputs.py (`~/label`: mono8 class ids, 255 = ignore; `~/color`, ...), what
+the label ids mean (`~/label_info`, `~/classes`) and diagnostics on /diagnostics at 1 Hz.
+Per camera, bisenet_ros/camera_input.py keeps only the newest frame; a worker thread runs
+inference, so the executor never blocks and a slow model drops old frames, never queues.
+With `cameras` (several cameras in one node), the worker takes the newest frame of every
+camera that has one, decodes and checks each on its own, and runs the frames of one layout
+as one batch (bisenet_ros/batching.py). See docs/node.md.
 """
 from __future__ import annotations
 
-import math
 import os
 import signal
 import sys
 import threading
 import time
 import warnings
-from collections import OrderedDict
 from pathlib import Path
 from typing import Callable
 
 import rclpy
-from rcl_interfaces.msg import (FloatingPointRange, IntegerRange, ParameterType,
-                                SetParametersResult)
-from rclpy.event_handler import SubscriptionEventCallbacks
+from diagnostic_msgs.msg import DiagnosticArray
+from rcl_interfaces.msg import ParameterDescriptor, SetParametersResult
 from rclpy.executors import ExternalShutdownException, SingleThreadedExecutor
 from rclpy.node import Node
-from rclpy.qos import (DurabilityPolicy, HistoryPolicy, QoSProfile, ReliabilityPolicy,
-                       qos_policy_name_from_kind)
-from sensor_msgs.msg import CameraInfo, CompressedImage, Image
-from diagnostic_msgs.msg import DiagnosticArray
+from rclpy.parameter import Parameter
+from rclpy.qos import DurabilityPolicy, HistoryPolicy, QoSProfile, ReliabilityPolicy
+from sensor_msgs.msg import CompressedImage
 from std_msgs.msg import Header, String
 
 from bisenet_core.inference import Segmenter
 from bisenet_core.inference.segmenter import STAGES as SEGMENTER_STAGES
-from bisenet_core.inference.backends import BACKENDS, DEVICES, PRECISIONS, check_device
-from bisenet_core.inference.postprocess import UPSAMPLE_MODES
 from bisenet_core.modelfile import ModelFileError
-from bisenet_ros.camera_info import CameraInfoMatcher, scale_camera_info
-from bisenet_ros.diagnostics import LEVEL_NAMES, build_diagnostic_array, node_level
+from bisenet_ros.batching import Prepared, group_by_layout, segment_group
+from bisenet_ros.callback_guard import CallbackGuard, describe
+from bisenet_ros.camera import Camera, declare_cameras
+from bisenet_ros.camera_input import ERROR_LOG_THROTTLE_S, FrameHandover, InputSettings
+from bisenet_ros.camera_topics import CameraTopics
+from bisenet_ros.diagnostics import build_diagnostic_array
 from bisenet_ros.image_conversion import (ImageConversionError, check_image_pixels,
-                                          compressed_to_network_input, image_to_network_input,
-                                          labels_to_compressed, numpy_to_image)
+                                          compressed_to_network_input, image_to_network_input)
 from bisenet_ros.label_info import class_table_json, label_info_message, vision_msgs_types
-from bisenet_ros.latency import RateMeter, RollingStats
 from bisenet_ros.log_forwarding import forward_core_logs, stop_forwarding
-from bisenet_ros.node_parameters import param_descriptor, parameter_error, size_range
+from bisenet_ros.node_outputs import OUTPUT_PARAMETERS
+from bisenet_ros.node_parameters import (DEFAULT_UPSAMPLE, PARAMETERS, RUNTIME_PARAMETERS,
+                                         check_startup_parameters, parameter_error,
+                                         runtime_refusal)
 from bisenet_ros.node_process import (STOP_TIMEOUT_S, StartupError, exit_with_parent,
                                       init_rclpy)
+from bisenet_ros.node_diagnostics import StatusReport
+from bisenet_ros.node_status import BatchStats
 from bisenet_ros.paths import default_model_path
 
+__all__ = ['DEFAULT_UPSAMPLE', 'SegmentNode', 'StartupError', 'main']
+
 NODE_NAME = 'segment_node'
-# Bilinear logits: +10 mIoU points over nearest labels on the 480x360 demo drive, ~3 ms.
-DEFAULT_UPSAMPLE = 'bilinear'
-# best_available: reliable when every matched publisher is (a reliable camera driver or a bag
-# replay: no frame lost in DDS), best effort otherwise (still matches a best-effort camera).
-RELIABILITY = {'best_available': ReliabilityPolicy.BEST_AVAILABLE,
-               'reliable': ReliabilityPolicy.RELIABLE,
-               'best_effort': ReliabilityPolicy.BEST_EFFORT}
-DURABILITY = {'volatile': DurabilityPolicy.VOLATILE,
-              'transient_local': DurabilityPolicy.TRANSIENT_LOCAL}
-# Per-stage times on /diagnostics: message -> numpy, the Segmenter's stages (upload, compute,
-# download; see SegmentationResult), publishing, and header stamp -> published.
-STAGES = ('decode', *SEGMENTER_STAGES, 'publish', 'end_to_end')
-CHOICES = {'backend': BACKENDS, 'precision': PRECISIONS,
-           'upsample': UPSAMPLE_MODES, 'qos_reliability': tuple(RELIABILITY),
-           'qos_durability': tuple(DURABILITY)}
-RUNTIME_PARAMETERS = ('upsample', 'publish_color', 'publish_overlay', 'publish_small_label',
-                      'publish_compressed_label', 'publish_confidence', 'latency_budget_ms')
-# 8192 x 8192: an 8K camera (7680 x 4320) fits with room to spare.
-DEFAULT_MAX_IMAGE_PIXELS = 8192 * 8192
-# Frames DDS may hold until the executor thread takes them: with 1, a frame arriving while
-# the executor is busy replaces the previous one in DDS (measured: 2-10 % of the frames of a
-# 30 Hz camera on a loaded 2-core CPU; 0.1-0.2 % with 5). The node still infers only the
-# newest frame, so latency does not grow with the depth.
-DEFAULT_QOS_DEPTH = 5
-MAX_QOS_DEPTH = 100
-MAX_TRACKED_PUBLISHERS = 16
 DIAGNOSTICS_PERIOD_S = 1.0
 SUMMARY_PERIOD_S = 10.0
-ERROR_LOG_THROTTLE_S = 5.0
 # main() polls for a stop request this often (its own signal handlers run between polls).
 SPIN_POLL_S = 0.1
 
 
 class SegmentNode(Node):
     """Image in, BiSeNet labels out; inference on a worker thread, newest frame wins.
+
+    `cameras` holds one Camera (bisenet_ros/camera.py: input side, outputs, counters); the
+    worker takes the newest frame of every camera that has one.
 
     Args:
         segmenter_factory: builds the Segmenter from (model_path, backend=, device=,
@@ -103,89 +85,58 @@ class SegmentNode(Node):
         # Graph captures, compile times and exports are logged by the core (Python logging).
         self._core_log_handler = forward_core_logs(self.get_logger())
         try:
-            self._declare_parameters()
-            params = {name: self.get_parameter(name).value for name in self._parameter_names}
-            self._check_startup_parameters(params)
+            params = self._declare_parameters()
+            check_startup_parameters(params)
+            topics = declare_cameras(self, NODE_NAME)
             self.segmenter = self._create_segmenter(segmenter_factory, params)
         except StartupError:
             stop_forwarding(self._core_log_handler)
             super().destroy_node()  # no worker yet; release the node's handles
             raise
-        self.publish_color = params['publish_color']
-        self.publish_overlay = params['publish_overlay']
-        self.publish_small_label = params['publish_small_label']
-        self.publish_compressed_label = params['publish_compressed_label']
-        self.publish_confidence = params['publish_confidence']
-        self.latency_budget_ms = params['latency_budget_ms']
+        # The runtime parameters the node reads at every frame (upsample lives in the
+        # Segmenter): publish_color, ..., latency_budget_ms.
+        for name in RUNTIME_PARAMETERS:
+            if name != 'upsample':
+                setattr(self, name, params[name])
         self.max_image_pixels = params['max_image_pixels']
+        self._show_model_path(params['model_path'])
         self.add_on_set_parameters_callback(self._on_set_parameters)
-
-        # Outputs are reliable: a reliable publisher serves reliable and best-effort
-        # subscribers alike, so a bag-replay evaluator and RViz both get the masks.
-        out_qos = QoSProfile(history=HistoryPolicy.KEEP_LAST, depth=5,
-                             reliability=ReliabilityPolicy.RELIABLE)
-        self.label_publisher = self.create_publisher(Image, '~/label', out_qos)
-        self.color_publisher = self.create_publisher(Image, '~/color', out_qos)
-        self.overlay_publisher = self.create_publisher(Image, '~/overlay', out_qos)
-        self.small_label_publisher = self.create_publisher(Image, '~/label_small', out_qos)
-        self.compressed_label_publisher = self.create_publisher(
-            CompressedImage, '~/label/compressed', out_qos)
-        self.confidence_publisher = self.create_publisher(Image, '~/confidence', out_qos)
-        self.camera_info_publishers = {
-            'label': self.create_publisher(CameraInfo, '~/label/camera_info', out_qos),
-            'label_small': self.create_publisher(CameraInfo, '~/label_small/camera_info',
-                                                 out_qos)}
         self.diagnostics_publisher = self.create_publisher(DiagnosticArray, '/diagnostics', 10)
         self._publish_class_tables()
 
-        # Input: DDS holds up to qos_depth frames for the executor; the worker gets only the
-        # newest (one slot below).
-        in_qos = QoSProfile(history=HistoryPolicy.KEEP_LAST, depth=params['qos_depth'],
-                            reliability=RELIABILITY[params['qos_reliability']],
-                            durability=DURABILITY[params['qos_durability']])
-        self._input_qos = in_qos
         self.use_compressed = params['use_compressed']
-        self._follow_publishers = params['qos_reliability'] == 'best_available'
-        if self._follow_publishers:
-            # Resolved here, not by the middleware (which resolves once, at creation: with no
-            # camera yet that is reliable, and a best-effort camera starting later never
-            # matches); the diagnostics timer re-checks it as cameras come and go.
-            in_qos.reliability = self._best_available(self.resolve_topic_name(
-                'image/compressed' if self.use_compressed else 'image'))
-        self.subscription = self._subscribe()
-        # camera_info is optional: without it the masks' CameraInfo is simply not published.
-        self.camera_info_matcher = CameraInfoMatcher()
-        self.camera_info_subscription = self.create_subscription(
-            CameraInfo, 'camera_info', self._on_camera_info,
-            QoSProfile(history=HistoryPolicy.KEEP_LAST, depth=5,
-                       reliability=ReliabilityPolicy.BEST_AVAILABLE))
-
-        # latest_frame is the hand-over between the executor and the worker thread.
-        self._frame_ready = threading.Condition()
-        self.latest_frame: tuple[Image | CompressedImage, float] | None = None
-        self._stopping = False
-        self._stats_lock = threading.Lock()
-        self.frames_in = self.frames_out = self.frames_dropped = self.errors = 0
-        self.frames_lost = self.frames_missed = self.incompatible_publishers = 0
-        self._period_dropped = self._period_errors = self._period_lost = 0
-        self._period_missed = 0
-        # publisher gid -> last publication sequence number seen: a jump is frames missed.
-        self._last_sequence: OrderedDict[bytes, int] = OrderedDict()
-        self._period_start = time.perf_counter()
-        self._last_error = ''
-        self.stage_ms = {stage: RollingStats() for stage in STAGES}
-        self.rate_in, self.rate_out = RateMeter(), RateMeter()
+        self._input_settings = InputSettings(
+            use_compressed=self.use_compressed, reliability=params['qos_reliability'],
+            depth=params['qos_depth'], durability=params['qos_durability'])
+        self._handover = FrameHandover(params['batch_window_ms'] / 1e3)
+        # Whatever a callback or the worker raises unexpectedly is logged once, counted, survived.
+        self._guard = CallbackGuard(self.get_logger())
+        self.cameras = [self._add_camera(name, t) for name, t in topics.items()]
+        self.batch_stats = BatchStats()
+        self.status_report = StatusReport(self, params['camera_timeout_s'])
+        self.last_level = None
+        self.worker_failure = ''
 
         self.worker = threading.Thread(target=self._work, name='segment_worker', daemon=True)
         self.worker.start()
-        self.diagnostics_timer = self.create_timer(DIAGNOSTICS_PERIOD_S, self._publish_diagnostics)
-        self.summary_timer = self.create_timer(SUMMARY_PERIOD_S, self._log_summary)
+        self.diagnostics_timer = self.create_timer(DIAGNOSTICS_PERIOD_S, self._guard.wrap(
+            'the diagnostics timer', self._publish_diagnostics, self._count_node_error))
+        self.summary_timer = self.create_timer(SUMMARY_PERIOD_S, self._guard.wrap(
+            'the summary timer', self._log_summary, self._count_node_error))
         width, height = self.segmenter.input_size
-        self.get_logger().info(
-            f'ready: {self.segmenter!r} from {params["model_path"]}; input '
-            f'{self.subscription.topic_name} ({params["qos_reliability"]}, depth '
-            f'{params["qos_depth"]}), output {self.label_publisher.topic_name} at '
-            f'{width}x{height} network input')
+        wiring = self.status_report.wiring(f'{params["qos_reliability"]}, depth '
+                                           f'{params["qos_depth"]}')
+        self.get_logger().info(f'ready: {self.segmenter!r} from {params["model_path"]}; '
+                               f'{wiring} at {width}x{height} network input')
+
+    def _add_camera(self, name: str, topics: CameraTopics) -> Camera:
+        """A camera's subscriptions and publishers (outputs at ~/<topics.output_prefix>...)."""
+        return Camera(self, name, topics, self._input_settings, self._handover, self._guard)
+
+    def _count_node_error(self, message: str) -> None:
+        """A failure of the node's own (a timer): an error of every camera."""
+        for camera in self.cameras:
+            camera.stats.error(message)
 
     def _publish_class_tables(self) -> None:
         """What the label ids mean, once, transient local: late subscribers get it too."""
@@ -209,86 +160,36 @@ class SegmentNode(Node):
             label_info_message(spec, label_info_type, vision_class_type, header))
 
     # ------------------------------------------------------------------ parameters
-    def _declare_parameters(self) -> None:
-        budget = FloatingPointRange(from_value=0.0, to_value=60000.0, step=0.0)
-        declarations = [
-            ('model_path', str(default_model_path()),
-             param_descriptor('BiSeNet model file (.pt or .onnx); empty = the shipped model')),
-            ('backend', 'auto', param_descriptor('inference backend', BACKENDS)),
-            ('device', 'auto', param_descriptor('inference device', (*DEVICES, 'cuda:N'))),
-            ('precision', 'fp32', param_descriptor('fp16 needs a GPU (fp32 on the CPU)',
-                                                   PRECISIONS)),
-            ('input_width', 0, param_descriptor(
-                "network input width (multiple of 32: no padding); 0 = the model's own",
-                integer_range=size_range())),
-            ('input_height', 0, param_descriptor(
-                "network input height (multiple of 32: no padding); 0 = the model's own",
-                integer_range=size_range())),
-            ('upsample', DEFAULT_UPSAMPLE, param_descriptor(
-                'labels to image size: nearest (argmax at 1/8, fast) or bilinear (smoother '
-                'boundaries, slower)', UPSAMPLE_MODES, read_only=False)),
-            ('publish_color', True, param_descriptor('publish ~/color (rgb8 colour mask)',
-                                                     read_only=False)),
-            ('publish_overlay', False, param_descriptor(
-                'publish ~/overlay (mask blended over the image)', read_only=False)),
-            ('publish_small_label', False, param_descriptor(
-                'publish ~/label_small (labels at network output resolution)',
-                read_only=False)),
-            ('publish_confidence', True, param_descriptor(
-                'publish ~/confidence (mono8: 255 x the largest softmax probability)',
-                read_only=False)),
-            ('publish_compressed_label', True, param_descriptor(
-                'publish ~/label/compressed (labels as lossless PNG, for recording)',
-                read_only=False)),
-            ('use_compressed', False, param_descriptor(
-                'subscribe to image/compressed (jpeg/png) instead of image')),
-            ('compile', False, param_descriptor(
-                'torch.compile the network (backend torch; mostly for GPUs): compiling takes '
-                'tens of seconds at start-up, before the first frame')),
-            ('qos_reliability', 'best_available', param_descriptor(
-                'input QoS reliability: best_available (reliable if the publisher is, so '
-                'large frames are repaired; still matches a best-effort camera), reliable or '
-                'best_effort', tuple(RELIABILITY))),
-            ('qos_depth', DEFAULT_QOS_DEPTH, param_descriptor(
-                'input QoS history depth: frames that may wait in DDS for the executor (the '
-                'node itself keeps only the newest for inference)',
-                integer_range=IntegerRange(from_value=1, to_value=MAX_QOS_DEPTH, step=1))),
-            ('qos_durability', 'volatile', param_descriptor(
-                'input QoS durability (transient_local: also gets the last frame a latched '
-                'publisher sent before the node started)', tuple(DURABILITY))),
-            ('max_image_pixels', DEFAULT_MAX_IMAGE_PIXELS, param_descriptor(
-                'frames with more pixels (width x height, read from the header before '
-                'decoding) are refused as bad input; 0 = no limit',
-                integer_range=IntegerRange(from_value=0, to_value=2**40, step=1))),
-            ('latency_budget_ms', 100.0, param_descriptor(
-                'diagnostics WARN when the end-to-end latency p90 exceeds this; 0 = off',
-                read_only=False, float_range=budget)),
-        ]
-        self._parameter_names = [name for name, _, _ in declarations]
-        for name, default, descriptor in declarations:
+    def _declare_parameters(self) -> dict:
+        """Declare PARAMETERS (node_parameters.py); returns their values."""
+        for name, default, descriptor in PARAMETERS:
+            if name == 'model_path':  # made read-only once it shows the file in use
+                descriptor = ParameterDescriptor(description='model file')
             try:
                 self.declare_parameter(name, default, descriptor)
             except Exception as exc:  # bad values or types in a params file / launch argument
                 raise StartupError(parameter_error(name, descriptor, exc)) from None
+        return {name: self.get_parameter(name).value for name, _, _ in PARAMETERS}
 
-    def _check_startup_parameters(self, params: dict) -> None:
-        for name, choices in CHOICES.items():
-            if params[name] not in choices:
-                raise StartupError(f'parameter {name}={params[name]!r}: must be one of '
-                                   f'{", ".join(choices)}')
-        try:
-            check_device(params['device'])
-        except ValueError as exc:
-            raise StartupError(f'parameter device={params["device"]!r}: {exc}') from None
-        if not params['model_path']:
-            params['model_path'] = str(default_model_path())
-        if (params['input_width'] == 0) != (params['input_height'] == 0):
-            raise StartupError(f'input_width={params["input_width"]}, input_height='
-                               f'{params["input_height"]}: set both or neither (0 = the '
-                               "model's own size)")
+    def _show_model_path(self, given: str) -> None:
+        """`ros2 param get model_path` shows the file in use (the shipped one for '').
+
+        model_path is read-only; rclpy lets only a writable parameter change, so it is
+        declared writable, set here, then given its read-only descriptor.
+        """
+        in_use = str(self._model_path(given))
+        if in_use != given:
+            self.set_parameters([Parameter('model_path', value=in_use)])
+        self.set_descriptor('model_path', ParameterDescriptor(
+            type=self.describe_parameter('model_path').type, read_only=True,
+            description=dict((n, d) for n, _, d in PARAMETERS)['model_path'].description))
+
+    @staticmethod
+    def _model_path(given: str) -> Path:
+        return Path(given).expanduser() if given else default_model_path()
 
     def _create_segmenter(self, factory: Callable[..., Segmenter], params: dict) -> Segmenter:
-        model_path = Path(params['model_path']).expanduser()
+        model_path = self._model_path(params['model_path'])
         if not model_path.is_file():
             raise StartupError(f'model file {model_path}: not found (parameter model_path)')
         size = (params['input_width'], params['input_height'])
@@ -309,23 +210,9 @@ class SegmentNode(Node):
 
     def _on_set_parameters(self, parameters) -> SetParametersResult:
         for param in parameters:
-            if param.name not in RUNTIME_PARAMETERS:
-                return SetParametersResult(
-                    successful=False, reason=f'{param.name} is read-only: it needs a restart')
-            choices = CHOICES.get(param.name)
-            if choices and param.value not in choices:
-                return SetParametersResult(
-                    successful=False,
-                    reason=f'{param.name}={param.value!r}: must be one of {", ".join(choices)}')
-            if param.name.startswith('publish_') and param.type_ != ParameterType.PARAMETER_BOOL:
-                return SetParametersResult(successful=False,
-                                           reason=f'{param.name} must be true or false')
-            if param.name == 'latency_budget_ms' and (
-                    param.type_ != ParameterType.PARAMETER_DOUBLE or not math.isfinite(
-                        param.value) or param.value < 0):
-                return SetParametersResult(
-                    successful=False,
-                    reason=f'latency_budget_ms={param.value!r}: must be a float >= 0')
+            reason = runtime_refusal(param)
+            if reason:
+                return SetParametersResult(successful=False, reason=reason)
         # upsample first: the only one the Segmenter may still refuse (nothing applied yet).
         for param in sorted(parameters, key=lambda p: p.name != 'upsample'):
             if param.name == 'upsample':
@@ -337,199 +224,105 @@ class SegmentNode(Node):
                 setattr(self, param.name, param.value)
         return SetParametersResult(successful=True)
 
-    # ------------------------------------------------------------------ input
-    def _subscribe(self):
-        """The input subscription, with the middleware's loss and QoS-mismatch events."""
-        # The middleware counts frames it lost (a best-effort frame missing a fragment) and
-        # tells when a publisher's QoS cannot match ours (reliable vs a best-effort camera).
-        events = SubscriptionEventCallbacks(message_lost=self._on_message_lost,
-                                            incompatible_qos=self._on_incompatible_qos)
-        if self.use_compressed:
-            return self.create_subscription(CompressedImage, 'image/compressed', self._on_image,
-                                            self._input_qos, event_callbacks=events)
-        return self.create_subscription(Image, 'image', self._on_image, self._input_qos,
-                                        event_callbacks=events)
+    def _enabled_outputs(self) -> dict[str, bool]:
+        return {name: getattr(self, name) for name in OUTPUT_PARAMETERS}
 
-    def _best_available(self, topic: str) -> ReliabilityPolicy:
-        """Reliable if every publisher of `topic` is (or there is none yet), else best effort."""
-        publishers = self.get_publishers_info_by_topic(topic)
-        if any(p.qos_profile.reliability == ReliabilityPolicy.BEST_EFFORT for p in publishers):
-            return ReliabilityPolicy.BEST_EFFORT
-        if publishers or not hasattr(self, 'subscription'):
-            return ReliabilityPolicy.RELIABLE
-        return self._input_qos.reliability  # no publisher now: keep what matched the last one
+    # ------------------------------------------------------------------ processing
+    def _work(self) -> None:
+        try:
+            while True:
+                taken = self._handover.take({camera: camera.input for camera in self.cameras})
+                if not taken:  # stopping, and no frame in hand
+                    return
+                if not self._segment_cycle(taken):
+                    return
+        except BaseException as exc:  # never unnoticed: ERROR on /diagnostics, main() exits 1
+            self.worker_failure = describe(exc)
 
-    def _follow_publisher_reliability(self) -> None:
-        """qos_reliability best_available: re-subscribe when the cameras' reliability changes.
+    def worker_failed(self) -> bool:
+        """True once the worker thread has ended without being asked to stop."""
+        return not self.worker.is_alive() and not self._handover.stopping
 
-        Reliable publishers get a reliable subscription (a lost fragment is re-sent), a
-        best-effort one (or a mix) a best-effort subscription (it would not match otherwise).
+    def _segment_cycle(self, taken: list[tuple[Camera, tuple]]) -> bool:
+        """Segment and publish the newest frame of every camera that had one.
+
+        Each frame is decoded and checked on its own first: a bad one is its camera's error
+        and never reaches a batch. The good ones run in batches of one layout; a failed
+        batch is retried frame by frame (segment_group), so only the failing frame is lost.
+        Returns False when the context was shut down under the worker (by its owner).
         """
-        if not self._follow_publishers:
-            return
-        topic = self.subscription.topic_name
-        wanted = self._best_available(topic)
-        if wanted == self._input_qos.reliability:
-            return
-        self._input_qos.reliability = wanted
-        self.destroy_subscription(self.subscription)
-        self.subscription = self._subscribe()
-        with self._stats_lock:
-            self.incompatible_publishers = 0
-        mode = 'reliable' if wanted == ReliabilityPolicy.RELIABLE else 'best effort'
-        self.get_logger().info(f'input {topic} re-subscribed {mode} to match its publishers '
-                               '(qos_reliability best_available)')
+        frames = []
+        for camera, (msg, received) in taken:
+            t0 = time.perf_counter()
+            try:
+                check_image_pixels(msg, self.max_image_pixels)
+                if isinstance(msg, CompressedImage):
+                    image, color_order = compressed_to_network_input(msg)
+                else:
+                    image, color_order = image_to_network_input(msg)  # a view of msg.data
+            except (ImageConversionError, ValueError) as exc:
+                camera.input.report_error(f'bad input on {camera.input.topic_name}: {exc}')
+                continue
+            decode_ms = (time.perf_counter() - t0) * 1e3
+            frames.append(Prepared(camera.name, image, color_order,
+                                   (camera, msg, received, decode_ms)))
+        enabled = self._enabled_outputs()
+        for group in group_by_layout(frames):
+            # Optional outputs any camera of the group listens to (lazy, like
+            # image_transport); each camera publishes only its own wanted ones.
+            requested = tuple(dict.fromkeys(
+                r for f in group for r in f.context[0].outputs.requested_results(enabled)))
+            t0 = time.perf_counter()
+            outcomes, batch_error = segment_group(self.segmenter, group, requested)
+            if batch_error is None:
+                self.batch_stats.add(len(group), (time.perf_counter() - t0) * 1e3)
+            else:
+                self.batch_stats.add_retry()
+                self.get_logger().warning(
+                    f'a batch of {len(group)} frames failed ({type(batch_error).__name__}: '
+                    f'{batch_error}); ran them one by one, failed: '
+                    f'{", ".join(o.frame.camera for o in outcomes if o.error) or "none"}',
+                    throttle_duration_sec=ERROR_LOG_THROTTLE_S)
+            for outcome in outcomes:
+                if not self._publish_outcome(outcome, enabled):
+                    return False
+        return True
 
-    def _count_missed(self, info) -> None:
-        """Frames the publisher sent that never reached this callback, from sequence gaps.
-
-        Covers what the middleware reports lost and what it drops silently (a reliable
-        camera's history overwriting frames not yet delivered, the input queue's depth).
-        """
-        sequence, gid = info.get('publication_sequence_number'), info.get('publisher_gid')
-        if sequence is None or not gid:
-            return
-        key = bytes(gid.get('data', b''))
-        last = self._last_sequence.get(key)
-        self._last_sequence[key] = sequence
-        self._last_sequence.move_to_end(key)
-        while len(self._last_sequence) > MAX_TRACKED_PUBLISHERS:
-            self._last_sequence.popitem(last=False)
-        if last is not None and sequence > last + 1:
-            with self._stats_lock:
-                self.frames_missed += sequence - last - 1
-                self._period_missed += sequence - last - 1
-
-    def _on_image(self, msg: Image | CompressedImage, info) -> None:
-        """Executor thread: store the newest frame and wake the worker; never blocks on it."""
-        self.rate_in.tick()
-        self._count_missed(info)
-        with self._frame_ready:
-            if self._stopping:
-                return  # the worker is finishing its last frame
-            self.frames_in += 1
-            if self.latest_frame is not None:
-                # The worker has not taken the previous frame yet: the newest wins.
-                self.frames_dropped += 1
-                self._period_dropped += 1
-            self.latest_frame = (msg, time.perf_counter())
-            self._frame_ready.notify()
-
-    def _on_message_lost(self, info) -> None:
-        with self._stats_lock:
-            self.frames_lost += info.total_count_change
-            self._period_lost += info.total_count_change
-
-    def _on_incompatible_qos(self, info) -> None:
-        with self._stats_lock:
-            self.incompatible_publishers = info.total_count
-        if self._follow_publishers:
-            return  # the diagnostics timer re-subscribes to match (not inside this event)
-        self.get_logger().warning(
-            f'a publisher on {self.subscription.topic_name} offers QoS this subscription '
-            f'cannot match ({qos_policy_name_from_kind(info.last_policy_kind)}): none of '
-            'its frames arrive. '
-            'A best-effort camera needs qos_reliability best_available or best_effort',
-            throttle_duration_sec=ERROR_LOG_THROTTLE_S)
-
-    def _on_camera_info(self, info: CameraInfo) -> None:
-        self._publish_camera_infos(self.camera_info_matcher.add_info(info))
-
-    def _publish_camera_infos(self, pairs) -> None:
-        """Publish the CameraInfo of ~/label (image size) and ~/label_small (network output)."""
-        for info, (header, image_size, small_size) in pairs:
-            for name, size in (('label', image_size), ('label_small', small_size)):
-                publisher = self.camera_info_publishers[name]
-                if publisher.get_subscription_count():
-                    publisher.publish(scale_camera_info(info, *size, header=header))
+    def _publish_outcome(self, outcome, enabled: dict[str, bool]) -> bool:
+        """Publish one frame's outputs, or record its error; False if the context is gone."""
+        camera, msg, received, decode_ms = outcome.frame.context
+        where = f' on {camera.name}' if camera.name else ''
+        try:
+            if outcome.error is not None:
+                raise outcome.error
+            result = outcome.result
+            t0 = time.perf_counter()
+            camera.outputs.publish(result, msg.header, enabled)
+            t1 = time.perf_counter()
+        except Exception as exc:  # a failed inference must not stop the node
+            if not self.context.ok():
+                return False  # not an error: the node is being destroyed
+            camera.input.report_error(f'inference failed{where}: {type(exc).__name__}: {exc}')
+            return True
+        # Frame -> numpy (a view, or a jpeg decode), then the Segmenter's own stages.
+        camera.stats.frame_done({
+            'decode': decode_ms,
+            **{stage: result.timings_ms[stage] for stage in SEGMENTER_STAGES},
+            'publish': (t1 - t0) * 1e3,
+            'end_to_end': self._end_to_end_ms(msg.header, received, t1)})
+        try:
+            sizes = {'label': (result.labels.shape[1], result.labels.shape[0]),
+                     'label_small': self._small_label_size()}
+            camera.input.frame_done(msg.header, (msg.header, sizes))
+        except Exception as exc:
+            self._guard.report('publishing the masks\' CameraInfo', exc, camera.stats.error)
+        return True
 
     def _small_label_size(self) -> tuple[int, int]:
         """(width, height) of ~/label_small: the network output."""
         width, height = self.segmenter.input_size
         stride = self.segmenter.spec.output_stride
         return width // stride, height // stride
-
-    def _work(self) -> None:
-        while True:
-            with self._frame_ready:
-                while self.latest_frame is None and not self._stopping:
-                    self._frame_ready.wait()
-                if self.latest_frame is None:  # stopping, and no frame in hand
-                    return
-                msg, received = self.latest_frame
-                self.latest_frame = None
-            try:
-                check_image_pixels(msg, self.max_image_pixels)
-                label_size = self._process(msg, received)
-            except (ImageConversionError, ValueError) as exc:
-                self._record_error(f'bad input on {self.subscription.topic_name}: {exc}')
-                continue
-            except Exception as exc:  # a failed inference must not stop the node
-                if not self.context.ok():
-                    return  # the context was shut down under us (by its owner): not an error
-                self._record_error(f'inference failed: {type(exc).__name__}: {exc}')
-                continue
-            self._publish_camera_infos(self.camera_info_matcher.add_frame(
-                msg.header, (msg.header, label_size, self._small_label_size())))
-
-    def _record_error(self, message: str) -> None:
-        with self._stats_lock:
-            self.errors += 1
-            self._period_errors += 1
-            self._last_error = message
-        self.get_logger().error(message, throttle_duration_sec=ERROR_LOG_THROTTLE_S)
-
-    # ------------------------------------------------------------------ processing
-    def _process(self, msg: Image | CompressedImage, received: float) -> tuple[int, int]:
-        """Segment one frame and publish its outputs; returns the label's (width, height)."""
-        t0 = time.perf_counter()
-        if isinstance(msg, CompressedImage):
-            image, color_order = compressed_to_network_input(msg)
-        else:
-            image, color_order = image_to_network_input(msg)  # a view of msg.data
-        # The optional outputs are only computed when someone listens (like image_transport's
-        # lazy publishers): a 720p colour mask costs milliseconds to make and serialise.
-        wanted = (('confidence', self.publish_confidence, self.confidence_publisher),
-                  ('color', self.publish_color, self.color_publisher),
-                  ('overlay', self.publish_overlay, self.overlay_publisher),
-                  ('small_labels', self.publish_small_label, self.small_label_publisher))
-        outputs = tuple(name for name, enabled, publisher in wanted
-                        if enabled and publisher.get_subscription_count())
-        t1 = time.perf_counter()
-        result = self.segmenter.segment(image, color_order, outputs=outputs)
-        t2 = time.perf_counter()
-
-        header = msg.header
-        self.label_publisher.publish(numpy_to_image(result.labels, 'mono8', header))
-        self._publish_compressed_label(result.labels, header)
-        if result.confidence is not None:
-            self.confidence_publisher.publish(numpy_to_image(result.confidence, 'mono8', header))
-        if result.color is not None:
-            self.color_publisher.publish(numpy_to_image(result.color, 'rgb8', header))
-        if result.overlay is not None:
-            self.overlay_publisher.publish(numpy_to_image(result.overlay, 'rgb8', header))
-        if result.small_labels is not None:
-            self.small_label_publisher.publish(
-                numpy_to_image(result.small_labels, 'mono8', header))
-        t3 = time.perf_counter()
-
-        self.rate_out.tick()
-        with self._stats_lock:
-            self.frames_out += 1
-        # Frame -> numpy (a view, or a jpeg decode), then the Segmenter's own stages; their
-        # sum may be a little less than t2 - t1 (argument checks).
-        self.stage_ms['decode'].add((t1 - t0) * 1e3)
-        for stage in SEGMENTER_STAGES:
-            self.stage_ms[stage].add(result.timings_ms[stage])
-        self.stage_ms['publish'].add((t3 - t2) * 1e3)
-        self.stage_ms['end_to_end'].add(self._end_to_end_ms(header, received, t3))
-        return result.labels.shape[1], result.labels.shape[0]
-
-    def _publish_compressed_label(self, labels, header) -> None:
-        """~/label/compressed: the labels as a lossless PNG, for recording (lazy)."""
-        if self.publish_compressed_label and \
-                self.compressed_label_publisher.get_subscription_count():
-            self.compressed_label_publisher.publish(labels_to_compressed(labels, header))
 
     def _end_to_end_ms(self, header, received: float, published: float) -> float:
         """Header stamp -> publish on the node's clock; receive -> publish if unstamped."""
@@ -541,66 +334,35 @@ class SegmentNode(Node):
         return (published - received) * 1e3
 
     # ------------------------------------------------------------------ diagnostics
-    def diagnostic_values(self) -> dict[str, object]:
+    def diagnostic_values(self, camera: Camera | None = None) -> dict[str, object]:
+        """The model's settings and one camera's counters and timings (default: the first)."""
         seg = self.segmenter
         width, height = seg.input_size
-        values = {'backend': seg.backend_name, 'device': seg.device, 'precision': seg.precision,
-                  'network_size': f'{width}x{height}', 'upsample': seg.upsample,
-                  'fps_in': self.rate_in.rate(), 'fps_out': self.rate_out.rate(),
-                  'frames_in': self.frames_in, 'frames_out': self.frames_out,
-                  'frames_dropped': self.frames_dropped, 'frames_lost': self.frames_lost,
-                  'frames_missed': self.frames_missed,
-                  'incompatible_publishers': self.incompatible_publishers,
-                  'errors': self.errors, 'latency_budget_ms': float(self.latency_budget_ms)}
-        for stage in STAGES:
-            for key, ms in self.stage_ms[stage].summary().items():
-                values[f'{stage}_{key}_ms'] = ms
-        return values
+        camera = camera or self.cameras[0]
+        return {'backend': seg.backend_name, 'device': seg.device, 'precision': seg.precision,
+                'network_size': f'{width}x{height}', 'upsample': seg.upsample,
+                **camera.stats.values(), 'latency_budget_ms': float(self.latency_budget_ms)}
 
     def _publish_diagnostics(self) -> None:
-        self._follow_publisher_reliability()
-        now = time.perf_counter()
-        with self._stats_lock, self._frame_ready:
-            errors, dropped, lost, missed, last_error = (
-                self._period_errors, self._period_dropped, self._period_lost,
-                self._period_missed, self._last_error)
-            self._period_errors = self._period_dropped = self._period_lost = 0
-            self._period_missed = 0
-            period_start, self._period_start = self._period_start, now
-        values = self.diagnostic_values()
-        # The level judges this period's frames only: two slow warm-up frames must not keep
-        # the status WARN while no frame comes (the reported p90 is over the last 300).
-        period_p90 = self.stage_ms['end_to_end'].summary(since=period_start)['p90']
-        level, message = node_level(errors, dropped, period_p90, self.latency_budget_ms,
-                                    last_error, lost=lost, missed=missed,
-                                    incompatible=self.incompatible_publishers)
-        self.last_level = level
+        for camera in self.cameras:
+            camera.input.check_publishers()
+        statuses, self.last_level = self.status_report.statuses()
         self.diagnostics_publisher.publish(build_diagnostic_array(
-            self.get_clock().now().to_msg(), f'{self.get_fully_qualified_name()}: segmentation',
-            f'{values["backend"]}/{values["device"]}', level, message, values))
+            self.get_clock().now().to_msg(), statuses))
 
     def summary_line(self) -> str:
-        v = self.diagnostic_values()
-        timing = ('no frame segmented yet' if not v['frames_out'] else
-                  f'compute p50 {v["compute_p50_ms"]:.1f} ms, end-to-end p50 '
-                  f'{v["end_to_end_p50_ms"]:.1f} / p99 {v["end_to_end_p99_ms"]:.1f} ms')
-        return (f'{v["fps_in"]:.1f} fps in, {v["fps_out"]:.1f} out, {v["frames_out"]} frames, '
-                f'{v["frames_dropped"]} dropped, {v["frames_missed"]} never arrived, '
-                f'{v["errors"]} errors; {timing}; status '
-                f'{LEVEL_NAMES.get(getattr(self, "last_level", None), "-")}')
+        return self.status_report.summary_line()
 
     def _log_summary(self) -> None:
         self.get_logger().info(self.summary_line())
 
     # ------------------------------------------------------------------ shutdown
     def stop_worker(self, timeout: float = 10.0) -> bool:
-        """Let the worker finish the frame in hand (and one waiting) and join it.
+        """Let the worker finish the frames in hand (and those waiting) and join it.
 
         Returns False if it is still running after `timeout` seconds.
         """
-        with self._frame_ready:
-            self._stopping = True
-            self._frame_ready.notify_all()
+        self._handover.stop()
         if self.worker.is_alive() and self.worker is not threading.current_thread():
             self.worker.join(timeout)
         return not self.worker.is_alive()
@@ -644,6 +406,9 @@ def main(args: list[str] | None = None,
         executor.add_node(node)
         while not stop.is_set():
             executor.spin_once(timeout_sec=SPIN_POLL_S)
+            if node.worker_failed():
+                code = _worker_ended(node, logger)
+                break
     except StartupError as exc:
         logger.fatal(str(exc))
         code = 1
@@ -664,6 +429,16 @@ def main(args: list[str] | None = None,
     for signum in (signal.SIGINT, signal.SIGTERM):
         signal.signal(signum, signal.SIG_IGN)
     return code
+
+
+def _worker_ended(node: SegmentNode, logger) -> int:
+    """The worker thread died: ERROR on /diagnostics, one FATAL line, exit code 1."""
+    node._publish_diagnostics()
+    reason = node.worker_failure or 'it returned'
+    logger.fatal(f'the worker thread ended ({reason}): no frame can be labelled any more; '
+                 'exiting with code 1 so that ros2 launch (respawn) or systemd can restart '
+                 'the node')
+    return 1
 
 
 if __name__ == '__main__':

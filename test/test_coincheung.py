@@ -403,9 +403,10 @@ def test_evaluate_and_live_replay_through_the_node(finetuned, tmp_path, monkeypa
     bag = bags.convert_drive(root / 'data', tmp_path / 'bag', split='test', fps=10.0,
                              progress=False)
     monkeypatch.setenv('OMP_NUM_THREADS', '1')
-    report = replay.evaluate(bag, model, mode='both', rate=None, out=tmp_path / 'replay',
-                             backend='torch', device='cpu', start_timeout=120.0,
-                             progress=False)
+    report = replay.evaluate(replay.ReplayOptions(bag, model, mode='both', rate=None,
+                                                  out=tmp_path / 'replay', backend='torch',
+                                                  device='cpu', start_timeout=120.0,
+                                                  progress=False))
     live = report['live']
     assert live['frames_sent'] == live['frames_received'] == 4 and live['dropped'] == 0
     assert report['comparison']['pixel_agreement'] == 1.0

@@ -196,6 +196,47 @@ def _node_args(model, *extra):
             f'namespace:={NAMESPACE}', *extra]
 
 
+REPO = Path(__file__).resolve().parent.parent
+
+
+def _launch_module():
+    import importlib.util
+
+    spec = importlib.util.spec_from_file_location('segment_launch',
+                                                  REPO / 'launch' / 'segment.launch.py')
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+def test_shipped_config_and_launch_defaults_equal_the_nodes_declared_defaults():
+    """config/segment.yaml and the launch arguments repeat the node's defaults for the
+    reader: read from the files, they must be the declared ones (node_parameters.PARAMETERS)."""
+    import yaml
+
+    from bisenet_ros.camera import CameraTopics
+    from bisenet_ros.camera_topics import camera_info_beside
+    from bisenet_ros.node_parameters import DEFAULTS
+
+    config = yaml.safe_load((REPO / 'config' / 'segment.yaml').read_text())
+    values = config['/**']['ros__parameters']
+    assert set(values) == set(DEFAULTS)  # every parameter, and only those, in the file
+    for name, value in values.items():
+        assert value == DEFAULTS[name] and type(value) is type(DEFAULTS[name]), name
+
+    launch_file = _launch_module()
+    for argument, (parameter, kind) in launch_file.PARAMETERS.items():
+        default = launch_file.ARGUMENTS[argument][0]
+        assert parameter in DEFAULTS, argument
+        # Empty: not given, the params file's value (checked above) applies.
+        assert default == '' or launch_file._typed(argument, default, kind) == \
+            DEFAULTS[parameter], argument
+    # The topics the launch file remaps default to the node's own names.
+    topics = CameraTopics()
+    assert launch_file.ARGUMENTS['image_topic'][0] == topics.image
+    assert camera_info_beside(topics.image) == topics.camera_info
+
+
 def test_launch_file_runs_the_node(launches, camera, tiny_model_file, tmp_path):
     params = tmp_path / 'params.yaml'
     # File values that the launch arguments below override (size), and one they do not.

@@ -142,13 +142,13 @@ def test_every_colour_encoding_reaches_the_network_in_rgb_order(node):
     mono16 = _halves((200 * 256,), (50 * 256,), np.dtype('<u2'))
     np.testing.assert_array_equal(node.label(node.send('mono16', mono16)),
                                   _expected(GRAY, GRAY))
-    assert node.node.errors == 0
+    assert node.node.cameras[0].stats.errors == 0
 
 
 def test_extra_data_bytes_are_refused_and_the_next_frame_is_labelled(node):
     bad = node.send('rgb8', RED_BLUE['rgb8'], extra_bytes=bytes(7))
     node.wait_for(lambda: DiagnosticStatus.ERROR in node.levels, 'an ERROR on /diagnostics')
-    assert node.node.errors == 1
+    assert node.node.cameras[0].stats.errors == 1
     good = node.send('bgr8', RED_BLUE['bgr8'])
     np.testing.assert_array_equal(node.label(good), _expected(RED, BLUE))
     assert bad not in node.labels
@@ -161,7 +161,7 @@ def test_an_inference_that_raises_is_survived(node):
         node.wait_for(lambda: DiagnosticStatus.ERROR in node.levels,
                       'an ERROR on /diagnostics')
         assert ChannelModel.failures_left == 0  # the frame did reach the model
-        assert 'injected inference failure' in node.node._last_error
+        assert 'injected inference failure' in node.node.cameras[0].stats.last_error
     finally:
         ChannelModel.failures_left = 0
     after = node.send('rgb8', RED_BLUE['rgb8'])

@@ -48,6 +48,8 @@ class Harness:
                       'qos_reliability': 'reliable', **params}.items()]
         self.node = SegmentNode(factory, context=context, namespace=self.ns,
                                 parameter_overrides=overrides)
+        self.input = self.node.cameras[0].input  # the one camera's input side and counters
+        self.stats = self.input.stats
         self.client = rclpy.create_node(f'client_{Harness.count}', context=context)
         qos = QoSProfile(depth=50, reliability=ReliabilityPolicy.RELIABLE)
         msg_type = CompressedImage if compressed else Image
@@ -145,7 +147,7 @@ def test_every_encoding_matches_offline_segmenter(harness, tiny_model_file):
         assert np.array_equal(image_to_numpy(label), expected), encoding
         assert color.encoding == 'rgb8' and color.header.frame_id == 'camera_optical'
         assert np.array_equal(image_to_numpy(color), reference.colorize(expected)), encoding
-    assert h.node.frames_out == len(ENCODINGS) and h.node.errors == 0
+    assert h.stats.frames_out == len(ENCODINGS) and h.stats.errors == 0
 
 
 def test_compressed_input_png_and_jpeg(harness, tiny_model_file):
@@ -218,12 +220,12 @@ def test_bad_input_is_survived_and_reported(harness):
     for count, msg in enumerate((empty, short, unknown, narrow), 1):
         h.publish(msg)
         # One at a time, so that none is replaced (dropped) before the worker sees it.
-        h.wait(lambda: h.node.frames_in == count and h.node.latest_frame is None,
+        h.wait(lambda: h.stats.frames_in == count and h.input.latest_frame is None,
                f'the worker to take bad frame {count}')
     before = len(h.diagnostics)
     stamp = h.publish(good)
     assert image_to_numpy(h.output_for('label', stamp)).shape == (72, 100)
-    assert h.node.errors == 4
+    assert h.stats.errors == 4
     status = _diagnostic(h, DiagnosticStatus.ERROR, 0)
     assert 'bad input' in status.message
     values = {kv.key: kv.value for kv in status.values}
@@ -237,10 +239,10 @@ def test_bad_input_is_survived_and_reported(harness):
 def test_corrupt_compressed_then_good(harness):
     h = harness(compressed=True)
     h.publish(CompressedImage(format='jpeg', data=b'\xff\xd8 definitely not a jpeg'))
-    h.wait(lambda: h.node.errors == 1, 'the corrupt frame to be refused')
+    h.wait(lambda: h.stats.errors == 1, 'the corrupt frame to be refused')
     stamp = h.publish(numpy_to_compressed(_scene(), 'png'))
     h.output_for('label', stamp)
-    assert h.node.errors == 1 and 'cannot decode' in h.node._last_error
+    assert h.stats.errors == 1 and 'cannot decode' in h.stats.last_error
 
 
 class SlowSegmenter(Segmenter):
@@ -259,13 +261,13 @@ def test_burst_drops_old_frames_and_newest_wins(harness):
         time.sleep(0.03)  # 33 Hz: faster than inference (4 Hz), slower than the executor
     h.wait(lambda: any(m.header.stamp.sec == stamps[-1] for m in h.outputs['label']),
            'the newest frame')
-    h.wait(lambda: h.node.latest_frame is None
-           and h.node.frames_out + h.node.frames_dropped == h.node.frames_in, 'settled')
+    h.wait(lambda: h.input.latest_frame is None
+           and h.stats.frames_out + h.stats.frames_dropped == h.stats.frames_in, 'settled')
     received = [m.header.stamp.sec for m in h.outputs['label']]
     # No queue: at most the frame in inference and one waiting; the rest were replaced.
-    assert h.node.frames_dropped >= len(stamps) // 2 and len(received) <= len(stamps) // 2
+    assert h.stats.frames_dropped >= len(stamps) // 2 and len(received) <= len(stamps) // 2
     assert received == sorted(received) and received[-1] == stamps[-1]
-    assert h.node.frames_out == len(received)
+    assert h.stats.frames_out == len(received)
     status = _diagnostic(h, DiagnosticStatus.WARN, 0)
     assert 'dropped' in status.message
 
@@ -507,7 +509,7 @@ def test_transient_local_input_gets_the_frame_sent_before_start(context, tiny_mo
         while not labels and time.monotonic() < deadline:
             time.sleep(0.05)
         assert [m.header.frame_id for m in labels] == ['sent before the node existed']
-        qos = node.subscription.qos_profile
+        qos = node.cameras[0].input.subscription.qos_profile
         assert qos.depth == 3 and qos.durability == DurabilityPolicy.TRANSIENT_LOCAL
     finally:
         executor.shutdown()
@@ -520,7 +522,7 @@ def test_incompatible_publisher_turns_diagnostics_warn(harness):
     h = harness(latency_budget_ms=0.0)  # the harness's node subscribes reliable
     best_effort = h.client.create_publisher(
         Image, f'{h.ns}/image', QoSProfile(depth=1, reliability=ReliabilityPolicy.BEST_EFFORT))
-    h.wait(lambda: h.node.incompatible_publishers == 1, 'the incompatible-QoS event')
+    h.wait(lambda: h.stats.incompatible_publishers == 1, 'the incompatible-QoS event')
     status = _diagnostic(h, DiagnosticStatus.WARN, 0)
     assert 'incompatible QoS' in status.message
     assert {kv.key: kv.value for kv in status.values}['incompatible_publishers'] == '1'
@@ -533,7 +535,7 @@ class LostInfo:
 
 def test_frames_lost_in_transport_turn_diagnostics_warn(harness):
     h = harness(latency_budget_ms=0.0)
-    h.node._on_message_lost(LostInfo())  # what rclpy calls on the middleware's event
+    h.input.on_message_lost(LostInfo())  # what rclpy calls on the middleware's event
     status = _diagnostic(h, DiagnosticStatus.WARN, 0)
     assert '3 frame(s) from the camera never reached the node (3 reported lost' in status.message
     assert {kv.key: kv.value for kv in status.values}['frames_lost'] == '3'
@@ -557,9 +559,9 @@ def test_oversized_frames_are_refused_before_decoding(harness, monkeypatch):
     monkeypatch.setattr(cv2, 'imdecode', lambda *a: decoded.append(1) or real_imdecode(*a))
     h = harness(compressed=True, latency_budget_ms=0.0)  # default cap: 8192 x 8192
     h.publish(_jpeg_claiming(65500, 65500))
-    h.wait(lambda: h.node.errors == 1, 'the 65500x65500 jpeg to be refused')
-    assert 'bad input' in h.node._last_error and '65500x65500' in h.node._last_error
-    assert 'max_image_pixels=67108864' in h.node._last_error
+    h.wait(lambda: h.stats.errors == 1, 'the 65500x65500 jpeg to be refused')
+    assert 'bad input' in h.stats.last_error and '65500x65500' in h.stats.last_error
+    assert 'max_image_pixels=67108864' in h.stats.last_error
     assert not decoded  # refused from the header: nothing decoded or allocated
     stamp = h.publish(numpy_to_compressed(_scene(), 'png'))
     h.output_for('label', stamp)  # and the node goes on
@@ -569,15 +571,15 @@ def test_oversized_frames_are_refused_before_decoding(harness, monkeypatch):
 def test_pixel_cap_is_a_parameter_for_png_and_raw_frames(harness):
     h = harness(compressed=True, max_image_pixels=5000, latency_budget_ms=0.0)
     h.publish(numpy_to_compressed(_scene(72, 100), 'png'))  # 7200 px
-    h.wait(lambda: h.node.errors == 1, 'the 100x72 png to be refused')
-    assert '100x72 image' in h.node._last_error
+    h.wait(lambda: h.stats.errors == 1, 'the 100x72 png to be refused')
+    assert '100x72 image' in h.stats.last_error
     stamp = h.publish(numpy_to_compressed(_scene(50, 60), 'png'))  # 3000 px
     assert image_to_numpy(h.output_for('label', stamp)).shape == (50, 60)
 
     raw = harness(max_image_pixels=5000, latency_budget_ms=0.0)
     raw.publish(numpy_to_image(_scene(72, 100), 'rgb8'))
-    raw.wait(lambda: raw.node.errors == 1, 'the 100x72 raw frame to be refused')
-    assert 'max_image_pixels=5000' in raw.node._last_error
+    raw.wait(lambda: raw.stats.errors == 1, 'the 100x72 raw frame to be refused')
+    assert 'max_image_pixels=5000' in raw.stats.last_error
 
 
 # ---------------------------------------------------------------------- camera_info
@@ -730,11 +732,11 @@ def test_best_available_follows_the_cameras_reliability(harness):
     h = harness(qos_reliability='best_available', latency_budget_ms=0.0)
     node = h.node
     # Only the harness's reliable publisher: a reliable subscription (lost fragments re-sent).
-    assert node._input_qos.reliability == ReliabilityPolicy.RELIABLE
+    assert node.cameras[0].input.qos.reliability == ReliabilityPolicy.RELIABLE
     best_effort = h.client.create_publisher(
         Image, f'{h.ns}/image', QoSProfile(depth=1, reliability=ReliabilityPolicy.BEST_EFFORT))
     # A middleware-resolved best_available would stay reliable and never match this camera.
-    h.wait(lambda: node._input_qos.reliability == ReliabilityPolicy.BEST_EFFORT
+    h.wait(lambda: node.cameras[0].input.qos.reliability == ReliabilityPolicy.BEST_EFFORT
            and best_effort.get_subscription_count() == 1, 're-subscribed best effort', 10)
     frame = numpy_to_image(_scene(), 'rgb8')
     frame.header.stamp.sec = 4242
@@ -744,7 +746,7 @@ def test_best_available_follows_the_cameras_reliability(harness):
         best_effort.publish(frame)
         time.sleep(0.2)
     h.client.destroy_publisher(best_effort)
-    h.wait(lambda: node._input_qos.reliability == ReliabilityPolicy.RELIABLE,
+    h.wait(lambda: node.cameras[0].input.qos.reliability == ReliabilityPolicy.RELIABLE,
            'back to reliable once only reliable cameras are left', 10)
     h.wait(lambda: h.publisher.get_subscription_count() == 1, 'the reliable camera matched')
     h.output_for('label', h.publish(numpy_to_image(_scene(), 'rgb8')))
@@ -753,14 +755,14 @@ def test_best_available_follows_the_cameras_reliability(harness):
 def test_frames_that_never_arrived_are_counted_from_sequence_gaps(harness):
     """Publication sequence numbers 1, 2, 5, 6, 9 from one camera: 2 + 2 frames missing."""
     h = harness(latency_budget_ms=0.0)
-    node = h.node
     camera = {'implementation_identifier': 'rmw_fastrtps_cpp', 'data': b'camera-a'}
     other = {'implementation_identifier': 'rmw_fastrtps_cpp', 'data': b'camera-b'}
     frame = numpy_to_image(_scene(), 'rgb8')
     for sequence, gid in ((1, camera), (2, camera), (100, other), (5, camera), (6, camera),
                           (101, other), (9, camera)):
-        node._on_image(frame, {'publication_sequence_number': sequence, 'publisher_gid': gid})
-    assert node.frames_missed == 4  # per publisher: camera-b's 100 -> 101 is no gap
+        h.input.on_image(frame, {'publication_sequence_number': sequence,
+                                 'publisher_gid': gid})
+    assert h.stats.frames_missed == 4  # per publisher: camera-b's 100 -> 101 is no gap
     status = _diagnostic(h, DiagnosticStatus.WARN, 0)
     assert '4 frame(s) from the camera never reached the node (0 reported lost' in status.message
     assert {kv.key: kv.value for kv in status.values}['frames_missed'] == '4'
@@ -845,3 +847,204 @@ def test_frame_graph_file_runs_and_refuses_another_upsampling(harness, tiny_mode
     assert h.node.get_parameter('upsample').value == 'nearest'
     assert h.node.segmenter.upsample == 'nearest'
     assert h.node.publish_color is True
+
+
+# ---------------------------------------------------------------------- hardening (issue 21)
+def test_camera_info_problems_and_stamp_mismatch_by_hand():
+    from bisenet_ros.camera_info import (MISMATCH_AFTER, CameraInfoMatcher,
+                                         camera_info_problem, scale_camera_info)
+
+    assert camera_info_problem(_camera_info(1)) == ''
+    assert 'is 0x72' in camera_info_problem(CameraInfo(width=0, height=72))
+    sensor_roi = CameraInfo(width=100, height=72)
+    sensor_roi.roi.x_offset, sensor_roi.roi.width, sensor_roi.roi.height = 50, 60, 10
+    assert 'outside the 100x72 sensor' in camera_info_problem(sensor_roi)
+    with pytest.raises(ValueError, match='is 100x0'):  # was ZeroDivisionError
+        scale_camera_info(CameraInfo(width=100, height=0), 16, 12)
+
+    matcher = CameraInfoMatcher()
+    for sec in range(1, MISMATCH_AFTER + 1):
+        info = _camera_info(sec)
+        info.header.stamp.nanosec = 123 + 1_500_000  # 1.5 ms after the image's stamp
+        matcher.add_info(info)
+        assert matcher.mismatch_ms() is None  # no frame yet
+        header = _camera_info(sec).header
+        assert matcher.add_frame(header, sec) == []
+    assert matcher.mismatch_ms() == pytest.approx(1.5)
+    matcher.add_info(_camera_info(MISMATCH_AFTER))  # a match clears it
+    assert matcher.mismatch_ms() is None
+
+
+class PlantedError(RuntimeError):
+    pass
+
+
+def test_an_unexpected_exception_in_a_callback_is_logged_once_counted_and_survived(
+        harness, monkeypatch, capfd):
+    """What a callback raises unexpectedly ended the executor's spin: no frame after it."""
+    from bisenet_ros.camera_info import CameraInfoMatcher
+
+    def broken(self, info):
+        raise PlantedError('planted in add_info')
+    monkeypatch.setattr(CameraInfoMatcher, 'add_info', broken)
+    h = harness(latency_budget_ms=0.0)
+    info_publisher = h.client.create_publisher(
+        CameraInfo, f'{h.ns}/camera_info',
+        QoSProfile(depth=5, reliability=ReliabilityPolicy.RELIABLE))
+    h.wait(lambda: info_publisher.get_subscription_count() > 0, 'camera_info subscription')
+    for sec in (1, 2):
+        info_publisher.publish(_camera_info(sec))
+    h.wait(lambda: h.stats.errors == 2, 'both failures counted')
+    status = _diagnostic(h, DiagnosticStatus.ERROR, 0)
+    assert 'the camera_info callback failed unexpectedly: PlantedError: planted in add_info' \
+        in status.message
+    h.output_for('label', h.publish(numpy_to_image(_scene(), 'rgb8')))  # and it goes on
+    logged = [line for line in capfd.readouterr().err.splitlines()
+              if 'failed unexpectedly: PlantedError' in line]
+    assert len(logged) == 1 and 'test_segment_node.py' in logged[0], logged
+
+
+class WorkerKiller(Segmenter):
+    """An inference that raises what `except Exception` does not catch."""
+
+    def segment(self, *args, **kwargs):
+        raise SystemExit('planted: the worker thread is gone')
+
+
+def test_a_dead_worker_is_an_error_on_diagnostics(harness):
+    h = harness(factory=WorkerKiller, latency_budget_ms=0.0)
+    h.publish(numpy_to_image(_scene(), 'rgb8'))
+    h.wait(lambda: not h.node.worker.is_alive(), 'the worker to end')
+    assert h.node.worker_failed()
+    status = _diagnostic(h, DiagnosticStatus.ERROR, 0)
+    assert 'the worker thread ended (SystemExit: planted: the worker thread is gone' \
+        in status.message
+
+
+DYING_NODE = '''
+import sys
+from bisenet_core.inference import Segmenter
+from bisenet_ros.segment_node import main
+
+class WorkerKiller(Segmenter):
+    def segment(self, *args, **kwargs):
+        raise SystemExit('planted: the worker thread is gone')
+
+sys.exit(main(sys.argv[1:], segmenter_factory=WorkerKiller))
+'''
+
+
+def test_a_dead_worker_ends_the_process_with_code_1(context, tiny_model_file, tmp_path):
+    """The worker thread used to die while the process stayed up: never restarted."""
+    script = tmp_path / 'dying_node.py'
+    script.write_text(DYING_NODE)
+    ns = f'/dying{os.getpid()}'
+    proc = subprocess.Popen(
+        [sys.executable, str(script), '--ros-args', '-r', f'__ns:={ns}', '-p',
+         f'model_path:={tiny_model_file}', '-p', 'backend:=torch', '-p', 'device:=cpu',
+         '-p', 'qos_reliability:=reliable'],
+        env=ros_child_env(), stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    client = rclpy.create_node('dying_client', context=context)
+    try:
+        publisher = client.create_publisher(
+            Image, f'{ns}/image', QoSProfile(depth=5, reliability=ReliabilityPolicy.RELIABLE))
+        deadline = time.monotonic() + 90
+        while not publisher.get_subscription_count():
+            assert proc.poll() is None and time.monotonic() < deadline
+            time.sleep(0.1)
+        time.sleep(0.5)
+        publisher.publish(numpy_to_image(_scene(), 'rgb8'))
+        output, _ = proc.communicate(timeout=30)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+        client.destroy_node()
+    assert proc.returncode == 1, output
+    fatal = [line for line in output.splitlines() if 'FATAL' in line]
+    assert len(fatal) == 1 and 'the worker thread ended (SystemExit: planted' in fatal[0], output
+    assert 'Traceback' not in output
+
+
+def test_incompatible_publishers_are_the_ones_present_now(harness):
+    """The event's running total kept the WARN after a best-effort camera left, and grew."""
+    h = harness(latency_budget_ms=0.0)  # subscribes reliable
+    for _ in range(2):
+        camera = h.client.create_publisher(Image, f'{h.ns}/image', QoSProfile(
+            depth=1, reliability=ReliabilityPolicy.BEST_EFFORT))
+        h.wait(lambda: h.stats.incompatible_publishers == 1, 'one incompatible publisher')
+        h.client.destroy_publisher(camera)
+        h.wait(lambda: h.stats.incompatible_publishers == 0, 'none once it is gone', 10)
+    after = len(h.diagnostics)
+    status = _diagnostic(h, DiagnosticStatus.OK, after)
+    assert {kv.key: kv.value for kv in status.values}['incompatible_publishers'] == '0'
+
+
+def test_frames_sent_before_best_available_matched_a_new_camera_are_counted(harness, capfd):
+    """A best-effort camera started after the node: its frames before the re-subscription
+    were neither received nor counted."""
+    h = harness(qos_reliability='best_available', latency_budget_ms=0.0)
+    camera = h.client.create_publisher(
+        Image, f'{h.ns}/image', QoSProfile(depth=1, reliability=ReliabilityPolicy.BEST_EFFORT))
+    sent = []
+    deadline = time.monotonic() + TIMEOUT
+    while len([m for m in h.outputs['label'] if m.header.stamp.sec in sent]) < 3:
+        assert time.monotonic() < deadline, 'no labels for the best-effort camera'
+        frame = numpy_to_image(_scene(), 'rgb8')
+        frame.header.stamp.sec = 5000 + len(sent)
+        sent.append(frame.header.stamp.sec)
+        camera.publish(frame)
+        time.sleep(0.1)
+    h.wait(lambda: h.input.latest_frame is None, 'settled')
+    time.sleep(0.3)
+    missed = len(sent) - h.stats.frames_in
+    assert missed > 0  # the frames sent before it matched (best effort: nothing re-sent)
+    assert h.stats.frames_missed == missed
+    assert 'a publisher sent before its first frame arrived here never arrived' in \
+        capfd.readouterr().err
+
+
+def test_durability_mismatch_under_best_available_is_a_log_line_naming_it(
+        context, tiny_model_file, capfd):
+    params = {**BASE, 'model_path': str(tiny_model_file), 'qos_reliability': 'best_available',
+              'qos_durability': 'transient_local'}
+    ns = f'/durability{os.getpid()}'
+    node = SegmentNode(context=context, namespace=ns,
+                       parameter_overrides=[Parameter(k, value=v) for k, v in params.items()])
+    client = rclpy.create_node('volatile_camera', context=context)
+    executor = MultiThreadedExecutor(num_threads=2, context=context)
+    executor.add_node(node)
+    executor.add_node(client)
+    threading.Thread(target=executor.spin, daemon=True).start()
+    try:
+        client.create_publisher(Image, f'{ns}/image',
+                                QoSProfile(depth=1, reliability=ReliabilityPolicy.RELIABLE))
+        deadline, err = time.monotonic() + TIMEOUT, ''
+        while 'DURABILITY' not in err:
+            assert time.monotonic() < deadline, err
+            time.sleep(0.2)
+            err += capfd.readouterr().err
+        line = next(line for line in err.splitlines() if 'DURABILITY' in line)
+        assert 'WARN' in line and 'qos_durability volatile' in line
+        while node.cameras[0].stats.incompatible_publishers != 1:
+            assert time.monotonic() < deadline, 'the durability mismatch not counted'
+            time.sleep(0.1)
+    finally:
+        executor.shutdown()
+        node.destroy_node()
+        client.destroy_node()
+
+
+def test_model_path_shows_the_file_in_use(context):
+    """The shipped config says model_path: "" (the shipped model); the parameter said ''."""
+    from bisenet_ros.paths import default_model_path
+
+    node = SegmentNode(_constant_factory, context=context, namespace=f'/shown{os.getpid()}',
+                       parameter_overrides=[Parameter(k, value=v) for k, v in
+                                            {**BASE, 'model_path': ''}.items()])
+    try:
+        assert node.get_parameter('model_path').value == str(default_model_path())
+        assert node.describe_parameter('model_path').read_only
+        refused = node.set_parameters([Parameter('model_path', value='/x.pt')])[0]
+        assert not refused.successful and 'read-only' in refused.reason
+    finally:
+        node.destroy_node()
