@@ -9,7 +9,7 @@ fixed rate, the shipped Fast DDS profile), every node is `ros2 launch bisenet_ro
 segment.launch.py` with the shipped config (bisenet_ros/launched_node.py). Modes:
 
 - one-node: one node with `cameras:=[front, left, ...]` (inputs /<camera>/image_raw,
-  outputs <namespace>/segment_node/<camera>/label);
+  outputs /segment_node/<camera>/label);
 - separate: N nodes, node i in namespace /<camera i> with image_topic:=/<camera i>/image_raw.
 
 This process subscribes to every camera's ~/label (only the header stamp is read) and
@@ -54,7 +54,6 @@ from bisenet_ros.ros_env import fresh_domain_id, ros_child_env
 # Camera names, in the order cameras are added (a vehicle's first six).
 CAMERA_NAMES = ('front', 'left', 'right', 'rear', 'front_left', 'front_right')
 MODES = ('one-node', 'separate')
-NAMESPACE = '/bench'
 SAMPLE_S = 0.5
 READY_TIMEOUT_S = 180.0  # N nodes importing torch at once on a small CPU take a while
 
@@ -65,9 +64,9 @@ def camera_topic(camera: str) -> str:
 
 def node_setups(mode: str, cameras: tuple[str, ...]) -> tuple[list[list[str]], list[str]]:
     """Launch arguments of each node and each camera's label topic, in camera order."""
-    if mode == 'one-node':
-        return ([[f'namespace:={NAMESPACE}', f"cameras:=[{', '.join(cameras)}]"]],
-                [f'{NAMESPACE}/segment_node/{camera}/label' for camera in cameras])
+    if mode == 'one-node':  # root namespace: camera c reads /c/image_raw (camera_topics.py)
+        return ([[f"cameras:=[{', '.join(cameras)}]"]],
+                [f'/segment_node/{camera}/label' for camera in cameras])
     return ([[f'namespace:=/{camera}', f'image_topic:={camera_topic(camera)}']
              for camera in cameras],
             [f'/{camera}/segment_node/label' for camera in cameras])
