@@ -177,11 +177,11 @@ class Sampler:
 # ----------------------------------------------------------------------------- one row
 def run_row(mode: str, count: int, size: tuple[int, int], rate: float, seconds: float,
             warmup_s: float, qos: str, domain_id: int, log_dir: Path, launch_args=(),
-            progress=print) -> dict:
+            progress=print, repeat: int = 0) -> dict:
     """Start the node(s) and `count` cameras, measure, stop everything; one result row."""
     cameras = CAMERA_NAMES[:count]
     width, height = size
-    tag = f'{mode}-{count}cam-{width}x{height}-{rate:g}hz'
+    tag = f'{mode}-{count}cam-{width}x{height}-{rate:g}hz' + (f'-run{repeat + 1}' if repeat else '')
     node_env = ros_child_env(domain_id)
     node_env.pop(PROFILE_ENV, None)  # the launch file sets the shipped profile itself
     camera_env = ros_child_env(domain_id)
@@ -381,7 +381,8 @@ def main(argv: list[str] | None = None) -> int:
         for mode in (args.modes if repeat % 2 == 0 else args.modes[::-1]):
             try:
                 row = run_row(mode, count, size, rate, args.seconds, args.warmup_s,
-                              args.publisher, domain_id, args.log_dir, tuple(args.launch_arg))
+                              args.publisher, domain_id, args.log_dir, tuple(args.launch_arg),
+                              repeat=repeat)
                 rows.append({**row, 'repeat': repeat})
             except Exception as exc:  # noqa: BLE001 - one failed row, the rest run
                 failures.append(f'{mode} {count} cameras {size[0]}x{size[1]} {rate:g} Hz: '
