@@ -3,13 +3,14 @@
     python -m bench.bench_multicam                          # 4 cameras, 640x480, 10 Hz, both
     python -m bench.bench_multicam --cameras 1 2 4 6 --sizes 640x480 1280x720 --rates 10 30
     python -m bench.bench_multicam --modes separate --cameras 2 --seconds 20
+    python -m bench.bench_multicam --repeat 3    # on a shared machine: modes in turn, 3 times
 
 As deployed: every camera is its own process (bench/node_delivery.py's camera, bgr8 at a
 fixed rate, the shipped Fast DDS profile), every node is `ros2 launch bisenet_ros
 segment.launch.py` with the shipped config (bisenet_ros/launched_node.py). Modes:
 
 - one-node: one node with `cameras:=[front, left, ...]` (inputs /<camera>/image_raw,
-  outputs <namespace>/segment_node/<camera>/label);
+  outputs /segment_node/<camera>/label);
 - separate: N nodes, node i in namespace /<camera i> with image_topic:=/<camera i>/image_raw.
 
 This process subscribes to every camera's ~/label (only the header stamp is read) and
@@ -54,7 +55,6 @@ from bisenet_ros.ros_env import fresh_domain_id, ros_child_env
 # Camera names, in the order cameras are added (a vehicle's first six).
 CAMERA_NAMES = ('front', 'left', 'right', 'rear', 'front_left', 'front_right')
 MODES = ('one-node', 'separate')
-NAMESPACE = '/bench'
 SAMPLE_S = 0.5
 READY_TIMEOUT_S = 180.0  # N nodes importing torch at once on a small CPU take a while
 
@@ -65,9 +65,9 @@ def camera_topic(camera: str) -> str:
 
 def node_setups(mode: str, cameras: tuple[str, ...]) -> tuple[list[list[str]], list[str]]:
     """Launch arguments of each node and each camera's label topic, in camera order."""
-    if mode == 'one-node':
-        return ([[f'namespace:={NAMESPACE}', f"cameras:=[{', '.join(cameras)}]"]],
-                [f'{NAMESPACE}/segment_node/{camera}/label' for camera in cameras])
+    if mode == 'one-node':  # root namespace: camera c reads /c/image_raw (camera_topics.py)
+        return ([[f"cameras:=[{', '.join(cameras)}]"]],
+                [f'/segment_node/{camera}/label' for camera in cameras])
     return ([[f'namespace:=/{camera}', f'image_topic:={camera_topic(camera)}']
              for camera in cameras],
             [f'/{camera}/segment_node/label' for camera in cameras])
@@ -177,11 +177,11 @@ class Sampler:
 # ----------------------------------------------------------------------------- one row
 def run_row(mode: str, count: int, size: tuple[int, int], rate: float, seconds: float,
             warmup_s: float, qos: str, domain_id: int, log_dir: Path, launch_args=(),
-            progress=print) -> dict:
+            progress=print, repeat: int = 0) -> dict:
     """Start the node(s) and `count` cameras, measure, stop everything; one result row."""
     cameras = CAMERA_NAMES[:count]
     width, height = size
-    tag = f'{mode}-{count}cam-{width}x{height}-{rate:g}hz'
+    tag = f'{mode}-{count}cam-{width}x{height}-{rate:g}hz' + (f'-run{repeat + 1}' if repeat else '')
     node_env = ros_child_env(domain_id)
     node_env.pop(PROFILE_ENV, None)  # the launch file sets the shipped profile itself
     camera_env = ros_child_env(domain_id)
@@ -268,9 +268,9 @@ def _fmt(value, digits: int = 0, unit: str = '') -> str:
 
 def markdown(rows: list[dict]) -> str:
     gpu = any('gpu_mb' in r or 'gpu_busy_pct' in r for r in rows)
-    head = ('| cameras | image | rate | mode | nodes | total masks/s | dropped | '
+    head = ('| run | cameras | image | rate | mode | nodes | total masks/s | dropped | '
             'per-camera p50 / p99 ms | total RSS MB | total PSS MB | CPU % |')
-    rule = '| ---: | --- | ---: | --- | ---: | ---: | ---: | --- | ---: | ---: | ---: |'
+    rule = '| ---: | ---: | --- | ---: | --- | ---: | ---: | ---: | --- | ---: | ---: | ---: |'
     if gpu:
         head += ' GPU MB | GPU busy % | CUDA contexts |'
         rule += ' ---: | ---: | ---: |'
@@ -278,7 +278,8 @@ def markdown(rows: list[dict]) -> str:
     for r in rows:
         cams = ', '.join(f"{c['camera']} {_fmt(c['p50_ms'])} / {_fmt(c['p99_ms'])}"
                          for c in r['per_camera'])
-        line = (f"| {r['cameras']} | {r['image']} | {r['rate']:g} Hz | {r['mode']} | "
+        line = (f"| {r.get('repeat', 0) + 1} | {r['cameras']} | {r['image']} | {r['rate']:g} Hz | "
+                f"{r['mode']} | "
                 f"{1 if r['mode'] == 'one-node' else r['cameras']} | "
                 f"{r['masks_per_s']:.1f} | {r['dropped']} of {r['sent']} | {cams} | "
                 f"{r['rss_mb']:.0f} | {r['pss_mb']:.0f} | {r['cpu_pct']:.0f} |")
@@ -290,12 +291,13 @@ def markdown(rows: list[dict]) -> str:
 
 
 def comparisons(rows: list[dict]) -> list[str]:
-    """One line per setting measured in both modes: the one node against the N nodes."""
+    """One line per setting (and repetition) measured in both modes: one node against N."""
     lines = []
     by_setting: dict[tuple, dict[str, dict]] = {}
     for r in rows:
-        by_setting.setdefault((r['cameras'], r['image'], r['rate']), {})[r['mode']] = r
-    for (cameras, image, rate), modes in by_setting.items():
+        key = (r['cameras'], r['image'], r['rate'], r.get('repeat', 0))
+        by_setting.setdefault(key, {})[r['mode']] = r
+    for (cameras, image, rate, _), modes in by_setting.items():
         if len(modes) < 2:
             continue
         one, many = modes['one-node'], modes['separate']
@@ -312,6 +314,16 @@ def comparisons(rows: list[dict]) -> list[str]:
             line += (' -- issue 19 target (RSS <= 0.35x, masks/s >= 1.2x, p99 no worse): '
                      f"{'met' if met else 'NOT met'}")
         lines.append(line)
+    for r in rows:
+        if (r['mode'], r['cameras'], r['image'], r['rate']) == ('one-node', 6, '1280x720', 30.0):
+            slowest = min(c['masks_per_s'] for c in r['per_camera'])
+            p99 = r['worst_p99_ms']
+            met = (slowest >= 29.5 and p99 is not None and p99 <= 15.0
+                   and r.get('cuda_contexts') == 1)
+            lines.append(f"6 cameras 1280x720 at 30 Hz, one node: slowest camera "
+                         f"{slowest:.1f} masks/s, worst p99 {_fmt(p99, 1)} ms, CUDA contexts "
+                         f"{r.get('cuda_contexts', '-')} -- issue 19 GPU target (>= 29.5 "
+                         f"masks/s each, p99 <= 15 ms, one context): {'met' if met else 'NOT met'}")
     return lines
 
 
@@ -340,6 +352,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument('--launch-arg', action='append', default=[], metavar='NAME:=VALUE',
                         help='another segment.launch.py argument for every node, e.g. '
                              'device:=cuda (repeatable)')
+    parser.add_argument('--repeat', type=int, default=1,
+                        help='run every row this many times, the modes in turn (the second '
+                             'time in the other order), for a machine shared with other work')
     parser.add_argument('--domain-id', type=int, default=None,
                         help='ROS domain for the run (default: $ROS_DOMAIN_ID, else random)')
     parser.add_argument('--log-dir', type=Path, default=Path('out/bench_multicam'),
@@ -351,6 +366,8 @@ def main(argv: list[str] | None = None) -> int:
         parser.error('--seconds must exceed --warmup-s (>= 0) by at least a second')
     if any(rate <= 0 for rate in args.rates):
         parser.error('--rates must be > 0')
+    if args.repeat < 1:
+        parser.error('--repeat must be >= 1')
     domain_id = args.domain_id
     if domain_id is None:
         env_domain = os.environ.get('ROS_DOMAIN_ID')
@@ -358,20 +375,21 @@ def main(argv: list[str] | None = None) -> int:
     args.log_dir.mkdir(parents=True, exist_ok=True)
     before = machine_info()
     rows, failures = [], []
-    for count in args.cameras:
-        for size in args.sizes:
-            for rate in args.rates:
-                for mode in args.modes:
-                    try:
-                        rows.append(run_row(mode, count, size, rate, args.seconds,
-                                            args.warmup_s, args.publisher, domain_id,
-                                            args.log_dir, tuple(args.launch_arg)))
-                    except Exception as exc:  # noqa: BLE001 - one failed row, the rest run
-                        failures.append(f'{mode} {count} cameras {size[0]}x{size[1]} '
-                                        f'{rate:g} Hz: {type(exc).__name__}: {exc}')
-                        print(f'row failed: {failures[-1]}', file=sys.stderr)
-                    if rows:
-                        (args.log_dir / 'results.json').write_text(json.dumps(rows, indent=1))
+    settings = [(count, size, rate, repeat) for count in args.cameras for size in args.sizes
+                for rate in args.rates for repeat in range(args.repeat)]
+    for count, size, rate, repeat in settings:
+        for mode in (args.modes if repeat % 2 == 0 else args.modes[::-1]):
+            try:
+                row = run_row(mode, count, size, rate, args.seconds, args.warmup_s,
+                              args.publisher, domain_id, args.log_dir, tuple(args.launch_arg),
+                              repeat=repeat)
+                rows.append({**row, 'repeat': repeat})
+            except Exception as exc:  # noqa: BLE001 - one failed row, the rest run
+                failures.append(f'{mode} {count} cameras {size[0]}x{size[1]} {rate:g} Hz: '
+                                f'{type(exc).__name__}: {exc}')
+                print(f'row failed: {failures[-1]}', file=sys.stderr)
+            if rows:
+                (args.log_dir / 'results.json').write_text(json.dumps(rows, indent=1))
     print(f'\nmachine at the start: {before}\nmachine at the end: {machine_info()}')
     print(f'{args.publisher} cameras, bgr8, shipped Fast DDS profile; nodes: ros2 launch '
           f'segment.launch.py, shipped config {" ".join(args.launch_arg)}; figures over '

@@ -57,66 +57,83 @@ def variants(device: str) -> list[tuple[str, str, dict, bool]]:
 
 def bench_one(backbone: str, size: tuple[int, int], device: str, iters: int, warmup: int,
               batches: tuple[int, ...] = (1,)) -> list[dict]:
-    """Every variant of one backbone and network size on one device, at each batch size."""
+    """Every variant of one backbone and network size on one device, at each batch size.
+
+    A variant's batch sizes share its prepared model and are timed in turn, call by call, so
+    a load spike on a shared machine hits them alike and their step ratio holds.
+    """
     torch.manual_seed(0)
     model = bisenet(NUM_CLASSES, backbone).eval()
     results = []
     for name, precision, options, graph in variants(device):
-        for batch in batches:
-            try:
-                row = bench_variant(model, size, device, precision, options, graph, iters,
-                                    warmup, batch)
-            except Exception as exc:  # noqa: BLE001 - e.g. compile without a working compiler
-                print(f'skipped: {backbone} {size[0]}x{size[1]} {device} {name} {precision} '
-                      f'batch {batch}: {type(exc).__name__}: {str(exc)[:200]}', file=sys.stderr)
-                continue
-            results.append({'backbone': backbone, 'size': size, 'device': device, 'row': name,
-                            'precision': precision, 'batch': batch, **row})
+        try:
+            rows = bench_variant(model, size, device, precision, options, graph, iters,
+                                 warmup, batches)
+        except Exception as exc:  # noqa: BLE001 - e.g. compile without a working compiler
+            print(f'skipped: {backbone} {size[0]}x{size[1]} {device} {name} {precision}: '
+                  f'{type(exc).__name__}: {str(exc)[:200]}', file=sys.stderr)
+            continue
+        results += [{'backbone': backbone, 'size': size, 'device': device, 'row': name,
+                     'precision': precision, **row} for row in rows]
     return results
 
 
 def bench_variant(model, size: tuple[int, int], device: str, precision: str, options: dict,
-                  graph: bool, iters: int, warmup: int, batch: int = 1) -> dict:
-    """Prepare a copy of `model` as the Segmenter would and time its forward pass."""
+                  graph: bool, iters: int, warmup: int, batches: tuple[int, ...] = (1,)
+                  ) -> list[dict]:
+    """Prepare a copy of `model` as the Segmenter would and time its forward pass.
+
+    One row per batch size (a graph each where `graph`), the batch sizes timed in turn.
+    """
     width, height = size
     start = time.perf_counter()
     backend = TorchBackend(copy.deepcopy(model), device, precision, **options)
-    x = torch.randn(batch, 3, height, width, device=device).to(backend.dtype)
-    if backend.channels_last:
-        x = x.contiguous(memory_format=torch.channels_last)
-
-    def run():
-        return {'logits': backend.model(x).logits}
+    steps = []
     with torch.inference_mode():
-        if device == 'cpu':
-            _, step = capture_eager(run, None)
-        else:
-            _, step = (capture_graph if graph else capture_eager)(run, torch.cuda.Stream(device))
-        for _ in range(warmup):
-            step()
+        for batch in batches:
+            x = torch.randn(batch, 3, height, width, device=device).to(backend.dtype)
+            if backend.channels_last:
+                x = x.contiguous(memory_format=torch.channels_last)
+
+            def run(x=x):
+                return {'logits': backend.model(x).logits}
+            if device == 'cpu':
+                _, step = capture_eager(run, None)
+            else:
+                _, step = (capture_graph if graph else capture_eager)(run,
+                                                                      torch.cuda.Stream(device))
+            for _ in range(warmup):
+                step()
+            steps.append(step)
         prepare_s = time.perf_counter() - start
-        samples = _time(step, iters, device)
-    p50, p99 = np.percentile(samples, [50, 99])
-    # FPS counts frames: a batch of N is N frames.
-    return {'p50': p50, 'p99': p99, 'fps': batch * 1e3 / statistics.fmean(samples),
-            'prepare_s': prepare_s}
+        samples = _time(steps, iters, device)
+    rows = []
+    for batch, times in zip(batches, samples):
+        p50, p99 = np.percentile(times, [50, 99])
+        # FPS counts frames: a batch of N is N frames.
+        rows.append({'batch': batch, 'p50': p50, 'p99': p99,
+                     'fps': batch * 1e3 / statistics.fmean(times), 'prepare_s': prepare_s})
+    return rows
 
 
-def _time(step, iters: int, device: str) -> list[float]:
-    samples = []
+def _time(steps, iters: int, device: str) -> list[list[float]]:
+    """Milliseconds of each step, the steps called in turn `iters` times."""
+    samples: list[list[float]] = [[] for _ in steps]
     if device == 'cpu':
         for _ in range(iters):
-            start = time.perf_counter()
-            step()
-            samples.append((time.perf_counter() - start) * 1e3)
+            for step, times in zip(steps, samples):
+                begin = time.perf_counter()
+                step()
+                times.append((time.perf_counter() - begin) * 1e3)
         return samples
     begin, end = torch.cuda.Event(enable_timing=True), torch.cuda.Event(enable_timing=True)
     for _ in range(iters):
-        begin.record()
-        step()
-        end.record()
-        end.synchronize()
-        samples.append(begin.elapsed_time(end))
+        for step, times in zip(steps, samples):
+            begin.record()
+            step()
+            end.record()
+            end.synchronize()
+            times.append(begin.elapsed_time(end))
     return samples
 
 

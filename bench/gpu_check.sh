@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # One go on a CUDA machine (e.g. an H200 session): the CUDA tests, the pipeline benchmark,
-# the network-alone FPS and its batch-6 vs batch-1 step, everything written under $OUT
-# (default out/gpu_check).
+# the network-alone FPS and its batch-6 vs batch-1 step, six cameras into one node (with ROS 2),
+# everything written under $OUT (default out/gpu_check).
 #
 #   bash bench/gpu_check.sh              # on a GPU: ~5-10 minutes (torch.compile ~1 min of it)
 #   QUICK=1 bash bench/gpu_check.sh      # shorter benches
@@ -67,4 +67,17 @@ batch_args=(--configs xception39:1280x720 --batches 1 6 --no-cpu)
 "$python" -m bench.bench_network "${batch_args[@]}" > "$out/bench_network_batch.md" \
   2> "$out/bench_network_batch.err"
 log "bench_network batches exit status $?"
+
+# 5. Six cameras 1280x720 at 30 Hz into one node on the GPU, against six nodes (issue 19 GPU
+#    target: every camera >= 29.5 masks/s, p99 <= 15 ms, one CUDA context). Needs ROS 2
+#    (rclpy, launch) in this Python; skipped without it or without CUDA.
+if [ "$cuda" = 1 ] && "$python" -c 'import rclpy, launch, psutil' 2> /dev/null; then
+  log "bench_multicam -> $out/bench_multicam.md"
+  "$python" -m bench.bench_multicam --cameras 6 --sizes 1280x720 --rates 30 --seconds 30 \
+    --launch-arg device:=cuda --launch-arg backend:=torch --log-dir "$out/bench_multicam" \
+    > "$out/bench_multicam.md" 2> "$out/bench_multicam.err"
+  log "bench_multicam exit status $?"
+else
+  log "bench_multicam skipped (needs CUDA and ROS 2: rclpy, launch, psutil)"
+fi
 exit $tests

@@ -211,12 +211,14 @@ class OrtFrameRunner:
             session = self._sessions[upsample] = self._session_for(upsample)
         t0 = time.perf_counter()
         batched = len(session.input_shape) == 4
-        if batched:  # one copy per frame, straight into the batch ORT reads
+        if batched and len(frames) > 1:  # one copy per frame, straight into the batch
             images = np.empty((len(frames), *frames[0].shape), np.uint8)
             for index, frame in enumerate(frames):
                 to_uint8(frame, out=images[index])
-        else:  # ORT reads contiguous buffers only
+        else:  # ORT reads contiguous buffers only (no copy for a contiguous uint8 frame)
             images = [np.ascontiguousarray(to_uint8(frame)) for frame in frames]
+            if batched:
+                images = images[0][None]
         channels = np.asarray(channel_index(frames[0].shape[2], color_order), np.int64)
         t1 = time.perf_counter()
         names = list(FRAME_OUTPUTS)

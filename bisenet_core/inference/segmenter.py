@@ -328,7 +328,8 @@ class Segmenter:
                          outputs: tuple[str, ...]) -> list[SegmentationResult]:
         t0 = time.perf_counter()
         frames = [to_uint8(frame) for frame in frames]
-        batch = np.concatenate([self._network_input(frame, color_order) for frame in frames])
+        inputs = [self._network_input(frame, color_order) for frame in frames]
+        batch = inputs[0] if len(inputs) == 1 else np.concatenate(inputs)  # 1 x 3 x h x w each
         t1 = time.perf_counter()
         logits = self.infer(batch)  # one forward pass for the N frames
         made = [frame_outputs(frame_logits, frame, color_order, upsample, outputs, self._lut,
