@@ -190,6 +190,10 @@ class SegmentNode(Node):
                     self.segmenter.upsample = param.value  # read at every frame by segment
                 except ValueError as exc:  # e.g. an exported frame graph has one mode
                     return SetParametersResult(successful=False, reason=str(exc))
+                except Exception as exc:  # refused, counted, logged once: never a dead spin
+                    self._guard.report('setting upsample', exc, self._count_node_error)
+                    return SetParametersResult(successful=False,
+                                               reason=f'upsample: {describe(exc)}')
             else:
                 setattr(self, param.name, param.value)
         return SetParametersResult(successful=True)
