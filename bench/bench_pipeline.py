@@ -16,7 +16,7 @@ run interleaved, frame by frame, so load spikes on a shared machine hit them all
 - device eager / graph / compile: Segmenter(pipeline='device') on torch: the whole step in
   torch where the model runs; on CUDA eager, one CUDA graph per frame size, and
   torch.compile'd network inside the graph.
-- device onnxruntime / tensorrt: the end-to-end ONNX graph (bisenet_core.export_frames).
+- device onnxruntime / tensorrt: the end-to-end ONNX graph (bisenet_core.inference.export_frames).
 
 Columns: p50 / p99 ms per frame, FPS = 1000 / mean, speed-up = today p50 / row p50 (same
 camera, network, upsampling), labels = the share of pixels equal to today's labels (the CPU

@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
-# One go on a CUDA machine (e.g. an H200 session): the CUDA tests, the pipeline benchmark and
-# the network-alone FPS, everything written under $OUT (default out/gpu_check).
+# One go on a CUDA machine (e.g. an H200 session): the CUDA tests, the pipeline benchmark,
+# the network-alone FPS and its batch-6 vs batch-1 step, everything written under $OUT
+# (default out/gpu_check).
 #
 #   bash bench/gpu_check.sh              # on a GPU: ~5-10 minutes (torch.compile ~1 min of it)
 #   QUICK=1 bash bench/gpu_check.sh      # shorter benches
@@ -57,4 +58,13 @@ net_args=(--configs xception39:1536x768 resnet18:2048x1024)
 [ "$cuda" = 0 ] && net_args=(--configs xception39:640x360 --iters 2)
 "$python" -m bench.bench_network "${net_args[@]}" > "$out/bench_network.md" 2> "$out/bench_network.err"
 log "bench_network exit status $?"
+
+# 4. Batch 6 against batch 1 at 1280x720, Xception39: six cameras in one forward pass
+#    (issue 19 target on a GPU: the batch-6 step <= 2x the batch-1 step).
+log "bench_network batches -> $out/bench_network_batch.md"
+batch_args=(--configs xception39:1280x720 --batches 1 6 --no-cpu)
+[ "$cuda" = 0 ] && batch_args=(--configs xception39:320x180 --batches 1 6 --iters 2)
+"$python" -m bench.bench_network "${batch_args[@]}" > "$out/bench_network_batch.md" \
+  2> "$out/bench_network_batch.err"
+log "bench_network batches exit status $?"
 exit $tests

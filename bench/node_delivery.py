@@ -50,7 +50,10 @@ SETTLE_S = 2.5  # after a stream: > 2 diagnostics periods, so the counters are c
 
 # ----------------------------------------------------------------------------- camera process
 def camera_main(argv: list[str]) -> int:
-    """`python -m bench.node_delivery WxH RATE SECONDS QOS`: publish, print {"sent": n} (JSON).
+    """`python -m bench.node_delivery WxH RATE SECONDS QOS [TOPIC]`: publish, print a report.
+
+    bgr8 frames on TOPIC (default CAMERA_TOPIC); the report is {"sent": n, "start_ns": the
+    first frame's stamp} (JSON).
 
     Its own module entry point: the camera process imports no torch.
     """
@@ -60,16 +63,17 @@ def camera_main(argv: list[str]) -> int:
     from rclpy.qos import HistoryPolicy, QoSProfile, ReliabilityPolicy
     from sensor_msgs.msg import Image
 
-    size, rate, seconds, qos_name = argv
+    size, rate, seconds, qos_name, *rest = argv
+    topic = rest[0] if rest else CAMERA_TOPIC
     width, height = (int(v) for v in size.split('x'))
     rate, seconds = float(rate), float(seconds)
     rclpy.init()
-    node = rclpy.create_node('bench_camera')
+    node = rclpy.create_node('bench_camera_' + topic.strip('/').replace('/', '_'))
     # What camera drivers use: sensor-data style (keep last, small depth), either reliability.
     qos = QoSProfile(history=HistoryPolicy.KEEP_LAST, depth=5,
                      reliability=ReliabilityPolicy.RELIABLE if qos_name == 'reliable'
                      else ReliabilityPolicy.BEST_EFFORT)
-    publisher = node.create_publisher(Image, CAMERA_TOPIC, qos)
+    publisher = node.create_publisher(Image, topic, qos)
     msg = Image(width=width, height=height, encoding='bgr8', step=3 * width)
     pixels = np.random.default_rng(0).integers(0, 256, height * width * 3, dtype=np.uint8)
     msg.data = array.array('B', pixels.tobytes())
@@ -83,6 +87,7 @@ def camera_main(argv: list[str]) -> int:
     time.sleep(1.0)  # discovery is two-sided: let the node's reader see this writer too
     count = int(round(rate * seconds))
     start = time.monotonic()
+    start_ns = node.get_clock().now().nanoseconds
     for index in range(count):
         msg.header.stamp = node.get_clock().now().to_msg()
         publisher.publish(msg)
@@ -90,7 +95,7 @@ def camera_main(argv: list[str]) -> int:
         if delay > 0:
             time.sleep(delay)
     time.sleep(1.0)  # a reliable writer may still be repairing the last frames
-    print(json.dumps({'sent': count}), flush=True)
+    print(json.dumps({'sent': count, 'start_ns': start_ns}), flush=True)
     node.destroy_node()
     rclpy.try_shutdown()
     return 0
@@ -105,10 +110,27 @@ def cpu_seconds(pid: int) -> float:
     return times.user + times.system
 
 
-class Monitor:
-    """This process's participant: the node's labels (arrival - stamp) and its diagnostics."""
+def header_stamp_ns(serialized: bytes) -> int:
+    """The header stamp of a serialized (CDR) Image message, without deserializing its pixels.
 
-    def __init__(self, domain_id: int):
+    CDR starts with a 4-byte encapsulation header (byte 1: 1 = little endian), then the
+    message's first field, std_msgs/Header, whose stamp is int32 sec, uint32 nanosec.
+    """
+    order = 'little' if serialized[1] & 1 else 'big'
+    sec = int.from_bytes(serialized[4:8], order, signed=True)
+    return sec * 10**9 + int.from_bytes(serialized[8:12], order)
+
+
+class Monitor:
+    """This process's participant: the node's labels (arrival - stamp) and its diagnostics.
+
+    Args:
+        domain_id: the ROS domain.
+        label_topics: label topics to time (default: the single node's LABEL_TOPIC);
+            `latencies_ms` is the first one's list, `by_topic` has every topic's.
+    """
+
+    def __init__(self, domain_id: int, label_topics: tuple[str, ...] = (LABEL_TOPIC,)):
         import rclpy
         from diagnostic_msgs.msg import DiagnosticArray
         from rclpy.executors import SingleThreadedExecutor
@@ -118,23 +140,29 @@ class Monitor:
         self.context = rclpy.Context()
         rclpy.init(context=self.context, domain_id=domain_id)
         self.node = rclpy.create_node('bench_monitor', context=self.context)
-        self.latencies_ms: list[float] = []
+        self.by_topic: dict[str, list[float]] = {topic: [] for topic in label_topics}
+        self.stamps_ns: dict[str, list[int]] = {topic: [] for topic in label_topics}
+        self.latencies_ms = self.by_topic[label_topics[0]]
         self.counters: dict[str, int] = {}
         self.lock = threading.Lock()
-        self.node.create_subscription(Image, LABEL_TOPIC, self._on_label,
-                                      QoSProfile(depth=10,
-                                                 reliability=ReliabilityPolicy.RELIABLE))
+        for topic in label_topics:
+            # raw: only the stamp is read, so label floods from many cameras cost this
+            # process next to nothing (it shares the CPU with the node under test).
+            self.node.create_subscription(
+                Image, topic, lambda data, topic=topic: self._on_label(topic, data),
+                QoSProfile(depth=10, reliability=ReliabilityPolicy.RELIABLE), raw=True)
         self.node.create_subscription(DiagnosticArray, '/diagnostics', self._on_diagnostics, 10)
         self.executor = SingleThreadedExecutor(context=self.context)
         self.executor.add_node(self.node)
         self.thread = threading.Thread(target=self.executor.spin, daemon=True)
         self.thread.start()
 
-    def _on_label(self, msg) -> None:
+    def _on_label(self, topic: str, data: bytes) -> None:
         now = self.node.get_clock().now().nanoseconds
-        stamp = msg.header.stamp.sec * 10**9 + msg.header.stamp.nanosec
+        stamp = header_stamp_ns(data)
         with self.lock:
-            self.latencies_ms.append((now - stamp) / 1e6)
+            self.by_topic[topic].append((now - stamp) / 1e6)
+            self.stamps_ns[topic].append(stamp)
 
     def _on_diagnostics(self, msg) -> None:
         for status in msg.status:

@@ -1,8 +1,9 @@
 """ONNX export of a BiSeNet, with its ModelSpec stored in the ONNX metadata.
 
     export_onnx(model, spec, 'model.onnx')                      # fp32 1/8 logits, fixed size
+    export_onnx(model, spec, 'batch.onnx', dynamic_batch=True)  # fixed size, any batch
     export_onnx(model, spec, 'labels.onnx', output='labels')    # uint8 1/8 argmax labels
-    spec = read_onnx_spec('model.onnx')
+    spec = read_onnx_spec('model.onnx')                          # bisenet_core.onnx_metadata
 
 The graph is a thin wrapper around the eval-mode model (`_ExportWrapper`), never a mode flag in
 the model itself. Its interface does not depend on the precision:
@@ -30,16 +31,14 @@ import os
 import warnings
 from pathlib import Path
 
+import onnx
 import torch
 from torch import nn
 
 from bisenet_core.atomic import atomic_write_bytes
-from bisenet_core.modelfile import ModelFileError, check_file, unwrap_model
+from bisenet_core.modelfile import unwrap_model
+from bisenet_core.onnx_metadata import EXPORT_KEY, SPEC_KEY
 from bisenet_core.spec import ModelSpec, check_input_size
-
-# ONNX metadata_props keys.
-SPEC_KEY = 'bisenet_spec'
-EXPORT_KEY = 'bisenet_export'  # {"precision", "output", "dynamic", "input_size"}
 
 INPUT_NAME = 'image'
 PRECISIONS = ('fp32', 'fp16')
@@ -67,7 +66,8 @@ class _ExportWrapper(nn.Module):
 
 def export_onnx(model: nn.Module, spec: ModelSpec, path: str | os.PathLike,
                 precision: str = 'fp32', output: str = 'logits', dynamic: bool = False,
-                input_size: tuple[int, int] | None = None, opset: int = OPSET) -> Path:
+                input_size: tuple[int, int] | None = None, opset: int = OPSET,
+                dynamic_batch: bool = False) -> Path:
     """Export `model` to an ONNX file at `path` (written atomically) and return the path.
 
     Args:
@@ -76,9 +76,12 @@ def export_onnx(model: nn.Module, spec: ModelSpec, path: str | os.PathLike,
         precision: 'fp32', or 'fp16' (half weights, float32 input/output; see module doc).
         output: 'logits' (float32 1/8 logits) or 'labels' (uint8 1/8 argmax).
         dynamic: if True, batch, height and width are free (any H, W; multiples of 32 are
-            cheapest); else the graph is fixed to batch 1 at `input_size`.
+            cheapest); else the graph is fixed to `input_size`.
         input_size: (width, height) traced at; default spec.input_size.
         opset: ONNX opset version.
+        dynamic_batch: the batch axis free at a fixed `input_size` (the Segmenter runs
+            several camera frames as one batch); without it or `dynamic` the graph takes
+            batch 1 only.
     """
     if output not in OUTPUTS:
         raise ValueError(f'output must be one of {OUTPUTS}, got {output!r}')
@@ -94,10 +97,14 @@ def export_onnx(model: nn.Module, spec: ModelSpec, path: str | os.PathLike,
         dynamic_axes = {INPUT_NAME: {0: 'batch', 2: 'height', 3: 'width'}}
         dynamic_axes[out_name] = ({0: 'batch', 2: 'height_8', 3: 'width_8'} if output == 'logits'
                                   else {0: 'batch', 1: 'height_8', 2: 'width_8'})
+    elif dynamic_batch:
+        dynamic_axes = {INPUT_NAME: {0: 'batch'}, out_name: {0: 'batch'}}
     proto = trace_onnx(wrapper, (dummy,), [INPUT_NAME], [out_name], dynamic_axes, opset)
     return write_onnx(proto, spec, {'precision': precision, 'output': output,
-                                    'dynamic': bool(dynamic), 'input_size': [width, height],
-                                    'opset': opset}, path, full_check=True)
+                                    'dynamic': bool(dynamic),
+                                    'dynamic_batch': bool(dynamic or dynamic_batch),
+                                    'input_size': [width, height], 'opset': opset},
+                      path, full_check=True)
 
 
 def export_copy(model: nn.Module, spec: ModelSpec, precision: str,
@@ -121,8 +128,6 @@ def export_copy(model: nn.Module, spec: ModelSpec, precision: str,
 def trace_onnx(module: nn.Module, args: tuple, input_names: list[str],
                output_names: list[str], dynamic_axes: dict | None, opset: int):
     """The ONNX ModelProto of `module` traced on `args` (TorchScript exporter)."""
-    import onnx  # imported here: the core imports without onnx installed
-
     buffer = io.BytesIO()
     with torch.no_grad(), warnings.catch_warnings():
         # The tracer warns about shape arithmetic turned into constants; with dynamic axes
@@ -140,8 +145,6 @@ def trace_onnx(module: nn.Module, args: tuple, input_names: list[str],
 def write_onnx(proto, spec: ModelSpec, export_info: dict, path: str | os.PathLike,
                full_check: bool = False) -> Path:
     """Stamp the spec and the export record into `proto`, check it, write it atomically."""
-    import onnx
-
     for key, value in ((SPEC_KEY, json.dumps(spec.to_dict(), sort_keys=True)),
                        (EXPORT_KEY, json.dumps(export_info, sort_keys=True))):
         entry = next((p for p in proto.metadata_props if p.key == key), None)
@@ -152,74 +155,3 @@ def write_onnx(proto, spec: ModelSpec, export_info: dict, path: str | os.PathLik
     proto.producer_name = 'bisenet_ros'
     onnx.checker.check_model(proto, full_check=full_check)
     return atomic_write_bytes(proto.SerializeToString(), path)
-
-
-def read_onnx_metadata(path: str | os.PathLike) -> dict[str, str]:
-    """All metadata_props of an ONNX file, or ModelFileError naming the file and the problem."""
-    import onnx
-
-    path = check_file(path, 'ONNX file')
-    try:
-        proto = onnx.load(str(path), load_external_data=False)
-    except Exception as exc:  # protobuf DecodeError and friends
-        raise ModelFileError(f'ONNX file {path}: cannot be read (truncated or corrupt?): '
-                             f'{type(exc).__name__}') from None
-    if not proto.graph.node:
-        raise ModelFileError(f'ONNX file {path}: not an ONNX model (empty graph)')
-    meta = {prop.key: prop.value for prop in proto.metadata_props}
-    _check_output_classes(proto, meta, path)
-    return meta
-
-
-def _check_output_classes(proto, meta: dict[str, str], path: Path) -> None:
-    """A graph whose logits have another class count than its spec lists is refused.
-
-    Otherwise the node would publish label ids its class list (and palette) does not have.
-    Only fixed class axes of float N x C x h x w outputs are checked.
-    """
-    import onnx
-
-    try:
-        listed = len(json.loads(meta[SPEC_KEY])['class_names'])
-    except (KeyError, TypeError, ValueError):
-        return  # no or bad spec: read_onnx_spec says so
-    for output in proto.graph.output:
-        tensor = output.type.tensor_type
-        dims = tensor.shape.dim
-        if (tensor.elem_type in (onnx.TensorProto.FLOAT, onnx.TensorProto.FLOAT16)
-                and len(dims) == 4 and dims[1].HasField('dim_value')
-                and dims[1].dim_value != listed):
-            raise ModelFileError(f'ONNX file {path}: output {output.name!r} has '
-                                 f'{dims[1].dim_value} classes but its {SPEC_KEY!r} metadata '
-                                 f'lists {listed}; re-export it with the matching spec')
-
-
-def read_onnx_spec(path: str | os.PathLike, meta: dict[str, str] | None = None) -> ModelSpec:
-    """The ModelSpec stored by export_onnx, or ModelFileError if absent or unreadable.
-
-    `meta`: the file's read_onnx_metadata when the caller has it already (saves a read).
-    """
-    meta = read_onnx_metadata(path) if meta is None else meta
-    if SPEC_KEY not in meta:
-        raise ModelFileError(f'ONNX file {path}: no {SPEC_KEY!r} metadata '
-                             '(not exported by bisenet_core.export.export_onnx?)')
-    try:
-        return ModelSpec.from_dict(json.loads(meta[SPEC_KEY]))
-    except (json.JSONDecodeError, TypeError, ValueError) as exc:
-        raise ModelFileError(f'ONNX file {path}: bad {SPEC_KEY!r} metadata: {exc}') from None
-
-
-def read_onnx_export_info(path: str | os.PathLike, meta: dict[str, str] | None = None) -> dict:
-    """How the file was exported: {'precision', 'output', 'dynamic', 'input_size', 'opset'}.
-
-    Files without the record (exported elsewhere) are taken as fp32 logits. `meta` as in
-    read_onnx_spec.
-    """
-    meta = read_onnx_metadata(path) if meta is None else meta
-    info = {'precision': 'fp32', 'output': 'logits', 'dynamic': None, 'input_size': None}
-    if EXPORT_KEY in meta:
-        try:
-            info.update(json.loads(meta[EXPORT_KEY]))
-        except json.JSONDecodeError as exc:
-            raise ModelFileError(f'ONNX file {path}: bad {EXPORT_KEY!r} metadata: {exc}') from None
-    return info

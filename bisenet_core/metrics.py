@@ -2,19 +2,17 @@
 
 Rows are ground truth, columns prediction. Pixels labelled `ignore_index` are not counted
 (the paper's Cityscapes/CamVid protocol); classes absent from both ground truth and
-prediction have IoU NaN and are left out of the mean.
+prediction have IoU NaN and are left out of the mean. Plots of a matrix: metrics_plots.py.
 """
 from __future__ import annotations
 
 import math
-import os
-from pathlib import Path
 from typing import Any, Sequence
 
 import numpy as np
 import torch
+import torch.distributed as dist
 
-from bisenet_core.atomic import atomic_write
 from bisenet_core.classes import IGNORE_INDEX
 
 
@@ -34,9 +32,6 @@ class ConfusionMatrix:
         self.num_classes = int(num_classes)
         self.ignore_index = int(ignore_index)
         self.matrix = np.zeros((num_classes, num_classes), np.int64)
-
-    def reset(self) -> None:
-        self.matrix[...] = 0
 
     def update(self, pred, label) -> 'ConfusionMatrix':
         """Add predictions and labels of equal shape (numpy or torch, any integer dtype).
@@ -95,8 +90,6 @@ class ConfusionMatrix:
 
         Every rank must call it. int64 keeps the counts exact.
         """
-        import torch.distributed as dist
-
         if not (dist.is_available() and dist.is_initialized()):
             return self
         device = torch.device('cpu')
@@ -139,7 +132,8 @@ class ConfusionMatrix:
     def mean_class_accuracy(self) -> float:
         return _nanmean(self.class_accuracy())
 
-    def _names(self, class_names: Sequence[str] | None) -> list[str]:
+    def names(self, class_names: Sequence[str] | None = None) -> list[str]:
+        """`class_names` checked against the class count, or the ids as text."""
         if class_names is None:
             return [str(i) for i in range(self.num_classes)]
         names = [str(n) for n in class_names]
@@ -149,7 +143,7 @@ class ConfusionMatrix:
 
     def table(self, class_names: Sequence[str] | None = None) -> str:
         """Per-class IoU and accuracy as a fixed-width text table, mIoU last."""
-        names = self._names(class_names)
+        names = self.names(class_names)
         width = max([len(n) for n in names] + [len('pixel accuracy')])
         iou, acc = self.iou(), self.class_accuracy()
         pixels = self.matrix.sum(1)
@@ -163,7 +157,7 @@ class ConfusionMatrix:
 
     def to_dict(self, class_names: Sequence[str] | None = None) -> dict[str, Any]:
         """Plain JSON types; NaN (no pixels of a class) becomes None."""
-        names = self._names(class_names)
+        names = self.names(class_names)
         return {
             'miou': _json(self.miou()),
             'pixel_accuracy': _json(self.pixel_accuracy()),
@@ -172,59 +166,6 @@ class ConfusionMatrix:
             'class_accuracy': {n: _json(v) for n, v in zip(names, self.class_accuracy())},
             'pixels': self.total,
         }
-
-    def plot_confusion(self, path: str | os.PathLike, class_names: Sequence[str] | None = None,
-                       normalize: bool = True) -> Path:
-        """Heat map of the matrix (rows: ground truth, columns: prediction) as a PNG.
-
-        normalize=True divides each row by its pixel count (so the diagonal is the class
-        accuracy); cells are annotated when there are at most 30 classes.
-        """
-        names = self._names(class_names)
-        m = self.matrix.astype(np.float64)
-        if normalize:
-            with np.errstate(invalid='ignore', divide='ignore'):
-                m = np.nan_to_num(m / m.sum(1, keepdims=True))
-        n = self.num_classes
-        side = min(4 + 0.45 * n, 40)
-        fig, ax = _figure((side + 1.5, side))
-        im = ax.imshow(m, cmap='Blues', vmin=0, vmax=1 if normalize else None)
-        fig.colorbar(im, ax=ax, fraction=0.046, pad=0.04)
-        ax.set_xticks(range(n), names, rotation=90, fontsize=8)
-        ax.set_yticks(range(n), names, fontsize=8)
-        ax.set_xlabel('predicted')
-        ax.set_ylabel('ground truth')
-        ax.set_title(f'confusion ({"row-normalised" if normalize else "pixels"}), '
-                     f'mIoU {_pct(self.miou()).strip()}%')
-        if n <= 30:
-            for r in range(n):
-                for c in range(n):
-                    if m[r, c]:
-                        text = f'{m[r, c]:.2f}' if normalize else f'{int(m[r, c])}'
-                        ax.text(c, r, text, ha='center', va='center', fontsize=6,
-                                color='white' if m[r, c] > 0.5 * m.max() else 'black')
-        return _save(fig, path)
-
-    def plot_iou_bars(self, path: str | os.PathLike,
-                      class_names: Sequence[str] | None = None) -> Path:
-        """Horizontal bar chart of per-class IoU (classes with no pixels marked 'n/a')."""
-        names = self._names(class_names)
-        iou = self.iou()
-        fig, ax = _figure((8, 1.5 + 0.28 * self.num_classes))
-        y = np.arange(self.num_classes)
-        ax.barh(y, np.nan_to_num(iou) * 100, color='tab:blue')
-        for row, value in zip(y, iou):
-            ax.text(0.5 if math.isnan(value) else value * 100 + 0.5, row,
-                    'n/a' if math.isnan(value) else f'{value * 100:.1f}', va='center', fontsize=7)
-        ax.set_yticks(y, names, fontsize=8)
-        ax.invert_yaxis()
-        ax.set_xlim(0, 105)
-        ax.set_xlabel('IoU (%)')
-        miou = self.miou()
-        if not math.isnan(miou):
-            ax.axvline(miou * 100, color='tab:red', linestyle='--', label=f'mIoU {miou * 100:.1f}')
-            ax.legend(loc='lower right')
-        return _save(fig, path)
 
     def __repr__(self) -> str:
         return (f'ConfusionMatrix(num_classes={self.num_classes}, pixels={self.total}, '
@@ -243,17 +184,3 @@ def _pct(value: float) -> str:
 def _json(value: float) -> float | None:
     value = float(value)
     return None if math.isnan(value) else value
-
-
-def _figure(size):
-    # An Agg canvas of its own: no pyplot, no global backend switch, safe in threads and headless.
-    from matplotlib.backends.backend_agg import FigureCanvasAgg
-    from matplotlib.figure import Figure
-
-    fig = Figure(figsize=size, layout='constrained')
-    FigureCanvasAgg(fig)
-    return fig, fig.add_subplot()
-
-
-def _save(fig, path: str | os.PathLike) -> Path:
-    return atomic_write(path, lambda f: fig.savefig(f, format='png', dpi=100))

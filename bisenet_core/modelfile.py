@@ -14,6 +14,7 @@ from pathlib import Path
 import torch
 
 from bisenet_core.atomic import atomic_torch_save
+from bisenet_core.model import bisenet  # models know nothing of files; files know models
 from bisenet_core.spec import ModelSpec
 
 FORMAT = 'bisenet-ros-model'
@@ -93,9 +94,8 @@ def load_model(path: str | os.PathLike, device: str | torch.device = 'cpu'
 
 def build_model(state: dict, spec: ModelSpec, path: str | os.PathLike) -> torch.nn.Module:
     """The eval-mode BiSeNet of read_model_file's (state, spec); `path` names it in errors."""
-    from bisenet_core.model import bisenet  # models know nothing of files; files know models
-
-    model = bisenet(spec.num_classes, backbone=spec.backbone, architecture=spec.architecture)
+    model = bisenet(spec.num_classes, backbone=spec.backbone, architecture=spec.architecture,
+                    aux_head_channels=spec.aux_head_channels)
     try:
         model.load_state_dict(state, strict=True)
     except RuntimeError as exc:

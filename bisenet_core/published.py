@@ -20,9 +20,10 @@ from typing import NamedTuple
 import torch
 
 from bisenet_core.model import bisenet
+from bisenet_core.model.architectures import COINCHEUNG
 from bisenet_core.model.pretrained import WeightsFileError, read_state_dict, state_dict_mismatch
 from bisenet_core.modelfile import save_model
-from bisenet_core.spec import COINCHEUNG, ModelSpec, spec_for_dataset
+from bisenet_core.spec import ModelSpec, spec_for_dataset
 
 SOURCE = 'CoinCheung/BiSeNet BiSeNetV1'
 BACKBONE = 'resnet18'

@@ -14,6 +14,7 @@ from pathlib import Path
 from typing import Iterable
 
 import numpy as np
+import onnx
 from torch import nn
 
 from bisenet_core.export import INPUT_NAME, export_onnx, write_onnx
@@ -35,7 +36,6 @@ def quantize_int8(model: nn.Module, spec: ModelSpec, path: str | os.PathLike,
     """
     from onnxruntime.quantization import (CalibrationDataReader, QuantFormat, QuantType,
                                           quant_pre_process, quantize_static)
-    import onnx
 
     width, height = tuple(input_size) if input_size is not None else spec.input_size
     check_input_size(width, height)

@@ -10,32 +10,23 @@ from dataclasses import asdict, dataclass, field
 from typing import Any
 
 from bisenet_core.classes import DATASETS, IGNORE_INDEX, generated_palette
+from bisenet_core.model import architectures, backbones
+from bisenet_core.model.architectures import BISENET_ROS_V1, DEFAULT_ARCHITECTURE
+from bisenet_core.model.bisenet import OUTPUT_STRIDE, SIZE_DIVISOR
 
-# BiSeNet predicts at 1/8 of the network input (Spatial Path: three stride-2 convs).
-OUTPUT_STRIDE = 8
-# The Context Path downsamples 32x: the model zero-pads its input to a multiple of this
-# (and crops the output back), so any network input size works; multiples of 32 waste nothing.
-SIZE_DIVISOR = 32
+# Largest network input side (output stride and size divisor: the model's, model/bisenet.py).
 MAX_INPUT_SIDE = 8192
 
 # ImageNet statistics, RGB order, on images scaled to [0, 1] ("mean subtraction" in the paper).
 IMAGENET_MEAN = (0.485, 0.456, 0.406)
 IMAGENET_STD = (0.229, 0.224, 0.225)
 
-# 'resnet101_deepstem': ResNet-101 with TorchSeg's three-conv stem (its ImageNet weights are
-# TorchSeg's resnet101_v1c.pth; torchvision's fit 'resnet101').
-BACKBONES = ('xception39', 'resnet18', 'resnet101', 'resnet101_deepstem')
-
-# Network layouts (bisenet_core/model/bisenet.py, docs/model.md): 'torchseg' is the authors'
-# own code and the default for new models; 'bisenet-ros-v1' is this project's first layout
-# (the shipped model), which files without an `architecture` field were built with;
-# 'coincheung' is CoinCheung/BiSeNet's BiSeNetV1, whose published weights
-# training.import_weights converts (bisenet_core/model/coincheung.py, docs/published_weights.md).
-TORCHSEG = 'torchseg'
-BISENET_ROS_V1 = 'bisenet-ros-v1'
-COINCHEUNG = 'coincheung'
-ARCHITECTURES = (TORCHSEG, BISENET_ROS_V1, COINCHEUNG)
-DEFAULT_ARCHITECTURE = TORCHSEG
+# Names of the registered backbones and network layouts (bisenet_core/model/backbones.py,
+# architectures.py; docs/model.md). 'torchseg' is the authors' own code and the default for
+# new models; 'bisenet-ros-v1' this project's first layout (the shipped model); 'coincheung'
+# CoinCheung/BiSeNet's BiSeNetV1, whose published weights training.import_weights converts.
+BACKBONES = tuple(backbones.REGISTRY)
+ARCHITECTURES = tuple(architectures.REGISTRY)
 # What a model file, ONNX metadata or checkpoint config without the field was built with.
 UNRECORDED_ARCHITECTURE = BISENET_ROS_V1
 
@@ -51,6 +42,8 @@ class ModelSpec:
         architecture: network layout, one of ARCHITECTURES (from_dict reads a dict without
             it as UNRECORDED_ARCHITECTURE, the layout of files written before the field).
         input_size: network input (width, height); multiples of SIZE_DIVISOR need no padding.
+        aux_head_channels: hidden width of the auxiliary heads (training only, but their
+            weights are in the file); 0 = the layout's own for the backbone.
         mean, std: RGB normalisation of [0, 1] images.
         ignore_index: label value that is not a class (void).
         output_stride: network output is input / output_stride.
@@ -63,6 +56,7 @@ class ModelSpec:
     palette: tuple[tuple[int, int, int], ...]
     architecture: str = DEFAULT_ARCHITECTURE
     input_size: tuple[int, int] = (960, 720)
+    aux_head_channels: int = 0
     mean: tuple[float, float, float] = IMAGENET_MEAN
     std: tuple[float, float, float] = IMAGENET_STD
     ignore_index: int = IGNORE_INDEX
@@ -84,11 +78,11 @@ class ModelSpec:
 
     def validate(self) -> None:
         """Raise ValueError with a clear message if any field is unusable."""
-        if self.backbone not in BACKBONES:
-            raise ValueError(f'unknown backbone {self.backbone!r}; choose one of {BACKBONES}')
-        if self.architecture not in ARCHITECTURES:
-            raise ValueError(f'unknown architecture {self.architecture!r}; choose one of '
-                             f'{ARCHITECTURES}')
+        backbones.backbone_info(self.backbone)  # ValueError naming the known ones
+        architectures.layout(self.architecture)
+        if not isinstance(self.aux_head_channels, int) or self.aux_head_channels < 0:
+            raise ValueError(f'aux_head_channels must be an integer >= 0, got '
+                             f'{self.aux_head_channels!r}')
         if not 1 <= self.num_classes <= 255:
             raise ValueError(f'need 1..255 classes (labels are uint8), got {self.num_classes}')
         if len(self.palette) != self.num_classes:

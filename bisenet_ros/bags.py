@@ -7,10 +7,12 @@ Bags are proper rosbag2 (version-8 metadata, ROS 2 type hashes), so `ros2 bag in
     python -m bisenet_ros.bags convert --drive data/synth --split test --out drive.bag
     python -m bisenet_ros.bags convert --drive data/synth --split test --out drive.bag \
         --storage sqlite3 --fps 10 --compressed jpeg
+    python -m bisenet_ros.bags convert --drive data/surround --cameras front,left --out surround.bag
     python -m bisenet_ros.bags info drive.bag
 
 A converted bag holds sensor_msgs/Image rgb8 (or CompressedImage) on /camera/image_raw and
-the ground-truth labels as mono8 Images on /camera/labels, with identical header stamps.
+the ground-truth labels as mono8 Images on /camera/labels, with identical header stamps; with
+--cameras, each camera c of a multi-camera drive on /c/image_raw and /c/labels.
 """
 from __future__ import annotations
 
@@ -24,10 +26,14 @@ from typing import Sequence
 
 import cv2
 import numpy as np
-from rosbags.highlevel import AnyReader, AnyReaderError
 from rosbags.rosbag2 import StoragePlugin, Writer, WriterError
 from rosbags.typesys import Stores, get_typestore
 from tqdm import tqdm
+
+from bisenet_ros.bag_files import BagError, open_bag
+from bisenet_ros.image_decoding import (ImageConversionError, compressed_to_numpy,
+                                        image_to_network_input, image_to_numpy)
+from bisenet_ros.label_files import label_files, match_label_files
 
 IMAGE_TOPIC = '/camera/image_raw'
 LABEL_TOPIC = '/camera/labels'
@@ -43,11 +49,7 @@ BAG_VERSION = 8
 DEFAULT_START_NS = 1_700_000_000 * 10**9
 IMAGE_SUFFIXES = ('.png', '.jpg', '.jpeg', '.bmp')
 # Topic names that mark ground truth rather than camera images (for auto-detection).
-_LABEL_WORDS = re.compile(r'label|annot|ground_?truth|/gt\b|semantic|mask', re.IGNORECASE)
-
-
-class BagError(RuntimeError):
-    """A bag or drive folder cannot be used (one-line message naming the path and the problem)."""
+LABEL_WORDS = re.compile(r'label|annot|ground_?truth|/gt\b|semantic|mask', re.IGNORECASE)
 
 
 @dataclass(frozen=True)
@@ -149,7 +151,8 @@ def _read_png(path: Path, flags: int) -> np.ndarray:
 def convert_drive(drive: str | os.PathLike, out: str | os.PathLike, split: str = 'test',
                   storage: str = 'mcap', fps: float = 10.0, compressed: str | None = None,
                   image_topic: str = IMAGE_TOPIC, label_topic: str = LABEL_TOPIC,
-                  start_ns: int = DEFAULT_START_NS, progress: bool = True) -> Path:
+                  start_ns: int = DEFAULT_START_NS, progress: bool = True,
+                  cameras: Sequence[str] = ()) -> Path:
     """Write a CamVid-layout drive split into a new rosbag2 bag at `out`; return its path.
 
     Args:
@@ -159,6 +162,8 @@ def convert_drive(drive: str | os.PathLike, out: str | os.PathLike, split: str =
         fps: frame rate; frame i is stamped start_ns + i / fps seconds (header and bag time).
         compressed: None for rgb8 Images, 'jpeg' or 'png' for CompressedImages.
         image_topic, label_topic: where images and mono8 ground truth go.
+        cameras: a multi-camera drive (synthetic write_cameras): camera c from
+            `<drive>/<c>/<split>/` to /c/image_raw, /c/labels, frame_id c, stamps shared.
     """
     if storage not in STORAGES:
         raise BagError(f'unknown storage {storage!r}; choose one of {sorted(STORAGES)}')
@@ -166,7 +171,9 @@ def convert_drive(drive: str | os.PathLike, out: str | os.PathLike, split: str =
         raise BagError(f'unknown compression {compressed!r}; choose one of {COMPRESSIONS}')
     if not fps > 0:
         raise BagError(f'fps must be > 0, got {fps}')
-    pairs = drive_frames(drive, split)
+    streams = ([(drive_frames(Path(drive) / c, split), f'/{c}/image_raw', f'/{c}/labels', c)
+                for c in cameras] if cameras else
+               [(drive_frames(drive, split), image_topic, label_topic, FRAME_ID)])
     out = Path(out)
     if out.exists():
         raise BagError(f'bag {out}: exists already; choose another --out or remove it')
@@ -174,62 +181,60 @@ def convert_drive(drive: str | os.PathLike, out: str | os.PathLike, split: str =
     out.parent.mkdir(parents=True, exist_ok=True)
     try:
         with Writer(out, version=BAG_VERSION, storage_plugin=STORAGES[storage]) as writer:
-            image_conn = writer.add_connection(
-                image_topic, COMPRESSED_TYPE if compressed else IMAGE_TYPE, typestore=store)
-            label_conn = writer.add_connection(label_topic, IMAGE_TYPE, typestore=store)
-            for index, (image_path, label_path) in enumerate(
-                    tqdm(pairs, desc=f'writing {out.name}', unit='frame', disable=not progress)):
+            connections = [
+                (writer.add_connection(image, COMPRESSED_TYPE if compressed else IMAGE_TYPE,
+                                       typestore=store),
+                 writer.add_connection(label, IMAGE_TYPE, typestore=store))
+                for _, image, label, _ in streams]
+            count = max(len(pairs) for pairs, *_ in streams)
+            for index in tqdm(range(count), desc=f'writing {out.name}', unit='frame',
+                              disable=not progress):
                 stamp_ns = start_ns + round(index * 1e9 / fps)
-                rgb = cv2.cvtColor(_read_png(image_path, cv2.IMREAD_COLOR), cv2.COLOR_BGR2RGB)
-                if compressed:
-                    message = compressed_message(store, rgb, compressed, stamp_ns)
-                else:
-                    message = image_message(store, rgb, 'rgb8', stamp_ns)
-                writer.write(image_conn, stamp_ns, store.serialize_cdr(message, image_conn.msgtype))
-                if label_path is not None:
-                    label = _read_png(label_path, cv2.IMREAD_GRAYSCALE)
-                    if label.shape != rgb.shape[:2]:
-                        raise BagError(f'{label_path}: label is {label.shape[1]}x{label.shape[0]}'
-                                       f', image is {rgb.shape[1]}x{rgb.shape[0]}')
-                    message = image_message(store, label, 'mono8', stamp_ns)
-                    writer.write(label_conn, stamp_ns,
-                                 store.serialize_cdr(message, label_conn.msgtype))
+                for (pairs, *_, frame_id), conns in zip(streams, connections):
+                    if index < len(pairs):
+                        _write_frame(writer, store, conns, pairs[index], stamp_ns, compressed,
+                                     frame_id)
     except WriterError as exc:
         raise BagError(f'bag {out}: {exc}') from None
     return out
 
 
+def _write_frame(writer, store, connections, paths, stamp_ns: int, compressed: str | None,
+                 frame_id: str) -> None:
+    """One camera frame (and its ground truth, where there is one) into the bag."""
+    (image_conn, label_conn), (image_path, label_path) = connections, paths
+    rgb = cv2.cvtColor(_read_png(image_path, cv2.IMREAD_COLOR), cv2.COLOR_BGR2RGB)
+    if compressed:
+        message = compressed_message(store, rgb, compressed, stamp_ns, frame_id)
+    else:
+        message = image_message(store, rgb, 'rgb8', stamp_ns, frame_id)
+    writer.write(image_conn, stamp_ns, store.serialize_cdr(message, image_conn.msgtype))
+    if label_path is not None:
+        label = _read_png(label_path, cv2.IMREAD_GRAYSCALE)
+        if label.shape != rgb.shape[:2]:
+            raise BagError(f'{label_path}: label is {label.shape[1]}x{label.shape[0]}'
+                           f', image is {rgb.shape[1]}x{rgb.shape[0]}')
+        message = image_message(store, label, 'mono8', stamp_ns, frame_id)
+        writer.write(label_conn, stamp_ns, store.serialize_cdr(message, label_conn.msgtype))
+
+
 # ----------------------------------------------------------------------------- reading
-
-def _open(bag: str | os.PathLike) -> AnyReader:
-    path = Path(bag)
-    if not path.exists():
-        raise BagError(f'bag {path}: not found')
-    if path.is_file() and path.suffix in ('.mcap', '.db3'):
-        path = path.parent  # a bag's data file given instead of its folder
-    if not (path / 'metadata.yaml').is_file():
-        raise BagError(f'bag {path}: no metadata.yaml; expected a rosbag2 bag folder')
-    return AnyReader([path], default_typestore=typestore())
-
 
 def bag_info(bag: str | os.PathLike) -> dict:
     """Storage, duration, message count and the topics (type, count) of a bag."""
-    try:
-        with _open(bag) as reader:
-            topics = {}
-            for conn in reader.connections:
-                entry = topics.setdefault(conn.topic, {'type': conn.msgtype, 'count': 0})
-                entry['count'] += conn.msgcount
-            return {
-                'path': str(Path(bag)),
-                'storage': _storage_name(Path(bag)),
-                'start_ns': reader.start_time,
-                'duration_s': (reader.end_time - reader.start_time) / 1e9,
-                'messages': reader.message_count,
-                'topics': topics,
-            }
-    except AnyReaderError as exc:
-        raise BagError(f'bag {bag}: cannot be read: {exc}') from None
+    with open_bag(bag, typestore()) as reader:
+        topics = {}
+        for conn in reader.connections:
+            entry = topics.setdefault(conn.topic, {'type': conn.msgtype, 'count': 0})
+            entry['count'] += conn.msgcount
+        return {
+            'path': str(Path(bag)),
+            'storage': _storage_name(Path(bag)),
+            'start_ns': reader.start_time,
+            'duration_s': (reader.end_time - reader.start_time) / 1e9,
+            'messages': reader.message_count,
+            'topics': topics,
+        }
 
 
 def _storage_name(path: Path) -> str:
@@ -275,7 +280,7 @@ def choose_topics(bag: str | os.PathLike, image_topic: str | None = None,
         if name is not None and name not in topics:
             raise BagError(f'bag {bag}: no Image/CompressedImage topic {name!r} for the {kind}s; '
                            f'it has: {_topic_listing(bag, topics)}')
-    label_like = sorted(t for t in topics if _LABEL_WORDS.search(t))
+    label_like = sorted(t for t in topics if LABEL_WORDS.search(t))
     if image_topic is None:
         cameras = sorted(t for t in topics if t not in label_like and t != label_topic)
         if len(cameras) != 1:
@@ -288,87 +293,46 @@ def choose_topics(bag: str | os.PathLike, image_topic: str | None = None,
     return image_topic, label_topic
 
 
-def decode_image(msg, msgtype: str) -> np.ndarray:
-    """A rosbags Image/CompressedImage message -> uint8 RGB (H x W x 3) or mono (H x W)."""
+def camera_image(msg, msgtype: str) -> np.ndarray:
+    """uint8 H x W x 3 RGB of an Image (any encoding the node takes) or jpeg/png CompressedImage.
+
+    The node's own decoder (bisenet_ros.image_decoding) and frame conversion (16-bit mono as
+    value >> 8, alpha dropped), so the bag reader takes exactly the frames the node takes.
+    """
+    # Here, not at the top: bisenet_core.inference imports torch, which `bags info` and
+    # `bags convert` do not need.
+    from bisenet_core.inference.frames import check_frame, to_rgb, to_uint8
+
     if msgtype == COMPRESSED_TYPE:
-        array = cv2.imdecode(np.frombuffer(bytes(msg.data), np.uint8), cv2.IMREAD_UNCHANGED)
-        if array is None:
-            raise BagError(f'compressed image ({msg.format!r}) cannot be decoded')
-        if array.ndim == 3:
-            array = cv2.cvtColor(array, cv2.COLOR_BGRA2RGB if array.shape[2] == 4
-                                 else cv2.COLOR_BGR2RGB)
-        return array
-    channels = {'rgb8': 3, 'bgr8': 3, 'rgba8': 4, 'bgra8': 4, 'mono8': 1, '8UC1': 1,
-                '8UC3': 3}.get(msg.encoding)
-    if channels is None:
-        raise BagError(f'image encoding {msg.encoding!r} is not supported '
-                       f'(use rgb8, bgr8, rgba8, bgra8 or mono8)')
-    data = np.asarray(msg.data, np.uint8)
-    rows = data[:msg.height * msg.step].reshape(msg.height, msg.step)
-    array = rows[:, :msg.width * channels].reshape(msg.height, msg.width, channels)
-    if channels == 1:
-        return array[:, :, 0].copy()
-    conversions = {'bgr8': cv2.COLOR_BGR2RGB, 'rgba8': cv2.COLOR_RGBA2RGB,
-                   'bgra8': cv2.COLOR_BGRA2RGB, '8UC3': cv2.COLOR_BGR2RGB}
-    if msg.encoding in conversions:
-        return cv2.cvtColor(array, conversions[msg.encoding])
+        pixels, order = compressed_to_numpy(msg), 'bgr'
+    else:
+        pixels, order = image_to_network_input(msg)
+    return np.ascontiguousarray(to_rgb(to_uint8(check_frame(pixels, order)), order))
+
+
+def label_image(msg, msgtype: str) -> np.ndarray:
+    """uint8 H x W ground truth of a mono8/8UC1 Image or a single-channel png."""
+    if msgtype == COMPRESSED_TYPE:
+        array = compressed_to_numpy(msg, color=False)
+    else:
+        array = image_to_numpy(msg)
+    if array.ndim != 2 or array.dtype != np.uint8:
+        raise ImageConversionError(f'ground truth must be 8-bit single-channel (mono8), got '
+                                   f'{array.dtype} {array.shape}')
     return array.copy()
 
 
-def _to_rgb(array: np.ndarray) -> np.ndarray:
-    return cv2.cvtColor(array, cv2.COLOR_GRAY2RGB) if array.ndim == 2 else array
-
-
-def _to_label(array: np.ndarray, where: str) -> np.ndarray:
-    if array.ndim != 2:
-        raise BagError(f'{where}: ground truth must be single-channel (mono8), got {array.shape}')
-    return array
+def _deserialize(reader, raw: bytes, conn, bag: str | os.PathLike):
+    try:
+        return reader.deserialize(raw, conn.msgtype)
+    except Exception as exc:  # a damaged message's CDR: struct, index or unicode errors
+        raise BagError(f'bag {bag}: a {conn.msgtype} message on {conn.topic} cannot be decoded '
+                       f'(damaged?): {type(exc).__name__}: {exc}') from None
 
 
 def _header_stamp_ns(msg, bag_time_ns: int) -> int:
     stamp = msg.header.stamp.sec * 10**9 + msg.header.stamp.nanosec
     return stamp if stamp else bag_time_ns
-
-
-def label_files(labels_dir: str | os.PathLike) -> list[Path]:
-    """Label PNGs of a folder, in name order."""
-    labels_dir = Path(labels_dir)
-    if not labels_dir.is_dir():
-        raise BagError(f'labels folder {labels_dir}: not found')
-    files = sorted(p for p in labels_dir.iterdir() if p.suffix.lower() == '.png')
-    if not files:
-        raise BagError(f'labels folder {labels_dir}: no .png files')
-    return files
-
-
-def match_label_files(files: Sequence[Path], stamps: Sequence[int], key: str = 'auto'
-                      ) -> dict[int, Path]:
-    """Frame index -> label file.
-
-    Files are keyed by 'stamp' (name = stamp in ns), 'index' (name = 0-based frame index,
-    e.g. 000012.png) or 'order' (n-th file in name order labels the n-th frame). 'auto':
-    order unless every name is a number, else whichever of stamp and index names more
-    frames (stamp on a tie: a bag whose first stamp is 0 has a frame 0 both ways).
-    """
-    numbered = {}
-    for path in files:
-        if path.stem.isdigit():
-            numbered[int(path.stem)] = path
-    if key == 'auto':
-        if len(numbered) < len(files):
-            key = 'order'
-        else:
-            by_stamp = len(set(numbered) & set(stamps))
-            by_index = sum(0 <= n < len(stamps) for n in numbered)
-            key = 'stamp' if by_stamp >= by_index else 'index'
-    if key == 'stamp':
-        by_stamp = {s: i for i, s in enumerate(stamps)}
-        return {by_stamp[s]: p for s, p in numbered.items() if s in by_stamp}
-    if key == 'index':
-        return {i: p for i, p in numbered.items() if 0 <= i < len(stamps)}
-    if key == 'order':
-        return dict(enumerate(list(files)[:len(stamps)]))
-    raise BagError(f'unknown labels key {key!r}; choose auto, stamp, index or order')
 
 
 def read_frames(bag: str | os.PathLike, image_topic: str | None = None,
@@ -384,22 +348,21 @@ def read_frames(bag: str | os.PathLike, image_topic: str | None = None,
                                              want_labels=labels_dir is None)
     frames: list[tuple[int, np.ndarray]] = []
     labels: dict[int, np.ndarray] = {}
-    try:
-        with _open(bag) as reader:
-            wanted = [c for c in reader.connections if c.topic in (image_topic, label_topic)]
-            for conn, bag_time, raw in reader.messages(connections=wanted):
-                if conn.topic == image_topic:
-                    if max_frames is not None and len(frames) >= max_frames:
-                        continue
-                    msg = reader.deserialize(raw, conn.msgtype)
-                    frames.append((_header_stamp_ns(msg, bag_time),
-                                   _to_rgb(decode_image(msg, conn.msgtype))))
+    with open_bag(bag, typestore()) as reader:
+        wanted = [c for c in reader.connections if c.topic in (image_topic, label_topic)]
+        for conn, bag_time, raw in reader.messages(connections=wanted):
+            is_image = conn.topic == image_topic
+            if is_image and max_frames is not None and len(frames) >= max_frames:
+                continue
+            msg = _deserialize(reader, raw, conn, bag)
+            stamp = _header_stamp_ns(msg, bag_time)
+            try:
+                if is_image:
+                    frames.append((stamp, camera_image(msg, conn.msgtype)))
                 else:
-                    msg = reader.deserialize(raw, conn.msgtype)
-                    labels[_header_stamp_ns(msg, bag_time)] = _to_label(
-                        decode_image(msg, conn.msgtype), f'{label_topic} in {bag}')
-    except AnyReaderError as exc:
-        raise BagError(f'bag {bag}: cannot be read: {exc}') from None
+                    labels[stamp] = label_image(msg, conn.msgtype)
+            except ImageConversionError as exc:
+                raise BagError(f'bag {bag}: {conn.topic} message {stamp}: {exc}') from None
     if not frames:
         raise BagError(f'bag {bag}: no messages on {image_topic}')
     if labels_dir is not None:
@@ -409,8 +372,7 @@ def read_frames(bag: str | os.PathLike, image_topic: str | None = None,
             raise BagError(f'labels folder {labels_dir}: none of its {len(found)} PNGs '
                            f'({found[0].name}, ...) names one of the {len(frames)} frames by '
                            f'stamp (first {frames[0][0]}) or index; see --labels-key')
-        labels = {frames[i][0]: _to_label(_read_png(p, cv2.IMREAD_GRAYSCALE), str(p))
-                  for i, p in files.items()}
+        labels = {frames[i][0]: _read_png(p, cv2.IMREAD_GRAYSCALE) for i, p in files.items()}
     out = []
     for index, (stamp, image) in enumerate(frames):
         label = labels.get(stamp)
@@ -458,13 +420,19 @@ def main(argv: Sequence[str] | None = None) -> int:
                            'raw rgb8 Images')
     conv.add_argument('--image-topic', default=IMAGE_TOPIC, help=f'default: {IMAGE_TOPIC}')
     conv.add_argument('--label-topic', default=LABEL_TOPIC, help=f'default: {LABEL_TOPIC}')
+    conv.add_argument('--cameras', type=lambda t: [c.strip() for c in t.split(',') if c.strip()],
+                      default=[], metavar='NAME,...',
+                      help='a multi-camera drive (python -m bisenet_core.data.synthetic '
+                           '--cameras): camera c from DRIVE/c/SPLIT/ to /c/image_raw and '
+                           '/c/labels (instead of --image-topic/--label-topic)')
     info = sub.add_parser('info', help='topics, types and counts of a bag')
     info.add_argument('bag', type=Path, help='rosbag2 bag folder (MCAP or sqlite3)')
     args = parser.parse_args(argv)
     try:
         if args.command == 'convert':
             path = convert_drive(args.drive, args.out, args.split, args.storage, args.fps,
-                                 args.compressed, args.image_topic, args.label_topic)
+                                 args.compressed, args.image_topic, args.label_topic,
+                                 cameras=args.cameras)
             _print_info(bag_info(path))
         else:
             _print_info(bag_info(args.bag))

@@ -29,6 +29,9 @@ from bisenet_ros.camera_stats import CameraStats
 from bisenet_ros.node_parameters import DURABILITY, RELIABILITY
 
 MAX_TRACKED_PUBLISHERS = 16
+# A camera whose last frame came within this many seconds is waited for by the batch window;
+# a silent or vanished one is not (else every cycle would wait the whole window for it).
+ACTIVE_S = 1.0
 ERROR_LOG_THROTTLE_S = 5.0
 K = TypeVar('K')
 # What to do when a publisher's QoS policy cannot match this subscription's.
@@ -49,11 +52,22 @@ class InputSettings:
 
 
 class FrameHandover:
-    """Newest frame wins: one slot per camera input, one condition to wake the worker."""
+    """Newest frame wins: one slot per camera input, one condition to wake the worker.
 
-    def __init__(self):
+    The worker takes the newest waiting frame of every camera that has one, so a camera is
+    served in every cycle it has a frame, whatever the other cameras' rates: none starves.
+
+    Args:
+        batch_window_s: 0: take() returns as soon as a frame waits (no camera waits for
+            another); > 0: it waits up to this long after the first waiting frame for the
+            other active cameras' frames (ACTIVE_S), to fill the batch.
+    """
+
+    def __init__(self, batch_window_s: float = 0.0):
         self.ready = threading.Condition()
         self.stopping = False
+        self.batch_window_s = batch_window_s
+        self._last_received: dict = {}  # camera key -> when its last taken frame arrived
 
     def take(self, inputs: Mapping[K, CameraInput]) -> list[tuple[K, tuple]]:
         """Block until an input has a frame (or the node stops); take every input's newest.
@@ -64,11 +78,32 @@ class FrameHandover:
         with self.ready:
             while not self.stopping and all(i.latest_frame is None for i in inputs.values()):
                 self.ready.wait()
+            if self.batch_window_s > 0:
+                self._fill_batch(inputs)
             taken = [(key, i.latest_frame) for key, i in inputs.items()
                      if i.latest_frame is not None]
             for camera_input in inputs.values():
                 camera_input.latest_frame = None
+            for key, (_, received) in taken:
+                self._last_received[key] = received
             return taken
+
+    def _fill_batch(self, inputs: Mapping[K, CameraInput]) -> None:
+        """Wait until every active camera has a frame, or the window has passed.
+
+        The window starts at the first waiting frame; `ready` is released while waiting.
+        """
+        waiting = [i.latest_frame[1] for i in inputs.values() if i.latest_frame is not None]
+        if not waiting:
+            return
+        end = min(waiting) + self.batch_window_s
+        while not self.stopping:
+            now = time.perf_counter()
+            missing = [key for key, i in inputs.items() if i.latest_frame is None
+                       and now - self._last_received.get(key, -ACTIVE_S - 1) <= ACTIVE_S]
+            if not missing or now >= end:
+                return
+            self.ready.wait(end - now)
 
     def stop(self) -> None:
         """Frames arriving from now on are ignored; the worker finishes what it took."""

@@ -24,8 +24,8 @@ from typing import Sequence
 from bisenet_core.data.synthetic import write_drive
 from bisenet_ros.bags import BagError, convert_drive
 from bisenet_ros.paths import default_model_path
-from bisenet_ros.replay import (DEFAULT_MODEL, ReplayError, add_node_options, evaluate,
-                                summary_lines)
+from bisenet_ros.replay import (DEFAULT_MODEL, ReplayError, ReplayOptions, add_node_options,
+                                evaluate, summary_lines)
 
 DEMO_SEED = 9001      # held out: training uses seeds 1..20, validation 1001, test 2001
 DEMO_FRAMES = 150
@@ -81,8 +81,9 @@ def main(argv: Sequence[str] | None = None) -> int:
         pace = 'lockstep (no frame lost)' if args.rate is None else f'{args.rate:g}x real time'
         print(f'[3/4] live replay through segment_node ({pace}), model {model}')
         print('[4/4] then the offline reference (same model, no ROS)')
-        report = evaluate(bag, model, mode='both', rate=args.rate, out=out,
-                          backend=args.backend, device=args.device, precision=args.precision)
+        report = evaluate(ReplayOptions(bag, model, mode='both', rate=args.rate, out=out,
+                                        backend=args.backend, device=args.device,
+                                        precision=args.precision))
     except (ReplayError, BagError, ValueError, RuntimeError) as exc:
         print(f'error: {exc}', file=sys.stderr)
         return 2

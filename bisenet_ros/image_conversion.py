@@ -1,10 +1,9 @@
 """sensor_msgs Image / CompressedImage <-> numpy, without cv_bridge.
 
-Decoding is zero-copy where the layout allows: the array is a view of the message's buffer
-(np.frombuffer, then a strided view that skips the row padding of `step`). Encoding copies the
-pixels once, straight into the array.array the message keeps (no per-element Python loop).
+Decoding (message -> numpy) is bisenet_ros.image_decoding, which needs no ROS and serves the
+bag reader too; its functions are imported here for the node. Encoding copies the pixels
+once, straight into the array.array the message keeps (no per-element Python loop).
 
-    array = image_to_numpy(msg)                 # H x W (x C) in the message's own layout
     image, order = image_to_network_input(msg)  # view for Segmenter.segment, 'rgb' or 'bgr'
     msg = numpy_to_image(labels, 'mono8', header)
 """
@@ -12,86 +11,22 @@ from __future__ import annotations
 
 import array
 import sys
-from typing import NamedTuple
 
 import cv2
 import numpy as np
 from sensor_msgs.msg import CompressedImage, Image
 
+from bisenet_ros.image_decoding import (COMPRESSED_FORMATS, ENCODINGS, ImageConversionError,
+                                        check_image_pixels, compressed_image_size,
+                                        compressed_to_network_input, encoding_layout,
+                                        image_to_network_input, image_to_numpy)
 
-class ImageConversionError(ValueError):
-    """A message that cannot be turned into an image (or an image into a message)."""
+# The decoders are the node's too: it imports everything about images from here.
+__all__ = ['COMPRESSED_FORMATS', 'ENCODINGS', 'ImageConversionError', 'check_image_pixels',
+           'compressed_image_size', 'compressed_to_network_input', 'image_to_network_input',
+           'image_to_numpy', 'labels_to_compressed', 'numpy_to_compressed', 'numpy_to_image']
 
-
-class Encoding(NamedTuple):
-    channels: int
-    dtype: str           # numpy base type; byte order comes from is_bigendian
-    color_order: str     # how the network should read it: 'rgb', 'bgr', 'mono'
-
-
-# The encodings the node accepts (sensor_msgs/image_encodings.hpp names).
-ENCODINGS = {
-    'rgb8': Encoding(3, 'u1', 'rgb'),
-    'bgr8': Encoding(3, 'u1', 'bgr'),
-    'rgba8': Encoding(4, 'u1', 'rgb'),
-    'bgra8': Encoding(4, 'u1', 'bgr'),
-    'mono8': Encoding(1, 'u1', 'mono'),
-    'mono16': Encoding(1, 'u2', 'mono'),
-    '8UC1': Encoding(1, 'u1', 'mono'),
-    '8UC3': Encoding(3, 'u1', 'bgr'),    # OpenCV's convention for untyped 3-channel images
-    '16UC1': Encoding(1, 'u2', 'mono'),
-}
-COMPRESSED_FORMATS = ('jpeg', 'png')
 _HOST_BIGENDIAN = sys.byteorder == 'big'
-
-
-def _encoding(name: str) -> Encoding:
-    try:
-        return ENCODINGS[name]
-    except KeyError:
-        raise ImageConversionError(
-            f'unsupported image encoding {name!r}; supported: {", ".join(ENCODINGS)}') from None
-
-
-def image_to_numpy(msg: Image) -> np.ndarray:
-    """The pixels of an Image as H x W (one channel) or H x W x C, a view of msg.data if possible.
-
-    Raises ImageConversionError for an unknown encoding, empty data, a step shorter than a
-    row, or data whose size is not step * height.
-    """
-    enc = _encoding(msg.encoding)
-    height, width, step = int(msg.height), int(msg.width), int(msg.step)
-    if height == 0 or width == 0 or len(msg.data) == 0:
-        raise ImageConversionError(f'empty image ({width}x{height}, {len(msg.data)} bytes of '
-                                   f'{msg.encoding})')
-    dtype = np.dtype(enc.dtype).newbyteorder('>' if msg.is_bigendian else '<')
-    row_bytes = width * enc.channels * dtype.itemsize
-    if step < row_bytes:
-        raise ImageConversionError(f'step {step} is shorter than a row of {width} {msg.encoding} '
-                                   f'pixels ({row_bytes} bytes)')
-    if len(msg.data) != step * height:
-        raise ImageConversionError(f'data has {len(msg.data)} bytes, expected step * height = '
-                                   f'{step} * {height} = {step * height} ({msg.encoding} '
-                                   f'{width}x{height})')
-    flat = np.frombuffer(msg.data, dtype=np.uint8)
-    # Rows of `step` bytes, of which the first row_bytes are pixels: a view, no copy.
-    rows = flat.reshape(height, step)[:, :row_bytes]
-    pixels = rows.view(dtype)
-    if enc.channels == 1:
-        return pixels
-    return pixels.reshape(height, width, enc.channels)
-
-
-def image_to_network_input(msg: Image) -> tuple[np.ndarray, str]:
-    """An Image as Segmenter.segment takes it: (a view of msg.data, 'rgb' or 'bgr').
-
-    No pixel is copied: the view keeps the row padding, the alpha channel (the Segmenter
-    ignores it) and 16-bit mono (the Segmenter uses value >> 8), so the frame goes from the
-    message buffer straight into the Segmenter's upload buffer.
-    """
-    pixels = image_to_numpy(msg)
-    enc = ENCODINGS[msg.encoding]
-    return pixels, ('bgr' if enc.color_order == 'bgr' else 'rgb')
 
 
 def numpy_to_image(image: np.ndarray, encoding: str, header=None) -> Image:
@@ -99,7 +34,7 @@ def numpy_to_image(image: np.ndarray, encoding: str, header=None) -> Image:
 
     The pixels are copied once, into the array.array that msg.data holds.
     """
-    enc = _encoding(encoding)
+    enc = encoding_layout(encoding)
     image = np.asarray(image)
     expected = np.dtype(enc.dtype)
     if image.dtype.kind != expected.kind or image.dtype.itemsize != expected.itemsize:
@@ -129,78 +64,6 @@ def _to_byte_array(image: np.ndarray) -> array.array:
     data = array.array('B')
     data.frombytes(np.ascontiguousarray(image).data.cast('B'))
     return data
-
-
-_PNG_SIGNATURE = b'\x89PNG\r\n\x1a\n'
-# JPEG start-of-frame markers (baseline, progressive, lossless, ...): C0-CF but C4 (DHT),
-# C8 (JPG extension) and CC (DAC).
-_JPEG_SOF = frozenset(range(0xC0, 0xD0)) - {0xC4, 0xC8, 0xCC}
-
-
-def compressed_image_size(data) -> tuple[int, int] | None:
-    """(width, height) read from a PNG or JPEG header, without decoding; None if not found."""
-    buf = memoryview(data).cast('B')
-    if bytes(buf[:8]) == _PNG_SIGNATURE and bytes(buf[12:16]) == b'IHDR' and len(buf) >= 24:
-        return (int.from_bytes(buf[16:20], 'big'), int.from_bytes(buf[20:24], 'big'))
-    if bytes(buf[:2]) != b'\xff\xd8':
-        return None
-    i = 2
-    while i + 4 <= len(buf):
-        if buf[i] != 0xFF:
-            return None
-        marker = buf[i + 1]
-        if marker == 0xFF:                      # fill byte
-            i += 1
-        elif marker == 0x01 or 0xD0 <= marker <= 0xD8:
-            i += 2                              # markers without a length
-        elif marker in (0xD9, 0xDA):            # end of image / start of scan before a frame
-            return None
-        elif marker in _JPEG_SOF:
-            if i + 9 > len(buf):
-                return None
-            height = int.from_bytes(buf[i + 5:i + 7], 'big')
-            width = int.from_bytes(buf[i + 7:i + 9], 'big')
-            return width, height
-        else:
-            i += 2 + int.from_bytes(buf[i + 2:i + 4], 'big')
-    return None
-
-
-def check_image_pixels(msg: Image | CompressedImage, max_pixels: int) -> None:
-    """Refuse a frame larger than max_pixels (0 = no limit) before it is decoded or copied.
-
-    For a CompressedImage the size comes from the jpeg/png header: a 35 kB PNG can declare
-    6000 x 6000 pixels (108 MB decoded, more while the network input is made).
-    """
-    if max_pixels <= 0:
-        return
-    if isinstance(msg, CompressedImage):
-        size = compressed_image_size(msg.data)
-        if size is None:
-            return  # not a jpeg/png header we can read: decoding reports it
-        width, height = size
-    else:
-        width, height = int(msg.width), int(msg.height)
-    if width * height > max_pixels:
-        raise ImageConversionError(
-            f'{width}x{height} image ({width * height / 1e6:.1f} Mpx) is larger than '
-            f'max_image_pixels={max_pixels} ({max_pixels / 1e6:.1f} Mpx); not decoded')
-
-
-def compressed_to_network_input(msg: CompressedImage) -> tuple[np.ndarray, str]:
-    """Decode a jpeg/png CompressedImage: (uint8 H x W x 3, 'bgr')."""
-    if len(msg.data) == 0:
-        raise ImageConversionError(f'empty compressed image (format {msg.format!r})')
-    try:
-        image = cv2.imdecode(np.frombuffer(msg.data, dtype=np.uint8), cv2.IMREAD_COLOR)
-    except cv2.error as exc:  # e.g. a header beyond OpenCV's own pixel limit
-        reason = str(exc).strip().splitlines()[-1]
-        raise ImageConversionError(f'cannot decode compressed image ({len(msg.data)} bytes, '
-                                   f'format {msg.format!r}): {reason}') from None
-    if image is None or image.size == 0:
-        raise ImageConversionError(f'cannot decode compressed image ({len(msg.data)} bytes, '
-                                   f'format {msg.format!r}): corrupt or not jpeg/png')
-    return image, 'bgr'
 
 
 def labels_to_compressed(labels: np.ndarray, header=None) -> CompressedImage:

@@ -100,6 +100,15 @@ PARAMETERS: tuple[tuple[str, object, ParameterDescriptor], ...] = (
         'frames with more pixels (width x height, read from the header before '
         'decoding) are refused as bad input; 0 = no limit',
         integer_range=IntegerRange(from_value=0, to_value=2**40, step=1))),
+    ('batch_window_ms', 0.0, param_descriptor(
+        'several cameras: 0 = the worker takes the frames waiting at once (no camera waits '
+        'for another); > 0 = after the first frame it waits up to this long for the other '
+        'sending cameras, to batch them',
+        float_range=FloatingPointRange(from_value=0.0, to_value=10000.0, step=0.0))),
+    ('camera_timeout_s', 3.0, param_descriptor(
+        'several cameras: a camera that sent no frame for this long (or none yet) turns its '
+        'diagnostics WARN; 0 = off',
+        float_range=FloatingPointRange(from_value=0.0, to_value=3600.0, step=0.0))),
     ('latency_budget_ms', 100.0, param_descriptor(
         'diagnostics WARN when the end-to-end latency p90 exceeds this; 0 = off',
         read_only=False, float_range=FloatingPointRange(from_value=0.0, to_value=60000.0,

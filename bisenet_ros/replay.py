@@ -7,522 +7,251 @@ mIoU, per-class IoU, pixel accuracy, drops, end-to-end latency and throughput. O
 runs the same model through `Segmenter` on the same frames without ROS: the reference the
 live numbers must reproduce (a gap means lost, late or corrupted frames).
 
+This module is the command line and the report (`evaluate(ReplayOptions(...))`); the offline run
+and scoring are in bisenet_ros.replay_offline (no ROS), the ROS client and live run in
+bisenet_ros.replay_live, the options in bisenet_ros.replay_options.
+
     python -m bisenet_ros.replay drive.bag --model models/bisenet_xception39_synthetic.pt
     python -m bisenet_ros.replay drive.bag --mode offline --labels-dir gt/ --out out/eval
     python -m bisenet_ros.replay theirs.bag --image-topic /cam/front/compressed --lockstep
     python -m bisenet_ros.replay drive.bag --attach /bisenet/segment_node --rate 0.5
+    python -m bisenet_ros.replay surround.bag --image-topic /front/image_raw \
+        --image-topic /left/image_raw                  # several cameras through one node
+
+With several --image-topic, one node segments every camera (bisenet_ros.replay_cameras):
+each camera is scored on its own (out/<camera>/report.md) and all together (out/report.md).
 """
 from __future__ import annotations
 
 import argparse
-import os
 import sys
-import threading
-import time
-from dataclasses import dataclass, field
 from pathlib import Path
+from dataclasses import replace
 from typing import Sequence
 
-import numpy as np
-import yaml
-from tqdm import tqdm
-
-from bisenet_core.inference.backends import BACKENDS, PRECISIONS
-from bisenet_core.inference.postprocess import (UPSAMPLE_MODES, blend_labels, logits_to_labels,
-                                                palette_lut)
+from bisenet_core.inference import Segmenter
+from bisenet_core.hardware import PRECISIONS, device_arg
+from bisenet_core.inference.backends import BACKENDS
+from bisenet_core.inference.postprocess import UPSAMPLE_MODES
 from bisenet_core.metrics import ConfusionMatrix
+from bisenet_core.model_source import read_spec
+from bisenet_core.modelfile import ModelFileError
 from bisenet_core.spec import MAX_INPUT_SIDE, SIZE_DIVISOR, ModelSpec
-from bisenet_ros.bags import BagError, BagFrame, bag_info, choose_topics, read_frames
-from bisenet_ros.launched_node import LaunchedNode
+from bisenet_ros.bags import BagError, bag_info, choose_topics, read_frames
+from bisenet_ros.label_files import LABEL_KEYS
 from bisenet_ros.paths import DEFAULT_MODEL_NAME, default_model_path
+from bisenet_ros.replay_cameras import camera_streams, run_live_cameras
+from bisenet_ros.replay_live import LiveResult, replay_parameters, run_live
+from bisenet_ros.replay_offline import OfflineRun, Score, run_offline, samples, score
+from bisenet_ros.replay_options import MODES, ReplayError, ReplayOptions
 from bisenet_ros.report import latency_stats, write_report
-from bisenet_ros.stamp_matching import StampMatch, match_stamps
+
+__all__ = ['DEFAULT_MODEL', 'ReplayError', 'ReplayOptions', 'add_node_options', 'build_parser',
+           'evaluate', 'main', 'summary_lines']
 
 DEFAULT_MODEL = f'models/{DEFAULT_MODEL_NAME}'
-MODES = ('live', 'offline', 'both')
-# Where a launched node lives; the replay publishes on INPUT_TOPIC, the node answers on
-# <namespace>/segment_node/label.
-LAUNCH_NAMESPACE = '/bisenet_replay'
-INPUT_TOPIC = '/bisenet_replay/image_raw'
-NODE_NAME = 'segment_node'
-NUM_SAMPLES = 4
 
 
-class ReplayError(RuntimeError):
-    """The replay cannot go on (one-line message saying what and why)."""
+def evaluate(options: ReplayOptions) -> dict:
+    """Run the replay (live, offline or both), write the report to options.out, return its dict.
 
-
-@dataclass
-class LiveResult:
-    """What the live run measured. Times are perf_counter seconds of this process."""
-
-    node: str
-    input_topic: str
-    label_topic: str
-    pacing: str
-    publish_s: dict[int, float] = field(default_factory=dict)       # frame index -> publish
-    received: list[tuple[int, float, np.ndarray]] = field(default_factory=list)  # stamp, t, mask
-    match: StampMatch | None = None
-
-
-# ----------------------------------------------------------------------------- model
-
-def read_spec(model: Path) -> ModelSpec:
-    """The ModelSpec of a .pt model file or an exported .onnx file."""
-    if model.suffix.lower() == '.onnx':
-        from bisenet_core.export import read_onnx_spec
-        return read_onnx_spec(model)
-    from bisenet_core.modelfile import read_model_file
-    return read_model_file(model)[1]
-
-
-# ----------------------------------------------------------------------------- offline
-
-def run_offline(frames: Sequence[BagFrame], model: Path, backend: str = 'auto',
-                device: str = 'auto', precision: str = 'fp32',
-                input_size: tuple[int, int] | None = None, progress: bool = True) -> dict:
-    """Segment every frame with Segmenter, no ROS; labels with nearest and bilinear upsampling.
-
-    The network runs once per frame; both upsampling modes are taken from the same logits,
-    so the comparison isolates the upsampling.
+    Live masks are compared with the offline ones made with the node's upsampling.
     """
-    from bisenet_core.inference import Segmenter
-
-    segmenter = Segmenter(model, backend=backend, device=device, precision=precision,
-                          input_size=input_size, upsample='nearest')
-    predictions = {'nearest': [], 'bilinear': []}
-    totals = {'preprocess': 0.0, 'inference': 0.0, 'postprocess': 0.0}
-    for frame in tqdm(frames, desc='offline reference', unit='frame', disable=not progress):
-        t0 = time.perf_counter()
-        batch = segmenter.preprocess(frame.image)
-        t1 = time.perf_counter()
-        logits = segmenter.infer(batch)[0]
-        t2 = time.perf_counter()
-        predictions['nearest'].append(logits_to_labels(logits, frame.image.shape[:2], 'nearest'))
-        t3 = time.perf_counter()
-        predictions['bilinear'].append(
-            logits_to_labels(logits, frame.image.shape[:2], 'bilinear'))
-        totals['preprocess'] += (t1 - t0) * 1e3
-        totals['inference'] += (t2 - t1) * 1e3
-        totals['postprocess'] += (t3 - t2) * 1e3
-    return {'segmenter': segmenter, 'predictions': predictions,
-            'timings_ms': {k: v / max(1, len(frames)) for k, v in totals.items()}}
-
-
-# ----------------------------------------------------------------------------- live
-
-def _replay_parameters(upsample: str | None = None) -> dict:
-    """The package's config/segment.yaml (what a robot would run), with reliable input QoS.
-
-    A bag replay must not lose frames on the wire. `upsample` overrides the file's value.
-    """
-    from bisenet_ros.paths import REPO_ROOT, share_dir
-    from bisenet_ros.segment_node import DEFAULT_UPSAMPLE
-
-    params: dict = {}
-    for root in (share_dir(), REPO_ROOT):
-        path = root / 'config' / 'segment.yaml' if root is not None else None
-        if path is not None and path.is_file():
-            params = yaml.safe_load(path.read_text()) or {}
-            break
-    node_params = params.setdefault('/**', {}).setdefault('ros__parameters', {})
-    node_params['qos_reliability'] = 'reliable'
-    if upsample is not None:
-        node_params['upsample'] = upsample
-    node_params.setdefault('upsample', DEFAULT_UPSAMPLE)
-    return params
-
-
-class ReplayClient:
-    """The replay's own ROS 2 participant: publishes frames, collects the node's masks."""
-
-    def __init__(self, domain_id: int | None, input_topic: str, label_topic: str, depth: int):
-        import rclpy
-        from rclpy.executors import SingleThreadedExecutor
-        from rclpy.signals import SignalHandlerOptions
-        from rclpy.qos import HistoryPolicy, QoSProfile, ReliabilityPolicy
-        from sensor_msgs.msg import Image
-
-        from bisenet_ros.image_conversion import image_to_numpy
-
-        self._to_numpy = image_to_numpy
-        self.context = rclpy.Context()
-        # No rclpy signal handlers: Ctrl-C stays a KeyboardInterrupt in the main thread, so
-        # the replay unwinds and stops the node it launched.
-        rclpy.init(context=self.context, domain_id=domain_id,
-                   signal_handler_options=SignalHandlerOptions.NO)
-        self.node = rclpy.create_node('bisenet_replay', context=self.context)
-        qos = QoSProfile(history=HistoryPolicy.KEEP_LAST, depth=depth,
-                         reliability=ReliabilityPolicy.RELIABLE)
-        self.publisher = self.node.create_publisher(Image, input_topic, qos)
-        self.subscription = self.node.create_subscription(Image, label_topic, self._on_label,
-                                                          qos)
-        self.received: list[tuple[int, float, np.ndarray]] = []
-        self.arrived = threading.Condition()
-        self.executor = SingleThreadedExecutor(context=self.context)
-        self.executor.add_node(self.node)
-        self._spin = threading.Thread(target=self._spin_forever, daemon=True)
-        self._spin.start()
-
-    def _spin_forever(self) -> None:
-        try:
-            self.executor.spin()
-        except Exception:  # shutdown while spinning: nothing left to do
-            pass
-
-    def _on_label(self, msg) -> None:
-        now = time.perf_counter()
-        stamp = msg.header.stamp.sec * 10**9 + msg.header.stamp.nanosec
-        mask = self._to_numpy(msg)
-        with self.arrived:
-            self.received.append((stamp, now, mask))
-            self.arrived.notify_all()
-
-    def matched(self) -> bool:
-        return (self.publisher.get_subscription_count() > 0
-                and self.subscription.get_publisher_count() > 0)
-
-    def wait_for(self, count: int, timeout: float) -> bool:
-        """Wait until `count` masks arrived in total; False on timeout."""
-        deadline = time.monotonic() + timeout
-        with self.arrived:
-            while len(self.received) < count:
-                left = deadline - time.monotonic()
-                if left <= 0:
-                    return False
-                self.arrived.wait(min(left, 0.5))
-        return True
-
-    def close(self) -> None:
-        import rclpy
-        try:
-            self.executor.shutdown(timeout_sec=1.0)
-            self.node.destroy_node()
-        except Exception:  # a Ctrl-C may have shut the context down already
-            pass
-        if self.context.ok():
-            rclpy.shutdown(context=self.context)
-        self._spin.join(timeout=2.0)
-
-
-def _node_topics(client: ReplayClient, attach: str) -> tuple[str, str]:
-    """(input image topic, label topic) of a running node given by its full name."""
-    attach = '/' + attach.strip('/')
-    namespace, _, name = attach.rpartition('/')
-    namespace = namespace or '/'
-    deadline = time.monotonic() + 15.0
-    while time.monotonic() < deadline:
-        names = client.node.get_node_names_and_namespaces()
-        if (name, namespace) in names:
-            subs = client.node.get_subscriber_names_and_types_by_node(name, namespace)
-            images = [t for t, types in subs if 'sensor_msgs/msg/Image' in types]
-            if images:
-                return images[0], f'{attach}/label'
-        time.sleep(0.5)
-    raise ReplayError(f'no node {attach} with an Image subscription on ROS_DOMAIN_ID='
-                      f'{os.environ.get("ROS_DOMAIN_ID", "0")} (is it running, with '
-                      f'use_compressed false, on this domain?)')
-
-
-def _publish(client: ReplayClient, frame: BagFrame, frame_id: str = 'camera') -> float:
-    from bisenet_ros.image_conversion import numpy_to_image
-
-    msg = numpy_to_image(frame.image, 'rgb8')
-    msg.header.stamp.sec = frame.stamp_ns // 10**9
-    msg.header.stamp.nanosec = frame.stamp_ns % 10**9
-    msg.header.frame_id = frame_id
-    sent = time.perf_counter()
-    client.publisher.publish(msg)
-    return sent
-
-
-def run_live(frames: Sequence[BagFrame], model: Path, out_dir: Path, rate: float | None,
-             attach: str | None = None, backend: str = 'auto', device: str = 'auto',
-             precision: str = 'fp32', input_size: tuple[int, int] | None = None,
-             start_timeout: float = 180.0, frame_timeout: float = 30.0,
-             progress: bool = True, params: dict | None = None) -> LiveResult:
-    """Publish the frames to the node and collect its masks.
-
-    Args:
-        rate: replay speed relative to the bag's stamps (1.0 = real time); None = lockstep,
-            the next frame goes out when the previous mask arrived (as fast as the node keeps
-            up, no frame lost).
-        attach: full name of a running node to use instead of launching one.
-        start_timeout: seconds to wait for the node to start and match our topics.
-        frame_timeout: lockstep only: seconds to wait for one mask before counting it lost.
-        params: the launched node's parameter file contents; None = _replay_parameters().
-    """
-    from bisenet_ros.ros_env import fresh_domain_id, ros_child_env
-
-    launched = None
-    client = None
-    env = ros_child_env()  # the caller's domain (an attached node lives there)
-    if not attach:
-        env = ros_child_env(fresh_domain_id(avoid=int(env['ROS_DOMAIN_ID'])))
-    # Our own participant must be on the same loopback-only domain as the node (rclpy reads
-    # these when it starts; the caller's values come back afterwards).
-    saved = {k: os.environ.get(k) for k in ('ROS_AUTOMATIC_DISCOVERY_RANGE', 'ROS_DOMAIN_ID')}
-    os.environ['ROS_AUTOMATIC_DISCOVERY_RANGE'] = env['ROS_AUTOMATIC_DISCOVERY_RANGE']
-    os.environ['ROS_DOMAIN_ID'] = env['ROS_DOMAIN_ID']
-    domain_id = int(env['ROS_DOMAIN_ID'])
+    model = Path(options.model) if options.model else default_model_path()
     try:
-        if attach:
-            probe = ReplayClient(domain_id, '/bisenet_replay/unused', '/bisenet_replay/unused', 1)
-            try:
-                input_topic, label_topic = _node_topics(probe, attach)
-            finally:
-                probe.close()
-            node_desc = f'attached to {attach} (domain {domain_id})'
-        else:
-            args = [f'model:={model}', f'backend:={backend}', f'device:={device}',
-                    f'precision:={precision}', f'image_topic:={INPUT_TOPIC}',
-                    f'namespace:={LAUNCH_NAMESPACE}', 'use_compressed:=false']
-            if input_size is not None:
-                args += [f'width:={input_size[0]}', f'height:={input_size[1]}']
-            launched = LaunchedNode(args, env, out_dir / 'node.log',
-                                    params if params is not None else _replay_parameters())
-            input_topic = INPUT_TOPIC
-            label_topic = f'{LAUNCH_NAMESPACE}/{NODE_NAME}/label'
-            node_desc = (f'launched `ros2 launch {launched.target}` '
-                         f'(domain {domain_id}, log {launched.log_path.name})')
-        client = ReplayClient(domain_id, input_topic, label_topic, depth=max(10, len(frames)))
-        pacing = 'lockstep: next frame when the previous mask arrived' if rate is None else (
-            f'{rate:g}x the bag\'s frame rate')
-        result = LiveResult(node_desc, input_topic, label_topic, pacing)
-
-        deadline = time.monotonic() + start_timeout
-        while not client.matched():
-            if launched:
-                launched.check_alive()
-            if time.monotonic() > deadline:
-                tail = f'\nnode log:\n{launched.log_tail()}' if launched else ''
-                raise ReplayError(f'the node did not subscribe to {input_topic} and publish '
-                                  f'{label_topic} within {start_timeout:.0f} s{tail}')
-            time.sleep(0.2)
-        # Discovery is two-sided: our side sees the match a moment before the node's reader
-        # may see our writer, and a volatile reader never gets what was sent before that.
-        time.sleep(1.0)
-
-        bar = tqdm(total=len(frames), desc='live replay', unit='frame', disable=not progress)
-        try:
-            first_stamp = frames[0].stamp_ns
-            start = time.perf_counter()
-            for count, frame in enumerate(frames):
-                if rate is not None:
-                    due = start + (frame.stamp_ns - first_stamp) / 1e9 / rate
-                    delay = due - time.perf_counter()
-                    if delay > 0:
-                        time.sleep(delay)
-                result.publish_s[frame.index] = _publish(client, frame)
-                if rate is None and not client.wait_for(count + 1, frame_timeout):
-                    if launched:
-                        launched.check_alive()
-                    # Lost: keep the count in step so the next frame waits for its own mask.
-                    with client.arrived:
-                        client.received.append((-1, time.perf_counter(), None))
-                bar.update(1)
-                bar.set_postfix(received=sum(1 for r in client.received if r[2] is not None))
-            # Let the last masks arrive: keep waiting while they come, until none came for
-            # a few times the slowest latency so far (at least 5 s).
-            while len(client.received) < len(frames):
-                before = len(client.received)
-                idle = max(5.0, 3 * _max_latency(frames, result, client))
-                if not client.wait_for(before + 1, idle):
-                    break
-        finally:
-            bar.close()
-        if launched:
-            launched.check_alive()
-        with client.arrived:
-            result.received = [r for r in client.received if r[2] is not None]
-        result.match = match_stamps([f.stamp_ns for f in frames],
-                                    [stamp for stamp, _, _ in result.received])
-        return result
-    finally:
-        try:
-            if client is not None:
-                client.close()
-        finally:
-            if launched is not None:
-                launched.stop()
-            for key, value in saved.items():
-                if value is None:
-                    os.environ.pop(key, None)
-                else:
-                    os.environ[key] = value
-
-
-def _max_latency(frames: Sequence[BagFrame], result: LiveResult, client: ReplayClient) -> float:
-    """The slowest publish -> mask time so far (s), to size the wait for the last masks."""
-    sent = {f.stamp_ns: result.publish_s[f.index] for f in frames if f.index in result.publish_s}
-    with client.arrived:
-        latencies = [t - sent[stamp] for stamp, t, mask in client.received
-                     if mask is not None and stamp in sent]
-    return max(latencies, default=0.0)
-
-
-# ----------------------------------------------------------------------------- evaluation
-
-def _score(frames: Sequence[BagFrame], predictions: dict[int, np.ndarray], spec: ModelSpec
-           ) -> tuple[ConfusionMatrix, int]:
-    confusion = ConfusionMatrix(spec.num_classes, spec.ignore_index)
-    scored = 0
-    for frame in frames:
-        prediction = predictions.get(frame.index)
-        if frame.label is None or prediction is None:
-            continue
-        if prediction.shape != frame.label.shape:
-            raise ReplayError(f'frame {frame.index}: prediction is {prediction.shape[1]}x'
-                              f'{prediction.shape[0]}, ground truth {frame.label.shape[1]}x'
-                              f'{frame.label.shape[0]}')
-        # Ids the model does not have (e.g. CamVid's void 11) are void too: not scored.
-        label = np.where(frame.label < spec.num_classes, frame.label, spec.ignore_index)
-        confusion.update(prediction, label)
-        scored += 1
-    return confusion, scored
-
-
-def _samples(frames: Sequence[BagFrame], predictions: dict[int, np.ndarray], spec: ModelSpec,
-             which: str) -> list[dict]:
-    """Up to NUM_SAMPLES evenly spaced frames that have a prediction, as overlay pictures."""
-    lut = palette_lut(spec)
-    usable = [f for f in frames if f.index in predictions]
-    if not usable:
-        return []
-    count = min(NUM_SAMPLES, len(usable))
-    positions = sorted({round(i * (len(usable) - 1) / max(1, count - 1)) for i in range(count)})
-
-    def blend(image: np.ndarray, labels: np.ndarray) -> np.ndarray:
-        return blend_labels(image, labels, lut, spec.num_classes, alpha=0.65)
-
-    samples = []
-    for frame in (usable[p] for p in positions):
-        samples.append({
-            'title': f'frame {frame.index} ({which})',
-            'image': frame.image,
-            'truth': None if frame.label is None else blend(frame.image, frame.label),
-            'prediction': blend(frame.image, predictions[frame.index]),
-        })
-    return samples
-
-
-def evaluate(bag: str | os.PathLike, model: str | os.PathLike | None = None,
-             mode: str = 'both', rate: float | None = None, out: str | os.PathLike = 'out/replay',
-             image_topic: str | None = None, label_topic: str | None = None,
-             labels_dir: str | os.PathLike | None = None, labels_key: str = 'auto',
-             backend: str = 'auto', device: str = 'auto', precision: str = 'fp32',
-             input_size: tuple[int, int] | None = None, attach: str | None = None,
-             max_frames: int | None = None, start_timeout: float = 180.0,
-             progress: bool = True, upsample: str | None = None) -> dict:
-    """Run the replay (live, offline or both), write the report to `out`, return its dict.
-
-    `upsample` is the live node's upsampling (None: config/segment.yaml's); live masks are
-    compared with the offline ones made the same way.
-    """
-    if mode not in MODES:
-        raise ReplayError(f'mode must be one of {MODES}, got {mode!r}')
-    if rate is not None and not rate > 0:
-        raise ReplayError(f'rate must be > 0, got {rate}')
-    if max_frames is not None and max_frames < 1:
-        raise ReplayError(f'max_frames must be >= 1, got {max_frames}')
-    model = Path(model) if model else default_model_path()
-    if not model.is_file():
-        raise ReplayError(f'model file {model}: not found (pass --model)')
-    spec = read_spec(model)
-    out = Path(out)
+        spec = read_spec(model)
+    except ModelFileError as exc:
+        hint = '' if options.model else ' (pass --model)'
+        raise ReplayError(f'{exc}{hint}') from None
+    out = Path(options.out)
     if out.exists() and not out.is_dir():
         raise ReplayError(f'--out {out}: exists and is not a folder')
     # The folder is made by what writes into it (node.log, the report): a run that fails
     # before leaves none behind.
 
-    image_topic, label_topic = choose_topics(bag, image_topic, label_topic,
+    image_topics, label_topics = _topics(options.image_topic), _topics(options.label_topic)
+    if len(image_topics) > 1:
+        return _evaluate_cameras(options, model, spec, image_topics, label_topics)
+    bag, labels_dir = options.bag, options.labels_dir
+    image_topic, label_topic = choose_topics(bag, next(iter(image_topics), None),
+                                             next(iter(label_topics), None),
                                              want_labels=labels_dir is None)
-    frames = read_frames(bag, image_topic, label_topic, labels_dir, labels_key, max_frames)
-    # Frames without ground truth are replayed (latency, drops, samples), just not scored.
-    labelled = sum(f.label is not None for f in frames)
-    info = bag_info(bag)
-    height, width = frames[0].image.shape[:2]
+    frames = read_frames(bag, image_topic, label_topic, labels_dir, options.labels_key,
+                         options.max_frames)
     if labels_dir is not None:
         ground_truth = f'folder {labels_dir}'
     else:
         ground_truth = f'topic {label_topic}' if label_topic else 'none'
+    params = replay_parameters(options.upsample)
+    live = offline = None
+    if options.mode in ('live', 'both'):
+        live = run_live(frames, model, options, params=params)
+    if options.mode in ('offline', 'both'):
+        offline = run_offline(frames, _segmenter(model, options), options.progress)
+    return _report(options, model, spec, image_topic, ground_truth, frames, live, offline,
+                   params['/**']['ros__parameters']['upsample'], out)[0]
+
+
+def _topics(given: str | Sequence[str] | None) -> list[str]:
+    if given is None:
+        return []
+    return [given] if isinstance(given, str) else list(given)
+
+
+def _segmenter(model: Path, options: ReplayOptions) -> Segmenter:
+    return Segmenter(model, backend=options.backend, device=options.device,
+                     precision=options.precision, input_size=options.input_size)
+
+
+def _evaluate_cameras(options: ReplayOptions, model: Path, spec: ModelSpec,
+                      image_topics: list[str], label_topics: list[str]) -> dict:
+    """Several cameras through one node: a report per camera and one for all together.
+
+    Each camera's report is in out/<camera>/; out/report.md adds the confusion matrices up
+    and pools every camera's latencies.
+    """
+    if options.labels_dir is not None:
+        raise ReplayError('--labels-dir takes one camera\'s ground truth: with several '
+                          '--image-topic, give ground truth as topics (--label-topic per '
+                          'camera, or /<camera>/labels beside each image topic)')
+    out = Path(options.out)
+    streams = camera_streams(options.bag, image_topics, label_topics)
+    frames = {}
+    for stream in streams:
+        read = read_frames(options.bag, stream.image_topic, stream.label_topic,
+                           max_frames=options.max_frames)
+        # No ground truth of its own: never another camera's auto-detected one.
+        frames[stream.name] = read if stream.label_topic else [replace(f, label=None)
+                                                               for f in read]
+    params = replay_parameters(options.upsample)
+    upsample = params['/**']['ros__parameters']['upsample']
+    lives = (run_live_cameras(frames, model, options, params)
+             if options.mode in ('live', 'both') else {})
+    segmenter = _segmenter(model, options) if options.mode in ('offline', 'both') else None
+    cameras, shown = {}, []
+    timings: dict = {'latency_ms': [], 'sent_s': [], 'dropped_s': []}
+    for stream in streams:
+        offline = (run_offline(frames[stream.name], segmenter, options.progress)
+                   if segmenter else None)
+        cameras[stream.name], confusion, camera_timings = _report(
+            options, model, spec, stream.image_topic,
+            f'topic {stream.label_topic}' if stream.label_topic else 'none',
+            frames[stream.name], lives.get(stream.name), offline, upsample,
+            out / stream.name)
+        shown += [confusion] if confusion is not None else []
+        for key, values in timings.items():
+            values += camera_timings[key]
+    # All cameras together: confusion matrices added up, latencies pooled.
+    total = ConfusionMatrix(spec.num_classes, spec.ignore_index)
+    for confusion in shown:
+        total += confusion
+    first = next(iter(cameras.values()))
+    report = {'bag': {**first['bag'], 'image_topic': ', '.join(s.image_topic for s in streams),
+                      'ground_truth': 'per camera',
+                      'frames': sum(r['bag']['frames'] for r in cameras.values()),
+                      'labelled_frames': sum(r['bag']['labelled_frames']
+                                             for r in cameras.values())},
+              'model': first['model'], 'cameras': cameras,
+              'all_cameras': {'scored_on': 'live' if lives else f'offline ({upsample})',
+                              **total.to_dict(spec.class_names),
+                              'latency_ms': latency_stats(timings['latency_ms'])}}
+    report['paths'] = {k: str(v) for k, v in write_report(
+        out, report, total if shown else None, spec.class_names, [], timings['latency_ms'],
+        timings['sent_s'], timings['dropped_s'], spec.palette).items()}
+    return report
+
+
+def _report(options: ReplayOptions, model: Path, spec: ModelSpec, image_topic: str,
+            ground_truth: str, frames, live: LiveResult | None, offline: OfflineRun | None,
+            live_upsample: str, out: Path
+            ) -> tuple[dict, ConfusionMatrix | None, dict]:
+    """Score one camera's live and offline runs and write its report into `out`.
+
+    Returns the report, the confusion matrix it shows (live, else offline with the node's
+    upsampling; None when no frame was scored) and the live timings (LiveResult.timings).
+    """
+    bag = options.bag
+    # Frames without ground truth are replayed (latency, drops, samples), just not scored.
+    labelled = sum(f.label is not None for f in frames)
+    height, width = frames[0].image.shape[:2]
     report: dict = {
-        'bag': {'path': str(bag), 'storage': info['storage'], 'image_topic': image_topic,
-                'ground_truth': ground_truth,
+        'bag': {'path': str(bag), 'storage': bag_info(bag)['storage'],
+                'image_topic': image_topic, 'ground_truth': ground_truth,
                 'frames': len(frames), 'labelled_frames': labelled,
                 'width': width, 'height': height},
         'model': {'path': str(model), 'backbone': spec.backbone, 'dataset': spec.dataset,
                   'num_classes': spec.num_classes, 'class_names': list(spec.class_names),
-                  'input_size': list(input_size or spec.input_size)},
+                  'input_size': list(options.input_size or spec.input_size)},
     }
 
-    live = offline = None
-    params = _replay_parameters(upsample)
-    live_upsample = params['/**']['ros__parameters']['upsample']
-    if mode in ('live', 'both'):
-        live = run_live(frames, model, out, rate, attach, backend, device, precision,
-                        input_size, start_timeout=start_timeout, progress=progress,
-                        params=params)
-    if mode in ('offline', 'both'):
-        offline = run_offline(frames, model, backend, device, precision, input_size, progress)
-
     shown = None
-    latencies: list[float] = []
-    sent_s: list[float] = []
-    dropped_s: list[float] = []
-    samples: list[dict] = []
+    timings: dict = {'latency_ms': [], 'sent_s': [], 'dropped_s': []}
+    pictures: list[dict] = []
     if offline is not None:
-        segmenter = offline['segmenter']
-        entry = {'backend': segmenter.backend_name, 'device': segmenter.device,
-                 'precision': segmenter.precision, 'timings_ms': offline['timings_ms']}
-        for method in ('nearest', 'bilinear'):
-            preds = dict(zip((f.index for f in frames), offline['predictions'][method]))
-            confusion, scored = _score(frames, preds, spec)
-            entry[method] = confusion.to_dict(spec.class_names)
-            entry['frames_scored'] = scored
-            if method == live_upsample:
-                shown, reference = (confusion if scored else None), preds
-        report['offline'] = entry
-        samples = _samples(frames, reference, spec, 'offline')
+        report['offline'] = _offline_entry(offline, spec)
+        reference = offline.predictions[live_upsample]
+        shown = _shown(offline.scores[live_upsample])
+        pictures = samples(frames, reference, spec, 'offline')
     if live is not None:
         masks = {index: live.received[position][2] for index, position in live.match.matched}
-        confusion, scored = _score(frames, masks, spec)
-        t0 = min(live.publish_s.values())
-        for index, position in live.match.matched:  # position: the first mask with its stamp
-            latencies.append((live.received[position][1] - live.publish_s[index]) * 1e3)
-            sent_s.append(live.publish_s[index] - t0)
-        dropped_s = [live.publish_s[i] - t0 for i in live.match.dropped if i in live.publish_s]
-        last = max((t for _, t, _ in live.received), default=t0)
-        duration = max(last - t0, 1e-9)
-        report['live'] = {
-            'node': live.node, 'input_topic': live.input_topic, 'label_topic': live.label_topic,
-            'pacing': live.pacing, 'rate': rate, 'upsample': live_upsample,
-            'frames_sent': len(live.publish_s), 'frames_received': live.match.num_matched,
-            'dropped': len(live.match.dropped), 'dropped_indices': live.match.dropped,
-            'unexpected': len(live.match.unexpected), 'duplicates': len(live.match.duplicates),
-            'frames_scored': scored, **confusion.to_dict(spec.class_names),
-            'latency_ms': latency_stats(latencies),
-            'throughput_fps': live.match.num_matched / duration, 'duration_s': duration,
-        }
-        shown = confusion if scored else None
-        samples = _samples(frames, masks, spec, 'live')
+        live_score = score(frames, masks, spec)
+        timings = live.timings()
+        report['live'] = _live_entry(live, live_score, timings, spec, options.rate,
+                                     live_upsample)
+        shown = _shown(live_score)
+        pictures = samples(frames, masks, spec, 'live')
         if offline is not None:
-            agree = total = 0
-            for index, _ in live.match.matched:
-                agree += int((masks[index] == reference[index]).sum())
-                total += masks[index].size
-            report['comparison'] = {
-                'live_miou': report['live']['miou'],
-                'offline_miou': report['offline'][live_upsample]['miou'],
-                'offline_upsample': live_upsample,
-                'miou_gap': _gap(report['live']['miou'], report['offline'][live_upsample]['miou']),
-                'pixel_agreement': agree / total if total else None,
-                'frames_compared': live.match.num_matched,
-            }
+            report['comparison'] = _comparison(report, live, masks, reference, live_upsample)
     report['paths'] = {k: str(v) for k, v in write_report(
-        out, report, shown, spec.class_names, samples, latencies, sent_s, dropped_s,
-        spec.palette).items()}
-    return report
+        out, report, shown, spec.class_names, pictures, timings['latency_ms'],
+        timings['sent_s'], timings['dropped_s'], spec.palette).items()}
+    return report, shown, timings
+
+
+def _shown(result: Score) -> ConfusionMatrix | None:
+    """The confusion matrix the report plots: none when no frame was scored."""
+    return result.confusion if result.frames_scored else None
+
+
+def _offline_entry(offline: OfflineRun, spec: ModelSpec) -> dict:
+    segmenter = offline.segmenter
+    entry = {'backend': segmenter.backend_name, 'device': segmenter.device,
+             'precision': segmenter.precision, 'timings_ms': offline.timings_ms}
+    for method, result in offline.scores.items():
+        entry[method] = result.confusion.to_dict(spec.class_names)
+        entry['frames_scored'] = result.frames_scored
+    return entry
+
+
+def _live_entry(live: LiveResult, result: Score, timings: dict, spec: ModelSpec,
+                rate: float | None, upsample: str) -> dict:
+    return {
+        'node': live.node, 'input_topic': live.input_topic, 'label_topic': live.label_topic,
+        'pacing': live.pacing, 'rate': rate, 'upsample': upsample,
+        'frames_sent': len(live.publish_s), 'frames_received': live.match.num_matched,
+        'dropped': len(live.match.dropped), 'dropped_indices': live.match.dropped,
+        'unexpected': len(live.match.unexpected), 'duplicates': len(live.match.duplicates),
+        'frames_scored': result.frames_scored, **result.confusion.to_dict(spec.class_names),
+        'latency_ms': latency_stats(timings['latency_ms']),
+        'throughput_fps': live.match.num_matched / timings['duration_s'],
+        'duration_s': timings['duration_s'],
+    }
+
+
+def _comparison(report: dict, live: LiveResult, masks: dict, reference: dict,
+                upsample: str) -> dict:
+    """Live masks against the offline ones made with the same upsampling."""
+    agree = total = 0
+    for index, _ in live.match.matched:
+        agree += int((masks[index] == reference[index]).sum())
+        total += masks[index].size
+    live_miou, offline_miou = report['live']['miou'], report['offline'][upsample]['miou']
+    return {
+        'live_miou': live_miou, 'offline_miou': offline_miou, 'offline_upsample': upsample,
+        'miou_gap': _gap(live_miou, offline_miou),
+        'pixel_agreement': agree / total if total else None,
+        'frames_compared': live.match.num_matched,
+    }
 
 
 def _gap(live: float | None, offline: float | None) -> float | None:
@@ -599,7 +328,8 @@ def add_node_options(parser: argparse.ArgumentParser) -> None:
     parser.add_argument('--backend', choices=BACKENDS, default='auto',
                         help='inference backend of the node and the offline reference '
                              '(default: auto, onnxruntime when installed)')
-    parser.add_argument('--device', default='auto', metavar='{auto,cpu,cuda,cuda:N}',
+    parser.add_argument('--device', type=device_arg, default='auto',
+                        metavar='{auto,cpu,cuda,cuda:N}',
                         help='default: auto (CUDA when available)')
     parser.add_argument('--precision', choices=PRECISIONS, default='fp32',
                         help='fp16 on CUDA only (default: fp32)')
@@ -626,17 +356,20 @@ def build_parser() -> argparse.ArgumentParser:
     add_node_options(parser)
     parser.add_argument('--out', type=Path, default=Path('out/replay'),
                         help='report folder (default: out/replay)')
-    parser.add_argument('--image-topic', default=None,
-                        help='Image or CompressedImage topic of the bag (auto if it has one)')
+    parser.add_argument('--image-topic', action='append', default=None, metavar='TOPIC',
+                        help='Image or CompressedImage topic of the bag (auto if it has one); '
+                             'repeat it for several cameras: one node segments them all, each '
+                             'camera is scored on its own (OUT/<camera>/) and all together')
     gt = parser.add_mutually_exclusive_group()
-    gt.add_argument('--label-topic', default=None,
+    gt.add_argument('--label-topic', action='append', default=None, metavar='TOPIC',
                     help='mono8 ground-truth topic, matched by header stamp (auto: a topic '
-                         'named like labels/annotations/ground truth)')
+                         'named like labels/annotations/ground truth; with several cameras '
+                         'the one beside each image topic, e.g. /front/labels); several '
+                         'cameras: one per --image-topic, in the same order')
     gt.add_argument('--labels-dir', type=Path, default=None,
                     help='folder of label PNGs named by stamp in ns, by frame index, or in '
                          'frame order (see --labels-key)')
-    parser.add_argument('--labels-key', choices=('auto', 'stamp', 'index', 'order'),
-                        default='auto',
+    parser.add_argument('--labels-key', choices=LABEL_KEYS, default='auto',
                         help='how --labels-dir files map to frames (default: auto)')
     parser.add_argument('--width', type=_size, default=None,
                         help='network input width (default: the model\'s)')
@@ -663,11 +396,13 @@ def main(argv: Sequence[str] | None = None) -> int:
         build_parser().error('give both --width and --height, or neither')
     size = (args.width, args.height) if args.width else None
     try:
-        report = evaluate(args.bag, args.model, args.mode, args.rate, args.out,
-                          args.image_topic, args.label_topic, args.labels_dir, args.labels_key,
-                          args.backend, args.device, args.precision, size, args.attach,
-                          args.max_frames, args.start_timeout, not args.no_progress,
-                          args.upsample)
+        report = evaluate(ReplayOptions(
+            args.bag, args.model, mode=args.mode, rate=args.rate, out=args.out,
+            image_topic=args.image_topic, label_topic=args.label_topic,
+            labels_dir=args.labels_dir, labels_key=args.labels_key, backend=args.backend,
+            device=args.device, precision=args.precision, input_size=size,
+            attach=args.attach, max_frames=args.max_frames, start_timeout=args.start_timeout,
+            progress=not args.no_progress, upsample=args.upsample))
     except (ReplayError, BagError, ValueError, RuntimeError) as exc:
         print(f'error: {exc}', file=sys.stderr)
         return 2

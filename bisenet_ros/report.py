@@ -21,6 +21,8 @@ import numpy as np
 matplotlib.use('Agg')  # files only, never a window
 import matplotlib.pyplot as plt  # noqa: E402
 
+from bisenet_core.metrics_plots import plot_confusion, plot_iou_bars  # noqa: E402
+
 LATENCY_PERCENTILES = (50, 90, 99)
 
 
@@ -129,8 +131,14 @@ def render_markdown(report: dict, plots: dict[str, str]) -> str:
              f'network input {model["input_size"][0]}x{model["input_size"][1]}, '
              f'trained on {model["dataset"] or "?"})', '']
 
+    if 'cameras' in report:
+        lines += _cameras_section(report)
     lines += ['## Accuracy', '', '| run | mIoU | pixel accuracy | frames scored |',
               '| --- | ---: | ---: | ---: |']
+    together = report.get('all_cameras')
+    if together:
+        lines.append(f'| all cameras, {together["scored_on"]} | {_fmt(together["miou"])} | '
+                     f'{_fmt(together["pixel_accuracy"])} | {together["pixels"]} px |')
     if live:
         lines.append(f'| live (ROS 2 node) | {_fmt(live["miou"])} | '
                      f'{_fmt(live["pixel_accuracy"])} | {live["frames_scored"]} |')
@@ -196,6 +204,24 @@ def render_markdown(report: dict, plots: dict[str, str]) -> str:
     return '\n'.join(lines).rstrip() + '\n'
 
 
+def _cameras_section(report: dict) -> list[str]:
+    """A multi-camera replay: one row per camera (its own report in <camera>/report.md)."""
+    lines = ['## Cameras', '', '| camera | images | frames | live mIoU | offline mIoU | '
+             'masks received | dropped | latency p50 / p99 ms |',
+             '| --- | --- | ---: | ---: | ---: | ---: | ---: | ---: |']
+    for name, entry in report['cameras'].items():
+        live, offline = entry.get('live') or {}, entry.get('offline') or {}
+        upsample = live.get('upsample', 'bilinear')
+        lat = live.get('latency_ms') or {}
+        latency = f'{lat["p50"]:.1f} / {lat["p99"]:.1f}' if lat else 'n/a'
+        lines.append(f'| [{name}]({name}/report.md) | `{entry["bag"]["image_topic"]}` | '
+                     f'{entry["bag"]["frames"]} | {_fmt(live.get("miou"))} | '
+                     f'{_fmt(offline.get(upsample, {}).get("miou"))} | '
+                     f'{live.get("frames_received", "n/a")} | {live.get("dropped", "n/a")} | '
+                     f'{latency} |')
+    return lines + ['']
+
+
 def write_report(out_dir: str | os.PathLike, report: dict, confusion, class_names: Sequence[str],
                  samples: Sequence[dict], latencies_ms: Sequence[float] = (),
                  sent_s: Sequence[float] = (), dropped_s: Sequence[float] = (),
@@ -209,8 +235,8 @@ def write_report(out_dir: str | os.PathLike, report: dict, confusion, class_name
     out.mkdir(parents=True, exist_ok=True)
     plots: dict[str, str] = {}
     if confusion is not None:
-        confusion.plot_confusion(out / 'confusion.png', list(class_names))
-        confusion.plot_iou_bars(out / 'iou.png', list(class_names))
+        plot_confusion(confusion, out / 'confusion.png', list(class_names))
+        plot_iou_bars(confusion, out / 'iou.png', list(class_names))
         plots.update(confusion='confusion.png', iou='iou.png')
     if len(latencies_ms):
         plot_latency(out / 'latency_hist.png', out / 'latency_time.png', latencies_ms, sent_s,

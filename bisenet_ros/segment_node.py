@@ -1,6 +1,7 @@
 """segment_node: BiSeNet semantic segmentation of a camera stream.
 
     ros2 launch bisenet_ros segment.launch.py image_topic:=/camera/image_raw
+    ros2 launch bisenet_ros segment.launch.py cameras:="[front, left, right, rear]"
     ros2 run bisenet_ros segment_node --ros-args -r image:=/camera/image_raw
 
 Subscribes to `image` (sensor_msgs/Image) or `image/compressed` (use_compressed), and to
@@ -9,7 +10,9 @@ bisenet_ros/node_outputs.py (`~/label`: mono8 class ids, 255 = ignore; `~/color`
 the label ids mean (`~/label_info`, `~/classes`) and diagnostics on /diagnostics at 1 Hz.
 Per camera, bisenet_ros/camera_input.py keeps only the newest frame; a worker thread runs
 inference, so the executor never blocks and a slow model drops old frames, never queues.
-See docs/node.md.
+With `cameras` (several cameras in one node), the worker takes the newest frame of every
+camera that has one, decodes and checks each on its own, and runs the frames of one layout
+as one batch (bisenet_ros/batching.py). See docs/node.md.
 """
 from __future__ import annotations
 
@@ -28,16 +31,17 @@ from rcl_interfaces.msg import ParameterDescriptor, SetParametersResult
 from rclpy.executors import ExternalShutdownException, SingleThreadedExecutor
 from rclpy.node import Node
 from rclpy.parameter import Parameter
-from sensor_msgs.msg import CompressedImage, Image
+from sensor_msgs.msg import CompressedImage
 
 from bisenet_core.inference import Segmenter
 from bisenet_core.inference.segmenter import STAGES as SEGMENTER_STAGES
 from bisenet_core.modelfile import ModelFileError
+from bisenet_ros.batching import Prepared, group_by_layout, segment_group
 from bisenet_ros.callback_guard import CallbackGuard, describe
-from bisenet_ros.camera import Camera, CameraTopics
-from bisenet_ros.camera_input import FrameHandover, InputSettings
-from bisenet_ros.diagnostics import (ERROR, LEVEL_NAMES, build_diagnostic_array,
-                                     diagnostic_status)
+from bisenet_ros.camera import Camera, declare_cameras
+from bisenet_ros.camera_input import ERROR_LOG_THROTTLE_S, FrameHandover, InputSettings
+from bisenet_ros.camera_topics import CameraTopics
+from bisenet_ros.diagnostics import build_diagnostic_array
 from bisenet_ros.image_conversion import (ImageConversionError, check_image_pixels,
                                           compressed_to_network_input, image_to_network_input)
 from bisenet_ros.log_forwarding import forward_core_logs, stop_forwarding
@@ -47,6 +51,8 @@ from bisenet_ros.node_parameters import (DEFAULT_UPSAMPLE, PARAMETERS, RUNTIME_P
                                          runtime_refusal)
 from bisenet_ros.node_process import (STOP_TIMEOUT_S, StartupError, exit_with_parent,
                                       init_rclpy)
+from bisenet_ros.node_diagnostics import StatusReport
+from bisenet_ros.node_status import BatchStats
 from bisenet_ros.paths import default_model_path
 
 __all__ = ['DEFAULT_UPSAMPLE', 'SegmentNode', 'StartupError', 'main']
@@ -61,8 +67,9 @@ SPIN_POLL_S = 0.1
 class SegmentNode(Node):
     """Image in, BiSeNet labels out; inference on a worker thread, newest frame wins.
 
-    `cameras` holds one Camera (bisenet_ros/camera.py: input side, outputs, counters); the
-    worker takes the newest frame of every camera that has one.
+    `cameras` holds a Camera per camera (bisenet_ros/camera.py: input side, outputs,
+    counters; one unnamed camera without the `cameras` parameter); the worker takes the newest
+    frame of every camera that has one and batches them by layout.
 
     Args:
         segmenter_factory: builds the Segmenter from (model_path, backend=, device=,
@@ -78,6 +85,7 @@ class SegmentNode(Node):
         try:
             params = self._declare_parameters()
             check_startup_parameters(params)
+            topics = declare_cameras(self, NODE_NAME)
             self.segmenter = self._create_segmenter(segmenter_factory, params)
         except StartupError:
             stop_forwarding(self._core_log_handler)
@@ -99,10 +107,12 @@ class SegmentNode(Node):
         self._input_settings = InputSettings(
             use_compressed=self.use_compressed, reliability=params['qos_reliability'],
             depth=params['qos_depth'], durability=params['qos_durability'])
-        self._handover = FrameHandover()
+        self._handover = FrameHandover(params['batch_window_ms'] / 1e3)
         # Whatever a callback or the worker raises unexpectedly is logged once, counted, survived.
         self._guard = CallbackGuard(self.get_logger())
-        self.cameras = [self._add_camera('', CameraTopics())]
+        self.cameras = [self._add_camera(name, t) for name, t in topics.items()]
+        self.batch_stats = BatchStats()
+        self.status_report = StatusReport(self, params['camera_timeout_s'])
         self.last_level = None
         self.worker_failure = ''
 
@@ -113,12 +123,10 @@ class SegmentNode(Node):
         self.summary_timer = self.create_timer(SUMMARY_PERIOD_S, self._guard.wrap(
             'the summary timer', self._log_summary, self._count_node_error))
         width, height = self.segmenter.input_size
-        camera = self.cameras[0]
-        self.get_logger().info(
-            f'ready: {self.segmenter!r} from {params["model_path"]}; input '
-            f'{camera.input.topic_name} ({params["qos_reliability"]}, depth '
-            f'{params["qos_depth"]}), output {camera.outputs.topic_name("label")} at '
-            f'{width}x{height} network input')
+        wiring = self.status_report.wiring(f'{params["qos_reliability"]}, depth '
+                                           f'{params["qos_depth"]}')
+        self.get_logger().info(f'ready: {self.segmenter!r} from {params["model_path"]}; '
+                               f'{wiring} at {width}x{height} network input')
 
     def _add_camera(self, name: str, topics: CameraTopics) -> Camera:
         """A camera's subscriptions and publishers (outputs at ~/<topics.output_prefix>...)."""
@@ -208,9 +216,8 @@ class SegmentNode(Node):
                 taken = self._handover.take({camera: camera.input for camera in self.cameras})
                 if not taken:  # stopping, and no frame in hand
                     return
-                for camera, (msg, received) in taken:
-                    if not self._segment(camera, msg, received):
-                        return
+                if not self._segment_cycle(taken):
+                    return
         except BaseException as exc:  # never unnoticed: ERROR on /diagnostics, main() exits 1
             self.worker_failure = describe(exc)
 
@@ -218,24 +225,76 @@ class SegmentNode(Node):
         """True once the worker thread has ended without being asked to stop."""
         return not self.worker.is_alive() and not self._handover.stopping
 
-    def _segment(self, camera: Camera, msg: Image | CompressedImage, received: float) -> bool:
-        """Segment and publish one frame; bad input and failures are counted, never raised.
+    def _segment_cycle(self, taken: list[tuple[Camera, tuple]]) -> bool:
+        """Segment and publish the newest frame of every camera that had one.
 
+        Each frame is decoded and checked on its own first: a bad one is its camera's error
+        and never reaches a batch. The good ones run in batches of one layout; a failed
+        batch is retried frame by frame (segment_group), so only the failing frame is lost.
         Returns False when the context was shut down under the worker (by its owner).
         """
+        frames = []
+        for camera, (msg, received) in taken:
+            t0 = time.perf_counter()
+            try:
+                check_image_pixels(msg, self.max_image_pixels)
+                if isinstance(msg, CompressedImage):
+                    image, color_order = compressed_to_network_input(msg)
+                else:
+                    image, color_order = image_to_network_input(msg)  # a view of msg.data
+            except (ImageConversionError, ValueError) as exc:
+                camera.input.report_error(f'bad input on {camera.input.topic_name}: {exc}')
+                continue
+            decode_ms = (time.perf_counter() - t0) * 1e3
+            frames.append(Prepared(camera.name, image, color_order,
+                                   (camera, msg, received, decode_ms)))
+        enabled = self._enabled_outputs()
+        for group in group_by_layout(frames):
+            # Optional outputs any camera of the group listens to (lazy, like
+            # image_transport); each camera publishes only its own wanted ones.
+            requested = tuple(dict.fromkeys(
+                r for f in group for r in f.context[0].outputs.requested_results(enabled)))
+            t0 = time.perf_counter()
+            outcomes, batch_error = segment_group(self.segmenter, group, requested)
+            if batch_error is None:
+                self.batch_stats.add(len(group), (time.perf_counter() - t0) * 1e3)
+            else:
+                self.batch_stats.add_retry()
+                self.get_logger().warning(
+                    f'a batch of {len(group)} frames failed ({type(batch_error).__name__}: '
+                    f'{batch_error}); ran them one by one, failed: '
+                    f'{", ".join(o.frame.camera for o in outcomes if o.error) or "none"}',
+                    throttle_duration_sec=ERROR_LOG_THROTTLE_S)
+            for outcome in outcomes:
+                if not self._publish_outcome(outcome, enabled):
+                    return False
+        return True
+
+    def _publish_outcome(self, outcome, enabled: dict[str, bool]) -> bool:
+        """Publish one frame's outputs, or record its error; False if the context is gone."""
+        camera, msg, received, decode_ms = outcome.frame.context
+        where = f' on {camera.name}' if camera.name else ''
         try:
-            check_image_pixels(msg, self.max_image_pixels)
-            label_size = self._process(camera, msg, received)
-        except (ImageConversionError, ValueError) as exc:
-            camera.input.report_error(f'bad input on {camera.input.topic_name}: {exc}')
-            return True
+            if outcome.error is not None:
+                raise outcome.error
+            result = outcome.result
+            t0 = time.perf_counter()
+            camera.outputs.publish(result, msg.header, enabled)
+            t1 = time.perf_counter()
         except Exception as exc:  # a failed inference must not stop the node
             if not self.context.ok():
                 return False  # not an error: the node is being destroyed
-            camera.input.report_error(f'inference failed: {type(exc).__name__}: {exc}')
+            camera.input.report_error(f'inference failed{where}: {type(exc).__name__}: {exc}')
             return True
+        # Frame -> numpy (a view, or a jpeg decode), then the Segmenter's own stages.
+        camera.stats.frame_done({
+            'decode': decode_ms,
+            **{stage: result.timings_ms[stage] for stage in SEGMENTER_STAGES},
+            'publish': (t1 - t0) * 1e3,
+            'end_to_end': self._end_to_end_ms(msg.header, received, t1)})
         try:
-            sizes = {'label': label_size, 'label_small': self._small_label_size()}
+            sizes = {'label': (result.labels.shape[1], result.labels.shape[0]),
+                     'label_small': self._small_label_size()}
             camera.input.frame_done(msg.header, (msg.header, sizes))
         except Exception as exc:
             self._guard.report('publishing the masks\' CameraInfo', exc, camera.stats.error)
@@ -246,30 +305,6 @@ class SegmentNode(Node):
         width, height = self.segmenter.input_size
         stride = self.segmenter.spec.output_stride
         return width // stride, height // stride
-
-    def _process(self, camera: Camera, msg: Image | CompressedImage,
-                 received: float) -> tuple[int, int]:
-        """Segment one frame and publish its outputs; returns the label's (width, height)."""
-        t0 = time.perf_counter()
-        if isinstance(msg, CompressedImage):
-            image, color_order = compressed_to_network_input(msg)
-        else:
-            image, color_order = image_to_network_input(msg)  # a view of msg.data
-        enabled = self._enabled_outputs()
-        requested = camera.outputs.requested_results(enabled)
-        t1 = time.perf_counter()
-        result = self.segmenter.segment(image, color_order, outputs=requested)
-        t2 = time.perf_counter()
-        camera.outputs.publish(result, msg.header, enabled)
-        t3 = time.perf_counter()
-        # Frame -> numpy (a view, or a jpeg decode), then the Segmenter's own stages; their
-        # sum may be a little less than t2 - t1 (argument checks).
-        camera.stats.frame_done({
-            'decode': (t1 - t0) * 1e3,
-            **{stage: result.timings_ms[stage] for stage in SEGMENTER_STAGES},
-            'publish': (t3 - t2) * 1e3,
-            'end_to_end': self._end_to_end_ms(msg.header, received, t3)})
-        return result.labels.shape[1], result.labels.shape[0]
 
     def _end_to_end_ms(self, header, received: float, published: float) -> float:
         """Header stamp -> publish on the node's clock; receive -> publish if unstamped."""
@@ -290,37 +325,15 @@ class SegmentNode(Node):
                 'network_size': f'{width}x{height}', 'upsample': seg.upsample,
                 **camera.stats.values(), 'latency_budget_ms': float(self.latency_budget_ms)}
 
-    def _status_name(self, camera: Camera) -> str:
-        suffix = f' {camera.name}' if camera.name else ''
-        return f'{self.get_fully_qualified_name()}: segmentation{suffix}'
-
     def _publish_diagnostics(self) -> None:
-        statuses, levels = [], []
         for camera in self.cameras:
             camera.input.check_publishers()
-            level, message = camera.stats.period_level(self.latency_budget_ms,
-                                                       list(camera.input.notes.values()))
-            if self.worker_failed():
-                reason = self.worker_failure or 'it returned'
-                level, message = ERROR, (f'the worker thread ended ({reason}): no frame is '
-                                         'labelled any more')
-            values = self.diagnostic_values(camera)
-            levels.append(level)
-            statuses.append(diagnostic_status(
-                self._status_name(camera), f'{values["backend"]}/{values["device"]}', level,
-                message, values))
-        self.last_level = max(levels)
+        statuses, self.last_level = self.status_report.statuses()
         self.diagnostics_publisher.publish(build_diagnostic_array(
             self.get_clock().now().to_msg(), statuses))
 
     def summary_line(self) -> str:
-        v = self.diagnostic_values()
-        timing = ('no frame segmented yet' if not v['frames_out'] else
-                  f'compute p50 {v["compute_p50_ms"]:.1f} ms, end-to-end p50 '
-                  f'{v["end_to_end_p50_ms"]:.1f} / p99 {v["end_to_end_p99_ms"]:.1f} ms')
-        return (f'{v["fps_in"]:.1f} fps in, {v["fps_out"]:.1f} out, {v["frames_out"]} frames, '
-                f'{v["frames_dropped"]} dropped, {v["frames_missed"]} never arrived, '
-                f'{v["errors"]} errors; {timing}; status {LEVEL_NAMES.get(self.last_level, "-")}')
+        return self.status_report.summary_line()
 
     def _log_summary(self) -> None:
         self.get_logger().info(self.summary_line())

@@ -2,6 +2,7 @@
 
     ros2 launch bisenet_ros segment.launch.py image_topic:=/camera/image_raw
     ros2 launch bisenet_ros segment.launch.py width:=960 height:=720 precision:=fp16
+    ros2 launch bisenet_ros segment.launch.py cameras:="[front, left, right, rear]"
     ros2 launch bisenet_ros segment.launch.py --show-args
 
 Parameters come from params_file (default: config/segment.yaml in the package's share dir);
@@ -33,6 +34,8 @@ from launch.events import Shutdown
 from launch.substitutions import LaunchConfiguration
 from launch_ros.actions import Node
 
+from bisenet_ros.camera_topics import (CameraConfigError, camera_info_beside, check_camera_names,
+                                       parse_camera_list)
 # The node stops itself when the process with this pid (ros2 launch) is gone.
 from bisenet_ros.node_process import PARENT_PID_ENV, topic_name_problem
 
@@ -51,6 +54,10 @@ ARGUMENTS = {
     'precision': ('', 'fp32 or fp16 (fp16 needs a GPU; fp32 on the CPU)'),
     'width': ('', 'network input width (e.g. 960; multiples of 32 need no padding)'),
     'height': ('', 'network input height (e.g. 720; multiples of 32 need no padding)'),
+    'cameras': ('', 'several cameras in one node, e.g. "[front, left]": camera c reads '
+                    'c/image_raw and c/camera_info and publishes ~/c/label, ... (then '
+                    'image_topic and camera_info_topic are not used); empty: the params '
+                    "file's list, else one camera on image_topic"),
     'image_topic': ('image', 'input image topic (image_topic/compressed with use_compressed)'),
     'camera_info_topic': ('', "the camera's CameraInfo topic; empty: camera_info beside "
                               'image_topic (/camera/image_raw -> /camera/camera_info)'),
@@ -120,10 +127,13 @@ def _check_log_level(level: str) -> None:
         raise LaunchArgumentError(f'log_level:={level}: must be one of {", ".join(LOG_LEVELS)}')
 
 
-def camera_info_topic(image_topic: str) -> str:
-    """camera_info beside the image, as image_transport pairs them."""
-    parent, slash, _ = image_topic.rpartition('/')
-    return f'{parent}{slash}camera_info'
+def _cameras(text: str) -> list[str]:
+    names = parse_camera_list(text)
+    try:
+        check_camera_names(names, where=f'cameras:={text}')
+    except CameraConfigError as exc:
+        raise LaunchArgumentError(str(exc)) from None
+    return names
 
 
 def _node(context):
@@ -131,7 +141,15 @@ def _node(context):
     overrides = {param: _typed(name, arg[name], kind)
                  for name, (param, kind) in PARAMETERS.items() if arg[name]}
     topic = arg['image_topic']
-    info_topic = arg['camera_info_topic'] or camera_info_topic(topic)
+    info_topic = arg['camera_info_topic'] or camera_info_beside(topic)
+    cameras = _cameras(arg['cameras'])
+    if cameras:  # [] leaves the params file's list (or the single camera)
+        overrides['cameras'] = cameras
+        for name in ('image_topic', 'camera_info_topic'):
+            if arg[name] != ARGUMENTS[name][0]:  # given, and would be ignored
+                raise LaunchArgumentError(
+                    f'{name}:={arg[name]}: applies to the single camera; with cameras:=, set '
+                    f'<camera>.{name} in the params file (config/surround_6cam.yaml)')
     _check_topic('image_topic', topic)
     _check_topic('camera_info_topic', info_topic)
     if arg['namespace']:

@@ -1,4 +1,5 @@
 """Bag conversion and reading: round trips, other people's bags, clear errors."""
+import re
 from pathlib import Path
 
 import cv2
@@ -207,3 +208,153 @@ def test_a_labels_folder_that_names_no_frame_is_an_error(drive, tmp_path):
         bags.read_frames(bag, labels_dir=gt, labels_key='stamp')
     with pytest.raises(bags.BagError, match='names one of the 5 frames'):
         bags.read_frames(bag, labels_dir=gt)
+
+
+# ---------------------------------------------------------------------- one decoder
+# What a camera may send: the node's encodings and some it does not take.
+CANDIDATE_ENCODINGS = ('rgb8', 'bgr8', 'rgba8', 'bgra8', 'mono8', 'mono16', '8UC1', '8UC3',
+                       '16UC1', 'rgb16', 'bgr16', 'rgba16', '8UC4', '16UC3', '32FC1', 'yuv422',
+                       'bayer_rggb8', 'nv21')
+_LAYOUT = {'rgb8': (3, np.uint8), 'bgr8': (3, np.uint8), 'rgba8': (4, np.uint8),
+           'bgra8': (4, np.uint8), 'mono8': (1, np.uint8), 'mono16': (1, np.uint16),
+           '8UC1': (1, np.uint8), '8UC3': (3, np.uint8), '16UC1': (1, np.uint16)}
+
+
+def _camera_pixels(encoding, rng):
+    channels, dtype = _LAYOUT.get(encoding, (3, np.uint8))
+    shape = (6, 5) if channels == 1 else (6, 5, channels)
+    return rng.integers(0, np.iinfo(dtype).max, shape, dtype=dtype, endpoint=True)
+
+
+def _expected_rgb(encoding, pixels):
+    """By hand: channel order from the encoding's name, alpha dropped, 16 bits as the high byte."""
+    if pixels.dtype == np.uint16:
+        pixels = (pixels // 256).astype(np.uint8)
+    if pixels.ndim == 2:
+        return np.stack([pixels] * 3, axis=-1)
+    rgb = pixels[..., :3]
+    return rgb[..., ::-1] if encoding in ('bgr8', 'bgra8', '8UC3') else rgb
+
+
+def _fields(encoding, pixels, pad=3):
+    """Image fields: little-endian rows padded with `pad` junk bytes."""
+    rows = pixels.astype(pixels.dtype.newbyteorder('<')).reshape(pixels.shape[0], -1)
+    rows = rows.view(np.uint8)
+    data = np.hstack([rows, np.full((rows.shape[0], pad), 0xAB, np.uint8)]).reshape(-1)
+    return dict(height=pixels.shape[0], width=pixels.shape[1], encoding=encoding,
+                is_bigendian=0, step=rows.shape[1] + pad, data=data)
+
+
+def test_the_bag_reader_takes_every_encoding_the_node_takes(tmp_path):
+    """Both sets, found by trying each candidate, are equal (and the node's table); the bag
+    reader's RGB is the hand-made one."""
+    sensor_msgs = pytest.importorskip('sensor_msgs.msg')
+    from bisenet_ros.image_conversion import ENCODINGS, image_to_network_input
+    from bisenet_ros.image_decoding import ImageConversionError
+
+    rng = np.random.default_rng(5)
+    pixels = {e: _camera_pixels(e, rng) for e in CANDIDATE_ENCODINGS}
+    node_takes = set()
+    for encoding in CANDIDATE_ENCODINGS:
+        fields = _fields(encoding, pixels[encoding])
+        msg = sensor_msgs.Image(**{**fields, 'data': fields['data'].tobytes()})
+        try:
+            view, _ = image_to_network_input(msg)
+        except ImageConversionError:
+            continue
+        node_takes.add(encoding)
+        np.testing.assert_array_equal(view, pixels[encoding])
+
+    store = bags.typestore()
+    bag = tmp_path / 'encodings'
+    with Writer(bag, version=8, storage_plugin=StoragePlugin.MCAP) as writer:
+        for encoding in CANDIDATE_ENCODINGS:
+            conn = writer.add_connection(f'/cam/enc_{encoding}', bags.IMAGE_TYPE,
+                                         typestore=store)
+            msg = store.types[bags.IMAGE_TYPE](
+                header=store.types['std_msgs/msg/Header'](
+                    stamp=store.types['builtin_interfaces/msg/Time'](sec=1, nanosec=0),
+                    frame_id='cam'), **_fields(encoding, pixels[encoding]))
+            writer.write(conn, 10**9, store.serialize_cdr(msg, conn.msgtype))
+    bag_takes = set()
+    for encoding in CANDIDATE_ENCODINGS:
+        try:
+            [frame] = bags.read_frames(bag, image_topic=f'/cam/enc_{encoding}')
+        except bags.BagError as exc:
+            assert f"unsupported image encoding '{encoding}'" in str(exc)
+            continue
+        bag_takes.add(encoding)
+        np.testing.assert_array_equal(frame.image, _expected_rgb(encoding, pixels[encoding]))
+        assert frame.image.dtype == np.uint8 and frame.image.flags.c_contiguous
+    assert bag_takes == node_takes == set(ENCODINGS)
+
+
+def test_a_tiff_in_a_bag_is_refused_before_decoding(tmp_path, monkeypatch):
+    ok, tiff = cv2.imencode('.tiff', np.zeros((8, 8, 3), np.uint8))
+    assert ok
+    store = bags.typestore()
+    bag = tmp_path / 'tiff'
+    with Writer(bag, version=8, storage_plugin=StoragePlugin.MCAP) as writer:
+        conn = writer.add_connection('/cam/compressed', bags.COMPRESSED_TYPE, typestore=store)
+        msg = store.types[bags.COMPRESSED_TYPE](
+            header=store.types['std_msgs/msg/Header'](
+                stamp=store.types['builtin_interfaces/msg/Time'](sec=1, nanosec=0),
+                frame_id='cam'), format='png', data=tiff.reshape(-1))
+        writer.write(conn, 10**9, store.serialize_cdr(msg, conn.msgtype))
+    monkeypatch.setattr(cv2, 'imdecode', lambda *a: pytest.fail('a TIFF was decoded'))
+    with pytest.raises(bags.BagError, match=r'/cam/compressed message 1000000000: .* is TIFF '
+                                            'data; only jpeg and png are decoded'):
+        bags.read_frames(bag)
+
+
+# ---------------------------------------------------------------------- damaged bags
+def _damage(bag: Path, how: str) -> None:
+    meta = bag / 'metadata.yaml'
+    data = next(p for p in bag.iterdir() if p.suffix in ('.mcap', '.db3'))
+    if how == 'binary metadata':
+        meta.write_bytes(b'\x00\xff\xfe{{ garbage')
+    elif how == 'not yaml':
+        meta.write_text('rosbag2_bagfile_information: [unclosed\n')
+    elif how == 'plain text':
+        meta.write_text('hello world\n')
+    elif how == 'empty metadata':
+        meta.write_text('')
+    elif how == 'no file list':
+        meta.write_text(meta.read_text().replace('relative_file_paths', 'file_paths'))
+    elif how == 'newer version':
+        meta.write_text(meta.read_text().replace('version: 8', 'version: 99'))
+    elif how == 'truncated data':
+        data.write_bytes(data.read_bytes()[:data.stat().st_size // 2])
+    elif how == 'garbage data':
+        data.write_bytes(b'garbage ' * 100)
+    elif how == 'no data file':
+        data.unlink()
+
+
+@pytest.mark.parametrize('storage, how, reason', [
+    ('mcap', 'binary metadata', r'metadata.yaml: not a text file \(byte 1\)'),
+    ('mcap', 'not yaml', r'metadata.yaml: not valid YAML \(.* at line 2\)'),
+    ('mcap', 'plain text', 'metadata.yaml: no rosbag2_bagfile_information section'),
+    ('mcap', 'empty metadata', 'metadata.yaml: no rosbag2_bagfile_information section'),
+    ('mcap', 'no file list', 'metadata.yaml: relative_file_paths must be a list, is missing'),
+    ('mcap', 'newer version', 'metadata.yaml: metadata version 99 is newer than this reader'),
+    ('mcap', 'truncated data', r'data file bag.mcap: it ends early \(truncated'),
+    ('mcap', 'garbage data', 'data file bag.mcap: not an MCAP file'),
+    ('mcap', 'no data file', 'data file bag.mcap named in metadata.yaml is missing'),
+    ('sqlite3', 'truncated data', 'data file bag.db3: the SQLite database is corrupt'),
+    ('sqlite3', 'garbage data', 'data file bag.db3: not an SQLite database'),
+])
+def test_a_damaged_bag_is_one_plain_line(drive, tmp_path, capsys, storage, how, reason):
+    """Not rosbags' internals ('string indices must be integers', a UnicodeDecodeError,
+    'File end magic is invalid'): one line naming the file and what is wrong."""
+    bag = bags.convert_drive(drive, tmp_path / 'bag', storage=storage, progress=False)
+    _damage(bag, how)
+    for read in (bags.bag_info, bags.read_frames):
+        with pytest.raises(bags.BagError) as error:
+            read(bag)
+        message = str(error.value)
+        assert str(bag) in message and '\n' not in message
+        assert re.search(reason, message), message
+    assert bags.main(['info', str(bag)]) == 2
+    err = capsys.readouterr().err
+    assert err.count('\n') == 1 and re.search(reason, err)

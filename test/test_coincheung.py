@@ -265,7 +265,8 @@ def test_bilinear_upsampling_handles_ade20k_and_cocostuff(num_classes):
 def test_onnx_export_matches_torch(imported, tmp_path):
     """Nearest upsampling and the conv-BN attention survive the export, at any size."""
     ort = pytest.importorskip('onnxruntime')
-    from bisenet_core.export import export_onnx, read_onnx_spec
+    from bisenet_core.export import export_onnx
+    from bisenet_core.onnx_metadata import read_onnx_spec
 
     _, model, spec = imported
     path = export_onnx(model, spec, tmp_path / 'city.onnx', dynamic=True,
@@ -402,9 +403,10 @@ def test_evaluate_and_live_replay_through_the_node(finetuned, tmp_path, monkeypa
     bag = bags.convert_drive(root / 'data', tmp_path / 'bag', split='test', fps=10.0,
                              progress=False)
     monkeypatch.setenv('OMP_NUM_THREADS', '1')
-    report = replay.evaluate(bag, model, mode='both', rate=None, out=tmp_path / 'replay',
-                             backend='torch', device='cpu', start_timeout=120.0,
-                             progress=False)
+    report = replay.evaluate(replay.ReplayOptions(bag, model, mode='both', rate=None,
+                                                  out=tmp_path / 'replay', backend='torch',
+                                                  device='cpu', start_timeout=120.0,
+                                                  progress=False))
     live = report['live']
     assert live['frames_sent'] == live['frames_received'] == 4 and live['dropped'] == 0
     assert report['comparison']['pixel_agreement'] == 1.0

@@ -1,5 +1,6 @@
 """The device pipeline on a CUDA GPU (skipped without one): graph replay equals eager, a new
-frame size captures a new graph, fp16 agrees with the CPU, memory stays flat over 1000 frames.
+frame size captures a new graph, a batch of six is one graph, fp16 agrees with the CPU,
+memory stays flat over 1000 frames.
 
 Uses the shipped model on rendered drive frames, so labels have real regions and margins.
 """
@@ -80,6 +81,28 @@ def test_a_new_frame_size_captures_a_new_graph(drive, caplog):
     assert '1280x720 rgb frames' in captured[1]
     step = seg._runner.cache.get(seg._runner.cache.keys()[-1])
     assert step.host_in.is_pinned() and all(t.is_pinned() for t in step.host_out.values())
+
+
+def test_a_batch_of_six_is_one_graph_with_pinned_buffers(drive):
+    """Six cameras' frames of one layout: one graph for batch 6 (replayed after), all six
+    frames in one pinned buffer, each frame's labels those of its own single-frame run."""
+    seg = _segmenter(precision='fp16', upsample='bilinear')
+    frames = [drive[0], drive[1]] * 3
+    frames[2] = np.full_like(drive[0], 128)  # a grey frame among them
+    results = seg.segment_batch(frames, 'rgb', outputs=('color', 'confidence'))
+    singles = [seg.segment(frame, 'rgb', outputs=('color', 'confidence')) for frame in frames]
+    for index, (got, want) in enumerate(zip(results, singles)):
+        assert (got.labels == want.labels).mean() >= 0.999, index
+        assert np.abs(got.confidence.astype(int) - want.confidence).max() <= 2, index
+    batched = [key for key in seg._runner.cache.keys() if key.batch == 6]
+    assert len(batched) == 1
+    step = seg._runner.cache.get(batched[0])
+    assert step.host_in.shape == (6, 1080, 1920, 3) and step.host_in.is_pinned()
+    builds = seg._runner.cache.builds
+    again = seg.segment_batch(frames, 'rgb', outputs=('color', 'confidence'))
+    assert seg._runner.cache.builds == builds  # replayed, not captured again
+    for got, want in zip(again, results):
+        np.testing.assert_array_equal(got.labels, want.labels)
 
 
 @pytest.mark.parametrize('upsample', ['nearest', 'bilinear'])

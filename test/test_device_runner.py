@@ -135,3 +135,48 @@ def test_compile_wraps_the_network_once_and_warms_up(tiny_model_file, monkeypatc
     assert not ort_seg.compiled
     with pytest.warns(RuntimeWarning, match='first frame will take the compile time'):
         Segmenter(tiny_model_file, backend='torch', device='cpu', compile=True, warmup=False)
+
+
+def test_one_step_per_batch_size_and_layout_with_each_frame_its_own_result(pipeline, device_log):
+    """A batch of N frames of one layout is one Step (one graph on CUDA) keyed by N too; each
+    frame's outputs equal the pipeline run on that frame alone (a frame-by-frame reference)."""
+    captures = []
+
+    def counting_capture(run, stream):
+        captures.append(1)
+        return capture_eager(run, stream)
+
+    runner = DeviceRunner(pipeline, torch.device('cpu'), capture=counting_capture)
+    rng = np.random.default_rng(2)
+    frames = [rng.integers(0, 256, (50, 70, 3), np.uint8) for _ in range(3)]
+    frames[1][:] = (200, 30, 90)  # a uniform frame among noisy ones
+    outputs = ('color', 'small_labels', 'confidence')
+    for _ in range(2):  # the second batch replays the same Step
+        results, timings = runner.run_batch(frames, 'bgr', 'bilinear', outputs)
+        assert len(captures) == 1 and len(results) == 3
+        assert set(timings) == {'upload', 'compute', 'download'}
+        for frame, out in zip(frames, results):
+            with torch.no_grad():
+                want = pipeline(torch.from_numpy(frame), torch.tensor(channel_index(3, 'bgr')),
+                                'bilinear', outputs)
+            assert out['labels'].shape == frame.shape[:2]
+            for name, value in want.items():
+                # One network pass over 3 frames against one over each: float noise only.
+                same = (out[name] == value.numpy())
+                assert same.mean() >= 0.9999, (name, same.mean())
+    key = runner.cache.keys()[0]
+    assert key.batch == 3 and key[:3] == (50, 70, 3)
+    step = runner.cache.get(key)
+    assert step.host_in.shape == (3, 50, 70, 3)   # all N frames in one (pinned on CUDA) buffer
+    assert not np.shares_memory(results[0]['labels'], results[1]['labels'])
+    runner.run_batch(frames[:2], 'bgr', 'bilinear', outputs)       # another batch size
+    runner(frames[0], 'bgr', 'bilinear', outputs)                   # a single frame: batch 1
+    assert len(captures) == 3
+    assert sorted(k.batch for k in runner.cache.keys()) == [1, 2, 3]
+    messages = [r.getMessage() for r in device_log.records]
+    assert any('set of buffers for batches of 3 70x50 bgr frames' in m for m in messages)
+    assert any('set of buffers for 70x50 bgr frames' in m for m in messages)
+    with pytest.raises(ValueError, match='one layout'):
+        runner.run_batch([frames[0], frames[0][:40]], 'bgr', 'bilinear', ())
+    with pytest.raises(ValueError, match='at least one'):
+        runner.run_batch([], 'bgr', 'bilinear', ())

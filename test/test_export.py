@@ -7,10 +7,12 @@ import onnx
 import pytest
 import torch
 
-from bisenet_core.export import SPEC_KEY, export_onnx, read_onnx_export_info, read_onnx_spec
+from bisenet_core.export import export_onnx
+from bisenet_core.onnx_metadata import SPEC_KEY, read_onnx_export_info, read_onnx_spec
 from bisenet_core.model import bisenet
 from bisenet_core.modelfile import ModelFileError
 from bisenet_core.spec import spec_for_dataset
+from training.export import main as export_main
 
 ort = pytest.importorskip('onnxruntime')
 
@@ -75,6 +77,39 @@ def test_dynamic_logits_any_size(model_and_spec, inputs, tmp_path):
         got, want = run(path, x), torch_logits(model, x)
         assert got.shape == (1, spec.num_classes, -(-h // 8), -(-w // 8))
         assert np.abs(got - want).max() < 1e-4 * np.abs(want).max()
+
+
+def test_dynamic_batch_runs_batch_3_at_the_fixed_size(model_and_spec, inputs, tmp_path,
+                                                      tiny_model_file, capsys):
+    """dynamic_batch: any batch size, the image size stays fixed; each item of a batch of 3
+    gets the logits torch gives it alone (the model itself is the reference)."""
+    model, spec = model_and_spec
+    path = export_onnx(model, spec, tmp_path / 'batch.onnx', dynamic_batch=True)
+    shape = onnx.load(str(path)).graph.input[0].type.tensor_type.shape.dim
+    assert shape[0].dim_param and [d.dim_value for d in shape[1:]] == [3, HEIGHT, WIDTH]
+    info = read_onnx_export_info(path)
+    assert info['dynamic'] is False and info['dynamic_batch'] is True
+    gen = torch.Generator().manual_seed(3)
+    batch = torch.randn(3, 3, HEIGHT, WIDTH, generator=gen)
+    batch[1] = 0.5  # a uniform image between two noisy ones
+    got = run(path, batch)
+    assert got.shape == (3, spec.num_classes, HEIGHT // 8, WIDTH // 8)
+    for i in range(3):
+        want = torch_logits(model, batch[i:i + 1])[0]
+        assert np.abs(got[i] - want).max() < 1e-4 * np.abs(want).max(), i
+    with pytest.raises(Exception, match='(?i)dimension|shape'):
+        run(path, inputs[(160, 64)])  # the size is still fixed
+    fixed = export_onnx(model, spec, tmp_path / 'fixed.onnx')
+    assert read_onnx_export_info(fixed)['dynamic_batch'] is False
+    with pytest.raises(Exception, match='(?i)dimension|shape'):
+        run(fixed, batch)  # batch 1 only
+
+    cli = tmp_path / 'cli.onnx'
+    assert export_main(['--model', str(tiny_model_file), '--out', str(cli),
+                        '--dynamic-batch']) == 0
+    assert 'any batch' in capsys.readouterr().out
+    assert read_onnx_export_info(cli)['dynamic_batch'] is True
+    assert onnx.load(str(cli)).graph.input[0].type.tensor_type.shape.dim[0].dim_param
 
 
 @pytest.mark.parametrize('dynamic', [False, True])

@@ -4,8 +4,8 @@ import numpy as np
 import pytest
 import torch
 
-from bisenet_core.export import read_onnx_export_info
-from bisenet_core.export_frames import export_frame_onnx
+from bisenet_core.onnx_metadata import read_onnx_export_info
+from bisenet_core.inference.export_frames import export_frame_onnx
 from bisenet_core.inference import Segmenter
 from bisenet_core.inference.frames import FRAME_INPUTS, FRAME_OUTPUTS, channel_index
 from bisenet_core.inference.pipeline import FramePipeline
@@ -58,6 +58,31 @@ def test_graph_matches_torch_at_other_sizes_and_channels(exported, pipeline, ups
         assert (labels == want['labels'].numpy()).mean() >= 0.999, (frame.shape, order)
         assert (small == want['small_labels'].numpy()).mean() >= 0.99
         assert np.abs(confidence.astype(int) - want['confidence'].numpy()).max() <= 1
+
+
+@pytest.mark.parametrize('upsample', ['nearest', 'bilinear'])
+def test_batched_graph_runs_n_frames_each_as_torch_does_alone(tiny_model_file, pipeline,
+                                                              tmp_path, upsample):
+    """batch=True: N x H x W x C in, each frame's outputs those of the torch pipeline run on
+    it alone, at a frame size, channel count and batch size it was not traced at."""
+    model, spec = load_model(tiny_model_file)
+    path = export_frame_onnx(model, spec, tmp_path / 'batch.onnx', upsample=upsample,
+                             batch=True)
+    assert read_onnx_export_info(path)['batch'] is True
+    session = ort.InferenceSession(str(path), providers=['CPUExecutionProvider'])
+    rgb = _scene(77, 143)
+    frames = np.stack([rgb, rgb[::-1], np.full_like(rgb, 90), rgb[:, ::-1]])[..., ::-1]
+    frames = np.ascontiguousarray(np.concatenate([frames, frames[..., :1]], axis=3))  # bgra
+    channels = np.array(channel_index(4, 'bgr'), np.int64)
+    labels, small, confidence = session.run(None, {'image': frames, 'channels': channels})
+    assert labels.shape == (4, 77, 143) and small.shape[0] == 4 and confidence.shape[0] == 4
+    for i, frame in enumerate(frames):
+        with torch.no_grad():
+            want = pipeline(torch.from_numpy(frame), torch.from_numpy(channels), upsample,
+                            ('small_labels', 'confidence'))
+        assert (labels[i] == want['labels'].numpy()).mean() >= 0.999, i
+        assert (small[i] == want['small_labels'].numpy()).mean() >= 0.99, i
+        assert np.abs(confidence[i].astype(int) - want['confidence'].numpy()).max() <= 1, i
 
 
 def test_export_record_and_bad_arguments(exported, tiny_model_file, tmp_path):
@@ -116,8 +141,8 @@ def test_fp16_graph_runs_and_agrees(exported, tiny_model_file, tmp_path):
     assert (labels['fp16'] == labels['fp32']).mean() >= 0.98
 
 
-@pytest.mark.parametrize('module', ['bisenet_core.export_frames', 'bisenet_core.inference',
-                                    'bisenet_core.inference.backends',
+@pytest.mark.parametrize('module', ['bisenet_core.inference.export_frames',
+                                    'bisenet_core.inference', 'bisenet_core.inference.backends',
                                     'bisenet_core.inference.onnx_graphs'])
 def test_modules_import_on_their_own(module):
     """No import cycle between the export and the inference package, whatever comes first."""

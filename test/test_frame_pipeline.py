@@ -10,7 +10,7 @@ import torch.nn.functional as F
 import cv2
 
 from bisenet_core.inference import Segmenter
-from bisenet_core.inference.backends import check_device, resolve_device
+from bisenet_core.hardware import check_device, resolve_device
 from bisenet_core.inference.pipeline import bilinear_labels as device_bilinear_labels
 from bisenet_core.inference.postprocess import bilinear_labels as host_bilinear_labels
 from bisenet_core.modelfile import load_model

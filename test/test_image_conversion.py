@@ -195,3 +195,69 @@ def test_labels_as_lossless_png():
     assert len(msg.data) < labels.size / 10  # a mask compresses far below 1 byte/pixel
     with pytest.raises(ImageConversionError, match='uint8 H x W'):
         labels_to_compressed(np.zeros((4, 4, 3), np.uint8))
+
+
+def _tiff_claiming(width, height):
+    """A real 8x8 TIFF from cv2 whose ImageWidth/ImageLength tags are patched to claim more."""
+    ok, encoded = cv2.imencode('.tiff', np.zeros((8, 8, 3), np.uint8))
+    data = bytearray(encoded.tobytes())
+    assert ok and data[:4] == b'II*\x00'  # little-endian TIFF
+    ifd = int.from_bytes(data[4:8], 'little')
+    for entry in range(int.from_bytes(data[ifd:ifd + 2], 'little')):
+        at = ifd + 2 + 12 * entry
+        tag = int.from_bytes(data[at:at + 2], 'little')
+        if tag in (256, 257):  # ImageWidth, ImageLength (SHORT or LONG: the value's first bytes)
+            data[at + 8:at + 10] = (width if tag == 256 else height).to_bytes(2, 'little')
+    return bytes(data)
+
+
+def _encoded(ext):
+    ok, encoded = cv2.imencode(ext, RNG.integers(0, 256, (8, 8, 3), dtype=np.uint8))
+    assert ok
+    return encoded.tobytes()
+
+
+@pytest.mark.parametrize('data, named', [
+    (lambda: _encoded('.tiff'), 'TIFF data'),
+    (lambda: _tiff_claiming(9000, 9000), 'TIFF data'),
+    (lambda: _encoded('.bmp'), 'BMP data'),
+    (lambda: _encoded('.webp'), 'WebP data'),
+    (lambda: b'\x00\x01\x02\x03 anything', 'not jpeg or png data .it starts with 00 01 02 03'),
+])
+def test_only_jpeg_and_png_are_decoded_whatever_the_format_says(data, named, monkeypatch):
+    """OpenCV decodes TIFF, WebP, BMP ... of any size; the pixel cap reads jpeg/png headers only,
+    so anything else is refused before decoding, with or without a cap."""
+    from bisenet_ros.image_conversion import check_image_pixels
+
+    payload = data()
+    decoded = []
+    real_imdecode = cv2.imdecode
+    monkeypatch.setattr(cv2, 'imdecode', lambda *a: decoded.append(1) or real_imdecode(*a))
+    for fmt in ('png', 'jpeg', 'rgb8; jpeg compressed bgr8', 'tiff'):
+        msg = CompressedImage(format=fmt, data=array.array('B', payload))
+        with pytest.raises(ImageConversionError, match=f'{named}.*only jpeg and png are decoded'):
+            compressed_to_network_input(msg)
+        with pytest.raises(ImageConversionError, match=f'{named}.*only jpeg and png are decoded'):
+            check_image_pixels(msg, 10**6)
+    assert not decoded
+    # jpeg and png are told by their bytes, not by the format string.
+    rgb = RNG.integers(0, 256, (6, 9, 3), dtype=np.uint8)
+    png = numpy_to_compressed(rgb, 'png')
+    png.format = 'tiff'
+    check_image_pixels(png, 54)
+    image, order = compressed_to_network_input(png)
+    assert np.array_equal(to_rgb(image, order), rgb) and decoded == [1]
+
+
+def test_a_jpeg_header_without_a_size_is_refused_under_a_cap():
+    """libjpeg skips junk between segments: so does the size reader (else a frame header after
+    junk would pass the cap unread); a jpeg whose size cannot be read is not decoded."""
+    from bisenet_ros.image_conversion import check_image_pixels, compressed_image_size
+
+    data = bytes(numpy_to_compressed(np.zeros((8, 8, 3), np.uint8), 'jpeg').data)
+    sof = data.index(b'\xff\xc0')
+    junk = data[:sof] + b'junk' * 1000 + data[sof:]
+    assert compressed_image_size(junk) == (8, 8)
+    no_frame = CompressedImage(format='jpeg', data=array.array('B', data[:sof]))
+    with pytest.raises(ImageConversionError, match='no image size in its jpeg header'):
+        check_image_pixels(no_frame, 10**6)

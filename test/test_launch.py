@@ -215,6 +215,7 @@ def test_shipped_config_and_launch_defaults_equal_the_nodes_declared_defaults():
     import yaml
 
     from bisenet_ros.camera import CameraTopics
+    from bisenet_ros.camera_topics import camera_info_beside
     from bisenet_ros.node_parameters import DEFAULTS
 
     config = yaml.safe_load((REPO / 'config' / 'segment.yaml').read_text())
@@ -233,7 +234,7 @@ def test_shipped_config_and_launch_defaults_equal_the_nodes_declared_defaults():
     # The topics the launch file remaps default to the node's own names.
     topics = CameraTopics()
     assert launch_file.ARGUMENTS['image_topic'][0] == topics.image
-    assert launch_file.camera_info_topic(topics.image) == topics.camera_info
+    assert camera_info_beside(topics.image) == topics.camera_info
 
 
 def test_launch_file_runs_the_node(launches, camera, tiny_model_file, tmp_path):

@@ -200,8 +200,9 @@ def test_resnet_keys_match_torchvision():
 
 
 def test_init_kaiming_convs_and_unit_batchnorm():
+    # This project's init ('bisenet-ros-v1'); 'torchseg' follows TorchSeg's (test_architecture).
     torch.manual_seed(0)
-    model = bisenet(3)
+    model = bisenet(3, architecture='bisenet-ros-v1')
     for name, m in model.named_modules():
         if isinstance(m, nn.BatchNorm2d):
             assert (m.weight == 1).all() and (m.bias == 0).all(), name

@@ -6,8 +6,10 @@ import os
 import pytest
 import torch
 
-from bisenet_core.export import SPEC_KEY, export_onnx, read_onnx_spec
+from bisenet_core.export import export_onnx
+from bisenet_core.onnx_metadata import SPEC_KEY, read_onnx_spec
 from bisenet_core.inference import Segmenter
+from bisenet_core.model_source import read_model_source, read_spec
 from bisenet_core.modelfile import ModelFileError, load_model, read_model_file
 
 onnx = pytest.importorskip('onnx')
@@ -83,3 +85,24 @@ def test_onnx_metadata_must_match_the_graph_classes(tiny_model_file, tmp_path):
     with pytest.raises(ModelFileError, match='11 classes but'):
         Segmenter(lying, backend='onnxruntime', device='cpu')
     assert read_onnx_spec(path).num_classes == 11  # the honest file still loads
+
+
+def test_one_reader_for_pt_and_onnx_paths(tiny_model_file, tmp_path):
+    """read_model_source tells the two formats apart by suffix and reads each once; the
+    Segmenter reports a folder as a folder, not as missing."""
+    model, spec = load_model(tiny_model_file)
+    onnx_path = export_onnx(model, spec, tmp_path / 'TINY.ONNX', input_size=(64, 64))
+    pt = read_model_source(tiny_model_file)
+    assert not pt.is_onnx and pt.onnx_info is None
+    assert pt.spec.num_classes == 11 and pt.spec.input_size == (128, 96)  # conftest's model
+    assert set(pt.state) == set(model.state_dict())
+    exported = read_model_source(onnx_path)
+    assert exported.is_onnx and exported.state is None
+    assert exported.onnx_info['output'] == 'logits' and exported.onnx_info['precision'] == 'fp32'
+    assert read_spec(onnx_path) == read_spec(tiny_model_file) == spec
+    with pytest.raises(ModelFileError) as info:
+        Segmenter(tmp_path, backend='torch', device='cpu')
+    assert str(info.value) == f'model file {tmp_path}: is a folder, not a file'
+    with pytest.raises(ModelFileError) as info:
+        read_spec(tmp_path / 'missing.onnx')
+    assert str(info.value) == f'ONNX file {tmp_path / "missing.onnx"}: not found'

@@ -79,3 +79,49 @@ def test_training_does_not_import_ros():
     for path in sorted((ROOT / 'training').rglob('*.py')):
         bad = {'rclpy', 'bisenet_ros'}.intersection(_imported_modules(path))
         assert not bad, f'{path.relative_to(ROOT)} imports {sorted(bad)}'
+
+
+# Optional third-party packages a core module may import where it needs them (the core
+# imports without them): inference backends, plots, timm's .safetensors weight files.
+LAZY_OPTIONAL = {'onnxruntime', 'tensorrt', 'matplotlib', 'safetensors'}
+
+
+def _function_level_imports(path: Path):
+    """(line, module) of every import inside a function body of the file."""
+    tree = ast.parse(path.read_text(), filename=str(path))
+    found = set()  # a nested function's imports are also inside the outer one
+    for function in ast.walk(tree):
+        if not isinstance(function, (ast.FunctionDef, ast.AsyncFunctionDef)):
+            continue
+        for node in ast.walk(function):
+            if isinstance(node, ast.Import):
+                found.update((node.lineno, a.name) for a in node.names)
+            elif isinstance(node, ast.ImportFrom):
+                # A relative import (level > 0) is one between the core's own modules.
+                found.add((node.lineno,
+                           ('bisenet_core.' if node.level else '') + (node.module or '')))
+    return sorted(found)
+
+
+def test_core_has_no_function_level_imports():
+    """No import inside a core function, but of an optional third-party package.
+
+    A function-level import between core modules hides an import cycle: move the shared
+    piece so the arrows point one way.
+    """
+    files = sorted((ROOT / 'bisenet_core').rglob('*.py'))
+    assert len(files) > 40
+    found = [f'{path.relative_to(ROOT)}:{line}: {module}' for path in files
+             for line, module in _function_level_imports(path)
+             if module.split('.')[0] not in LAZY_OPTIONAL]
+    assert not found, 'function-level imports:\n' + '\n'.join(found)
+
+
+def test_function_level_import_finder_sees_nested_and_relative_imports(tmp_path):
+    source = tmp_path / 'sample.py'
+    source.write_text('import os\n\n\ndef f():\n    import onnxruntime\n\n    def g():\n'
+                      '        from bisenet_core.spec import ModelSpec\n        from . import x\n'
+                      '\n\nclass C:\n    def m(self):\n        import torch.distributed\n')
+    assert list(_function_level_imports(source)) == [
+        (5, 'onnxruntime'), (8, 'bisenet_core.spec'), (9, 'bisenet_core.'),
+        (14, 'torch.distributed')]

@@ -10,7 +10,7 @@ import pytest
 from rosbags.rosbag2 import StoragePlugin, Writer
 
 from bisenet_core.data.synthetic import write_drive
-from bisenet_ros import bags, replay
+from bisenet_ros import bags, replay, replay_offline
 from bisenet_ros.stamp_matching import match_stamps
 from test_bags import _hand_made_bag  # noqa: I100 (test/ is on sys.path)
 
@@ -108,8 +108,8 @@ def test_stamp_matching_with_a_dropped_frame():
 
 def test_offline_report_numbers(bag, tiny_model_file, expected, tmp_path):
     out = tmp_path / 'report'
-    report = replay.evaluate(bag, tiny_model_file, mode='offline', out=out, backend='torch',
-                             device='cpu', progress=False)
+    report = replay.evaluate(replay.ReplayOptions(bag, tiny_model_file, mode='offline', out=out,
+                                                  backend='torch', device='cpu', progress=False))
     on_disk = json.loads((out / 'report.json').read_text())
     for mode in ('nearest', 'bilinear'):
         _check_scores(on_disk['offline'][mode], expected[mode])
@@ -125,6 +125,67 @@ def test_offline_report_numbers(bag, tiny_model_file, expected, tmp_path):
     markdown = (out / 'report.md').read_text()
     assert f'{on_disk["offline"]["nearest"]["miou"]:.4f}' in markdown
     assert '![Confusion matrix](confusion.png)' in markdown
+
+
+def test_offline_run_of_a_segmenter_is_reusable_per_bag(bag, tiny_model_file, expected):
+    """run_offline on a Segmenter (as a fleet evaluator calls it per bag): its scores are the
+    independent computation's, and two halves of the bag add up to the whole bag."""
+    from bisenet_core.inference import Segmenter
+
+    frames = bags.read_frames(bag)
+    segmenter = Segmenter(tiny_model_file, backend='torch', device='cpu')
+    run = replay_offline.run_offline(frames, segmenter, progress=False)
+    names = segmenter.spec.class_names
+    for method in ('nearest', 'bilinear'):
+        assert run.scores[method].frames_scored == FRAMES
+        _check_scores(run.scores[method].confusion.to_dict(names), expected[method])
+        assert sorted(run.predictions[method]) == list(range(FRAMES))
+        assert run.predictions[method][2].shape == frames[2].label.shape
+    halves = [replay_offline.run_offline(part, segmenter, progress=False).scores['bilinear']
+              for part in (frames[:2], frames[2:])]
+    total = halves[0].confusion + halves[1].confusion
+    assert np.array_equal(total.matrix, run.scores['bilinear'].confusion.matrix)
+    assert halves[0].frames_scored + halves[1].frames_scored == FRAMES
+
+
+def test_score_by_hand():
+    """Label 3 is no class of a 3-class model: void, as 255 is; a frame without ground truth
+    or without a prediction is not scored."""
+    from types import SimpleNamespace
+
+    spec = SimpleNamespace(num_classes=3, ignore_index=255)
+    rgb = np.zeros((2, 2, 3), np.uint8)
+    frames = [bags.BagFrame(0, 10, rgb, np.array([[0, 1], [2, 3]], np.uint8)),
+              bags.BagFrame(1, 20, rgb, None),
+              bags.BagFrame(2, 30, rgb, np.array([[255, 255], [255, 0]], np.uint8)),
+              bags.BagFrame(3, 40, rgb, np.zeros((2, 2), np.uint8))]
+    predictions = {0: np.array([[0, 2], [2, 0]], np.uint8), 1: np.zeros((2, 2), np.uint8),
+                   2: np.array([[1, 1], [1, 1]], np.uint8)}
+    result = replay_offline.score(frames, predictions, spec)
+    assert result.frames_scored == 2
+    # Scored pixels (truth -> prediction): 0->0, 1->2, 2->2 (frame 0) and 0->1 (frame 2).
+    # IoU: class 0: 1 / (2 + 1 - 1) = 0.5; class 1: 0 / (1 + 1) = 0; class 2: 1 / (1 + 2 - 1).
+    assert result.confusion.total == 4
+    assert result.confusion.iou() == pytest.approx([0.5, 0.0, 0.5])
+    with pytest.raises(replay.ReplayError, match='frame 0: prediction is 3x2, ground truth 2x2'):
+        replay_offline.score(frames[:1], {0: np.zeros((2, 3), np.uint8)}, spec)
+
+
+def test_replay_options_refuse_bad_values(bag):
+    for bad, message in (({'mode': 'fast'}, "mode must be one of"),
+                         ({'rate': 0.0}, 'rate must be > 0, got 0.0'),
+                         ({'rate': float('nan')}, 'rate must be > 0, got nan'),
+                         ({'max_frames': 0}, 'max_frames must be >= 1, got 0'),
+                         ({'start_timeout': -1.0}, 'start_timeout must be > 0 s'),
+                         ({'backend': 'tensorflow'}, 'backend must be one of'),
+                         ({'device': 'gpu'}, "device must be.*got 'gpu'"),
+                         ({'precision': 'int8'}, "precision must be one of .* got 'int8'"),
+                         ({'upsample': 'cubic'}, 'upsample must be one of')):
+        with pytest.raises(replay.ReplayError, match=message):
+            replay.ReplayOptions(bag, **bad)
+    options = replay.ReplayOptions(bag)
+    assert (options.mode, options.rate, options.backend, options.upsample) == \
+        ('both', None, 'auto', None)
 
 
 def test_someone_elses_sqlite3_bag(drive, tiny_model_file, expected, tmp_path):
@@ -153,6 +214,9 @@ def test_replay_errors(bag, tiny_model_file, tmp_path, capsys):
     assert replay.main([str(bag), '--model', str(tmp_path / 'no.pt'), '--mode', 'offline',
                         '--out', str(tmp_path / 'o')]) == 2
     assert 'no.pt: not found' in capsys.readouterr().err
+    assert replay.main([str(bag), '--model', str(tmp_path), '--mode', 'offline',
+                        '--out', str(tmp_path / 'o')]) == 2
+    assert f'model file {tmp_path}: is a folder, not a file' in capsys.readouterr().err
     assert replay.main([str(bag), '--model', str(tiny_model_file), '--mode', 'offline',
                         '--image-topic', '/camera/nothing', '--out', str(tmp_path / 'o')]) == 2
     assert "no Image/CompressedImage topic '/camera/nothing'" in capsys.readouterr().err
@@ -184,8 +248,9 @@ def test_a_bag_without_ground_truth_is_replayed_but_not_scored(drive, tiny_model
     stamps = [1_600_000_000_000_000_000 + i * 50_000_000 for i in range(len(images))]
     unlabelled = _hand_made_bag(tmp_path / 'unlabelled', images, stamps)
     out = tmp_path / 'report'
-    report = replay.evaluate(unlabelled, tiny_model_file, mode='offline', out=out,
-                             backend='torch', device='cpu', progress=False)
+    report = replay.evaluate(replay.ReplayOptions(unlabelled, tiny_model_file, mode='offline',
+                                                  out=out, backend='torch', device='cpu',
+                                                  progress=False))
     assert report['bag']['labelled_frames'] == 0 and report['bag']['ground_truth'] == 'none'
     assert report['offline']['frames_scored'] == 0
     assert report['offline']['nearest']['miou'] is None
@@ -199,14 +264,15 @@ def test_bad_arguments_are_refused_before_any_work(bag, tiny_model_file, tmp_pat
         replay.main([str(bag), '--max-frames', '0', '--out', str(out)])
     assert '--max-frames: 0 is not >= 1' in capsys.readouterr().err
     with pytest.raises(replay.ReplayError, match='max_frames must be >= 1, got 0'):
-        replay.evaluate(bag, tiny_model_file, mode='offline', out=out, max_frames=0)
+        replay.evaluate(replay.ReplayOptions(bag, tiny_model_file, mode='offline', out=out,
+                                             max_frames=0))
     with pytest.raises(SystemExit):
         replay.main([str(bag), '--rate', '0'])
     assert not out.exists()
     a_file = tmp_path / 'a_file'
     a_file.write_text('x')
     with pytest.raises(replay.ReplayError, match='exists and is not a folder'):
-        replay.evaluate(bag, tiny_model_file, mode='offline', out=a_file)
+        replay.evaluate(replay.ReplayOptions(bag, tiny_model_file, mode='offline', out=a_file))
 
 
 def test_demo_and_replay_share_their_node_options():
@@ -230,9 +296,9 @@ def test_live_replay_through_the_node(bag, tiny_model_file, expected, tmp_path, 
     monkeypatch.setenv('OMP_NUM_THREADS', '1')  # the node's torch: see one_torch_thread
     out = tmp_path / 'live'
     domain = os.environ.get('ROS_DOMAIN_ID')
-    report = replay.evaluate(bag, tiny_model_file, mode='both', rate=None, out=out,
-                             backend='torch', device='cpu', start_timeout=120.0,
-                             progress=False)
+    report = replay.evaluate(replay.ReplayOptions(bag, tiny_model_file, mode='both', rate=None,
+                                                  out=out, backend='torch', device='cpu',
+                                                  start_timeout=120.0, progress=False))
     assert os.environ.get('ROS_DOMAIN_ID') == domain  # the node's fresh domain was temporary
     live = report['live']
     assert live['frames_sent'] == live['frames_received'] == FRAMES

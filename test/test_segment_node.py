@@ -245,6 +245,21 @@ def test_corrupt_compressed_then_good(harness):
     assert h.stats.errors == 1 and 'cannot decode' in h.stats.last_error
 
 
+def test_a_tiff_is_refused_whatever_its_format_string(harness, monkeypatch):
+    import cv2
+    decoded = []
+    real_imdecode = cv2.imdecode
+    monkeypatch.setattr(cv2, 'imdecode', lambda *a: decoded.append(1) or real_imdecode(*a))
+    h = harness(compressed=True, latency_budget_ms=0.0)
+    ok, tiff = cv2.imencode('.tiff', _scene(8, 8))
+    h.publish(CompressedImage(format='png', data=tiff.tobytes()))
+    h.wait(lambda: h.stats.errors == 1, 'the tiff to be refused')
+    assert 'is TIFF data; only jpeg and png are decoded' in h.stats.last_error
+    assert not decoded
+    stamp = h.publish(numpy_to_compressed(_scene(), 'png'))
+    h.output_for('label', stamp)  # and the node goes on
+
+
 class SlowSegmenter(Segmenter):
     """Inference slower than the input rate."""
 
@@ -825,7 +840,7 @@ def test_frame_graph_file_runs_and_refuses_another_upsampling(harness, tiny_mode
     """An exported frame -> labels graph (training.export --output frame) in the node: it has
     one upsampling mode, so switching it at run time is refused, and nothing else in that
     request is applied."""
-    from bisenet_core.export import read_onnx_export_info
+    from bisenet_core.onnx_metadata import read_onnx_export_info
     from training.export import main as export_main
 
     path = tmp_path / 'frames_nearest.onnx'

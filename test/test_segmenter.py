@@ -7,7 +7,7 @@ import torch
 import torch.nn.functional as F
 
 from bisenet_core.export import export_onnx
-from bisenet_core.inference import Segmenter
+from bisenet_core.inference import Segmenter, SegmenterOptions
 from bisenet_core.inference.backends import ort_providers
 from bisenet_core.modelfile import ModelFileError, load_model
 from bisenet_core.preprocess import normalize, resize_image
@@ -267,3 +267,52 @@ def test_torch_cuda(tiny_model_file, segmenters, image, precision):
     assert (seg.device, seg.precision) == ('cuda', precision)
     agreement = (seg(image) == segmenters['torch'](image)).mean()
     assert agreement >= (0.999 if precision == 'fp32' else 0.98)
+
+
+def test_options_by_keyword_or_record_resolve_alike(tiny_model_file, cache):
+    """Keyword settings, a SegmenterOptions record, and a record with keywords over it make
+    the same Segmenter: 'auto' resolved, the input size the model's (conftest: 128x96)."""
+    def resolved(seg):
+        return (seg.backend_name, seg.device, seg.precision, seg.input_size, seg.upsample,
+                seg.pipeline, seg.graphs, seg.compiled)
+    expected = ('torch', 'cpu', 'fp32', (128, 96), 'bilinear', 'host', False, False)
+    by_keyword = Segmenter(tiny_model_file, backend='torch', device='cpu', upsample='bilinear',
+                           warmup=False)
+    record = SegmenterOptions(backend='torch', device='cpu', upsample='bilinear', warmup=False)
+    by_record = Segmenter(tiny_model_file, record)
+    assert resolved(by_keyword) == resolved(by_record) == expected
+    assert by_keyword.options == by_record.options == record
+    nearest = Segmenter(tiny_model_file, record, upsample='nearest', pipeline='device',
+                        input_size=(64, 32))
+    assert resolved(nearest) == ('torch', 'cpu', 'fp32', (64, 32), 'nearest', 'device', False,
+                                 False)
+    assert record.upsample == 'bilinear' and record.pipeline == 'auto'  # the record unchanged
+    model, spec = load_model(tiny_model_file)
+    assert resolved(Segmenter.from_model(model, spec, record)) == expected
+
+
+@pytest.mark.parametrize('settings, message', [
+    ({'backend': 'openvino'}, "backend must be one of .* got 'openvino'"),
+    ({'device': 'gpu'}, r"device must be one of auto, cuda, cpu or cuda:N .*got 'gpu'"),
+    ({'device': 'cuda:'}, "got 'cuda:'"),
+    ({'precision': 'int4'}, "precision must be one of .* got 'int4'"),
+    ({'upsample': 'cubic'}, "upsample must be one of .* got 'cubic'"),
+    ({'threads': 0}, 'threads must be >= 1, got 0'),
+    ({'pipeline': 'gpu'}, "pipeline must be one of .* got 'gpu'"),
+    ({'input_size': (16, 96)}, r'16x96: each side must be 32\.\.8192'),
+    ({'input_size': (64, 64, 3)}, r'input_size must be \(width, height\)'),
+])
+def test_bad_settings_are_refused_before_the_model_is_read(tmp_path, settings, message):
+    """A setting error is the error reported, even for a model path that does not exist."""
+    missing = tmp_path / 'missing.pt'
+    with pytest.raises(ValueError, match=message):
+        Segmenter(missing, **settings)
+    with pytest.raises(ValueError, match=message):
+        SegmenterOptions(**settings)
+
+
+def test_unknown_settings_are_type_errors(tiny_model_file):
+    with pytest.raises(TypeError, match='devcie'):
+        Segmenter(tiny_model_file, devcie='cpu')
+    with pytest.raises(TypeError, match='options must be a SegmenterOptions, got str'):
+        Segmenter(tiny_model_file, 'torch')

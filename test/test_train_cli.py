@@ -144,7 +144,7 @@ def test_the_shipped_model_names_the_preset_that_renders_its_test_street():
 
 def test_export_cli_writes_onnx(tiny_model_file, tmp_path, capsys):
     onnx = pytest.importorskip('onnx')
-    from bisenet_core.export import read_onnx_spec
+    from bisenet_core.onnx_metadata import read_onnx_spec
 
     out = tmp_path / 'tiny.onnx'
     assert export.main(['--model', str(tiny_model_file), '--out', str(out),

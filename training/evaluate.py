@@ -18,15 +18,17 @@ import numpy as np
 import torch
 from tqdm import tqdm
 
+from bisenet_core.data import formats
+from bisenet_core.hardware import DEVICES, device_arg, resolve_amp, resolve_device
 from bisenet_core.metrics import ConfusionMatrix
+from bisenet_core.metrics_plots import plot_confusion
 from bisenet_core.modelfile import ModelFileError, load_model
 from bisenet_core.spec import ModelSpec
-from bisenet_core.train.config import DATA_FORMATS, ConfigError, RunConfig, load_config
+from bisenet_core.train.config import ConfigError, RunConfig, load_config
 from bisenet_core.train.data import open_dataset, prepare_synthetic
 from bisenet_core.train.evaluation import (MULTI_SCALES, PROTOCOLS, RESOLUTIONS,
                                            TORCHSEG_MULTI_SCALES, check_protocol,
                                            evaluate_dataset)
-from bisenet_core.train.runtime import resolve_amp
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
@@ -62,8 +64,9 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
                              'torch|onnxruntime|tensorrt: score what the node runs, through '
                              'bisenet_core.inference.Segmenter (single scale)')
     parser.add_argument('--data', required=True, type=Path, help='dataset root folder')
-    parser.add_argument('--format', choices=DATA_FORMATS,
-                        help='dataset layout (default: from the model, e.g. camvid)')
+    parser.add_argument('--format', choices=tuple(formats.REGISTRY),
+                        help='dataset layout (default: the one found in --data, else the '
+                             "model's dataset, e.g. camvid)")
     parser.add_argument('--split', default='val', help='split to score (default: val)')
     parser.add_argument('--config', type=Path,
                         help='synthetic drives only: the training config whose data.synthetic '
@@ -77,21 +80,15 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument('--scales', type=float, nargs='+',
                         help='explicit scales instead of 1.0 or the --multiscale set')
     parser.add_argument('--flip', action='store_true', help='also average horizontal flips')
-    parser.add_argument('--device', default='auto', choices=('auto', 'cpu', 'cuda'))
+    parser.add_argument('--device', default='auto', type=device_arg, metavar='DEVICE',
+                        help=f"{', '.join(DEVICES)} or cuda:N (default auto: a GPU when "
+                             'the backend can use one)')
     parser.add_argument('--max-images', type=int, default=0, help='score only the first N')
     parser.add_argument('--out', type=Path,
                         help='folder for results.json and confusion.png (default: next to '
                              'the model, eval_<split>/)')
     parser.add_argument('--no-progress', action='store_true', help='no progress bar')
     return parser.parse_args(argv)
-
-
-def guess_format(dataset_name: str) -> str:
-    """'synthetic-camvid' -> camvid layout, 'cityscapes' -> cityscapes, else folder."""
-    for name in ('camvid', 'cityscapes', 'cocostuff'):
-        if name in dataset_name:
-            return name
-    return 'folder'
 
 
 PRESETS = Path(__file__).resolve().parents[1] / 'config' / 'train'
@@ -126,8 +123,6 @@ def prepare_data(args: argparse.Namespace, spec: ModelSpec) -> None:
 
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
-    device = torch.device('cuda' if args.device == 'auto' and torch.cuda.is_available()
-                          else ('cpu' if args.device == 'auto' else args.device))
     multiscale = args.multiscale or args.flip or args.scales
     if args.backend != 'model' and (multiscale or args.protocol != 'full'):
         print('error: --multiscale/--scales/--flip and --protocol other than full need '
@@ -142,17 +137,18 @@ def main(argv: list[str] | None = None) -> int:
         return 2
     try:
         if args.backend == 'model':
+            device = torch.device(resolve_device(args.device, 'torch', warn=False))
             model, spec = load_model(args.model, device)
         else:
             from bisenet_core.inference import Segmenter
 
             model = Segmenter(args.model, backend=args.backend, device=args.device,
                               upsample='bilinear')
-            spec = model.spec
+            spec, device = model.spec, torch.device(model.device)
     except (ModelFileError, ValueError, RuntimeError) as exc:
         print(f'error: {exc}', file=sys.stderr)
         return 2
-    data_format = args.format or guess_format(spec.dataset)
+    data_format = args.format or formats.guess_format(args.data, spec.dataset)
     try:
         prepare_data(args, spec)
         dataset = open_dataset(data_format, args.data, args.split, spec.num_classes)
@@ -199,7 +195,7 @@ def main(argv: list[str] | None = None) -> int:
                # miou, pixel_accuracy, iou per class, ...: NaN (class absent) as null, valid JSON
                **confusion.to_dict(spec.class_names), 'spec_info': spec.info}
     (out / 'results.json').write_text(json.dumps(results, indent=2) + '\n')
-    confusion.plot_confusion(out / 'confusion.png', class_names=spec.class_names)
+    plot_confusion(confusion, out / 'confusion.png', class_names=spec.class_names)
     print(f'wrote {out / "results.json"} and {out / "confusion.png"}')
     return 0
 

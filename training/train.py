@@ -26,8 +26,10 @@ import torch
 from torch.nn.parallel import DistributedDataParallel
 from tqdm import tqdm
 
+from bisenet_core.hardware import DEVICES, device_arg
 from bisenet_core.metrics import ConfusionMatrix
 from bisenet_core.model import bisenet, load_backbone_weights
+from bisenet_core.model.architectures import layout
 from bisenet_core.model.pretrained import BackboneWeightsError
 from bisenet_core.modelfile import ModelFileError, read_model_file, save_model
 from bisenet_core.spec import ModelSpec
@@ -79,8 +81,9 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument('--output-dir', help='shortcut for --set train.output_dir=...')
     parser.add_argument('--iterations', type=int, help='shortcut for --set train.iterations=N')
     parser.add_argument('--batch-size', type=int, help='shortcut for --set train.batch_size=N')
-    parser.add_argument('--device', choices=('auto', 'cpu', 'cuda'),
-                        help='shortcut for --set train.device=...')
+    parser.add_argument('--device', type=device_arg, metavar='DEVICE',
+                        help=f"shortcut for --set train.device=... ({', '.join(DEVICES)} or "
+                             'cuda:N)')
     parser.add_argument('--init-from', type=Path, metavar='MODEL',
                         help='fine-tune from a model file (e.g. one training.import_weights '
                              'wrote): sets model.init_from and takes model.backbone, '
@@ -119,7 +122,8 @@ def build_model(config: RunConfig, runtime: Runtime, spec: ModelSpec,
     When `initialise`: model.pretrained (ImageNet backbone) or model.init_from (a model file
     to fine-tune) is loaded; a resumed run takes all weights from its checkpoint instead.
     """
-    model = bisenet(spec.num_classes, backbone=spec.backbone, architecture=spec.architecture)
+    model = bisenet(spec.num_classes, backbone=spec.backbone, architecture=spec.architecture,
+                    aux_head_channels=spec.aux_head_channels)
     if initialise and config.model.pretrained:
         load_backbone_weights(model, config.model.pretrained)
     if initialise and config.model.init_from:
@@ -248,12 +252,13 @@ def train(config: RunConfig, runtime: Runtime, resume: dict | None = None,
                       stacklevel=2)
 
     # Data: the batch of step s depends only on (seed, s), so resuming continues the sequence.
-    train_set, val_set = build_datasets(config, runtime)
+    train_set, val_set = build_datasets(config, runtime, spec)
     loader = build_train_loader(train_set, config, runtime, micro_batch,
-                                start_batch=step * t.grad_accum)
+                                start_batch=step * t.grad_accum, spec=spec)
     batches = iter(loader)
     criterion = OhemCrossEntropy(t.ohem_thresh, t.ohem_min_fraction, spec.ignore_index,
                                  t.ohem_min_fraction_of)
+    loss_align_corners = layout(spec.architecture).loss_align_corners
 
     main = runtime.is_main
     log = CsvLog(out / 'log.csv', ['step', 'loss', 'loss_principal', 'loss_aux0', 'loss_aux1',
@@ -308,7 +313,8 @@ def train(config: RunConfig, runtime: Runtime, resume: dict | None = None,
                     with no_sync, runtime.autocast():
                         output = model(images)
                         loss, parts = bisenet_loss(output.logits, output.aux, labels, criterion,
-                                                   t.aux_weight, t.label_downsample)
+                                                   t.aux_weight, t.label_downsample,
+                                                   loss_align_corners)
                         loss = loss / t.grad_accum
                     if scaler is not None:
                         scaler.scale(loss).backward()

@@ -53,6 +53,15 @@ def colours_to_ids(rgb: np.ndarray, path) -> np.ndarray:
     return SORTED_IDS[index]
 
 
+def found_in(root: Path) -> bool:
+    """Whether `root` looks like CamVid: a split folder with its labels, or the original release."""
+    if (root / RAW_DIR).is_dir() and (root / COLOUR_DIR).is_dir():
+        return True
+    splits = [d for d in root.iterdir() if d.is_dir()] if root.is_dir() else []
+    return any((root / f'{d.name}annot').is_dir() or (root / f'{d.name}_labels').is_dir()
+               for d in splits)
+
+
 class CamVidDataset(SegmentationDataset):
     """CamVid in the 11 classes of `bisenet_core.classes.CAMVID` (void -> 255).
 

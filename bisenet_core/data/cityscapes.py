@@ -26,6 +26,11 @@ MAX_LABEL_ID = 33           # labelIds run 0..33; license plate (-1) is stored a
 LABEL_TYPES = ('auto', 'labelIds', 'labelTrainIds')
 
 
+def found_in(root: Path) -> bool:
+    """Whether `root` looks like a Cityscapes folder (leftImg8bit/ and gtFine/)."""
+    return (root / 'leftImg8bit').is_dir() and (root / 'gtFine').is_dir()
+
+
 class CityscapesDataset(SegmentationDataset):
     """Cityscapes `leftImg8bit` images with `gtFine` labels, 19 classes.
 

@@ -21,6 +21,11 @@ VALUE_TO_CLASS = {coco_id - 1: index for index, (coco_id, _) in enumerate(COCOST
 MAX_VALUE = 181
 
 
+def found_in(root: Path) -> bool:
+    """Whether `root` looks like a COCO-Stuff folder (images/ and stuffthingmaps_trainval2017/)."""
+    return (root / 'images').is_dir() and (root / 'stuffthingmaps_trainval2017').is_dir()
+
+
 class COCOStuffDataset(SegmentationDataset):
     """COCO-Stuff 164k (2017 images) in 171 classes (`bisenet_core.classes.COCOSTUFF`).
 

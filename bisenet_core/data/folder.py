@@ -32,6 +32,16 @@ def read_class_list(path: str | Path) -> list[str]:
     return names
 
 
+def found_in(root: Path) -> bool:
+    """Whether `root` holds classes.txt, images/ and labels/ (this loader's layout)."""
+    return all(p.exists() for p in (root / 'classes.txt', root / 'images', root / 'labels'))
+
+
+def folder_classes(root: Path) -> list[str]:
+    """The class list of the data at `root` (its classes.txt)."""
+    return read_class_list(Path(root) / 'classes.txt')
+
+
 class FolderDataset(SegmentationDataset):
     """Images and single-channel id labels in two folders, paired by file stem.
 

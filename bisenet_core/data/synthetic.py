@@ -8,6 +8,7 @@ CamVid layout (`train/`, `trainannot/`, ...) so `CamVidDataset` reads it like th
     python -m bisenet_core.data.synthetic --out data/synth --dataset
     python -m bisenet_core.data.synthetic --out data/synth --seed 3 --frames 200 --split train
     python -m bisenet_core.data.synthetic --preview preview.png --seed 3
+    python -m bisenet_core.data.synthetic --out data/surround --cameras front,left,right:320x240
 """
 from __future__ import annotations
 
@@ -17,7 +18,7 @@ import os
 import sys
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Iterator, Sequence
+from typing import Iterator, Mapping, Sequence
 
 import cv2
 import numpy as np
@@ -29,8 +30,22 @@ from bisenet_core.data.synthetic_render import render_frame
 from bisenet_core.data.synthetic_scene import make_world
 from bisenet_core.spec import size_arg
 
+# Written last into a rendered dataset folder by training (its generator settings): marks
+# the drives complete and recognises the folder as synthetic.
+SETTINGS_FILE = 'synthetic.json'
+
+
+def found_in(root: Path) -> bool:
+    """Whether `root` holds drives rendered for training (its SETTINGS_FILE)."""
+    return (Path(root) / SETTINGS_FILE).is_file()
+
+
 DEFAULT_SIZE = (480, 360)   # CamVid 960x720 halved
 FRAME_STEP = 30             # CamVid labels one frame in 30 of its 30 fps video
+# Cameras of a multi-camera drive: name -> mounting yaw in rad (> 0: turned right). The
+# renderer draws the street ahead of the car, so every mount looks forward or to a side.
+CAMERA_YAWS = {'front': 0.0, 'front_left': -0.4, 'front_right': 0.4, 'left': -0.8,
+               'right': 0.8, 'wide_left': -1.1, 'wide_right': 1.1}
 
 
 @dataclass(frozen=True)
@@ -49,7 +64,7 @@ def frame_name(sequence: str, index: int, step: int = FRAME_STEP, first: int = F
 
 def render_drive(seed: int, num_frames: int, size: tuple[int, int] = DEFAULT_SIZE,
                  fps: float = 30.0, step: int = FRAME_STEP,
-                 sequence: str = '0001TP') -> Iterator[Frame]:
+                 sequence: str = '0001TP', yaw: float = 0.0) -> Iterator[Frame]:
     """Yield the frames of drive `seed`, `step` video frames apart at `fps` (CamVid: 30, 30).
 
     Args:
@@ -58,6 +73,7 @@ def render_drive(seed: int, num_frames: int, size: tuple[int, int] = DEFAULT_SIZ
         size: (width, height) in pixels; any size, geometry scales with the width.
         fps, step: video rate and labelled-frame spacing; frames are step/fps seconds apart.
         sequence: sequence code used in the frame names.
+        yaw: the camera's mounting yaw in rad (0: forward, > 0: turned right; CAMERA_YAWS).
     """
     width, height = _check_size(size)
     if num_frames < 0:
@@ -69,14 +85,14 @@ def render_drive(seed: int, num_frames: int, size: tuple[int, int] = DEFAULT_SIZ
     world.ensure(num_frames * dt)
     for index in range(num_frames):
         noise = np.random.default_rng([seed, 3, index])
-        image, label = render_frame(world, index * dt, width, height, noise)
+        image, label = render_frame(world, index * dt, width, height, noise, yaw)
         yield Frame(frame_name(sequence, index, step), image, label)
 
 
 def write_drive(root: str | os.PathLike, seed: int, num_frames: int,
                 size: tuple[int, int] = DEFAULT_SIZE, split: str = 'train', fps: float = 30.0,
                 sequence: str = '0001TP', step: int = FRAME_STEP,
-                progress: bool = True) -> list[str]:
+                progress: bool = True, yaw: float = 0.0) -> list[str]:
     """Render a drive into `<root>/<split>/` and `<root>/<split>annot/`; return the frame names.
 
     Images are RGB PNGs (written through cv2 as BGR), labels are uint8 PNGs with ids 0..10.
@@ -88,7 +104,7 @@ def write_drive(root: str | os.PathLike, seed: int, num_frames: int,
     image_dir.mkdir(parents=True, exist_ok=True)
     label_dir.mkdir(parents=True, exist_ok=True)
     names = []
-    frames = render_drive(seed, num_frames, size, fps=fps, step=step, sequence=sequence)
+    frames = render_drive(seed, num_frames, size, fps=fps, step=step, sequence=sequence, yaw=yaw)
     for frame in tqdm(frames, total=num_frames, desc=f'{split} {sequence} (seed {seed})',
                       unit='frame', disable=not progress):
         _imwrite(image_dir / f'{frame.name}.png', cv2.cvtColor(frame.image, cv2.COLOR_RGB2BGR))
@@ -96,8 +112,35 @@ def write_drive(root: str | os.PathLike, seed: int, num_frames: int,
         names.append(frame.name)
     _record_drive(image_dir / 'drive.json', {
         'sequence': sequence, 'seed': seed, 'size': list(_check_size(size)), 'fps': fps,
-        'step': step, 'num_frames': num_frames, 'frames': names})
+        'step': step, 'num_frames': num_frames, 'yaw': yaw, 'frames': names})
     return names
+
+
+def write_cameras(root: str | os.PathLike, seed: int, num_frames: int,
+                  cameras: Mapping[str, tuple[int, int]], split: str = 'test',
+                  fps: float = 30.0, step: int = FRAME_STEP, progress: bool = True
+                  ) -> dict[str, list[str]]:
+    """One drive seen by several cameras at the same instants: `<root>/<camera>/<split>/`.
+
+    Each camera folder is a CamVid-layout drive of its own (`python -m bisenet_ros.bags
+    convert --cameras` writes them into one bag). Args: cameras maps a name of CAMERA_YAWS
+    to its (width, height); the rest as write_drive.
+    """
+    unknown = sorted(set(cameras) - set(CAMERA_YAWS))
+    if unknown or not cameras:
+        raise ValueError(f'cameras {unknown or "(none)"}: choose from {", ".join(CAMERA_YAWS)}')
+    return {name: write_drive(Path(root) / name, seed, num_frames, size, split, fps=fps,
+                              step=step, progress=progress, yaw=CAMERA_YAWS[name])
+            for name, size in cameras.items()}
+
+
+def parse_cameras(text: str, size: tuple[int, int] = DEFAULT_SIZE) -> dict[str, tuple[int, int]]:
+    """'front,left:320x240' -> {'front': size, 'left': (320, 240)}."""
+    cameras = {}
+    for part in filter(None, (p.strip() for p in text.split(','))):
+        name, _, camera_size = part.partition(':')
+        cameras[name] = size_arg(camera_size) if camera_size else size
+    return cameras
 
 
 def make_dataset(root: str | os.PathLike, train_seeds: Sequence[int] = (1, 2, 3, 4, 5, 6),
@@ -210,6 +253,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument('--val-frames', type=int, default=60)
     parser.add_argument('--test-seed', type=int, default=2001)
     parser.add_argument('--test-frames', type=int, default=100)
+    parser.add_argument('--cameras', metavar='NAME[:WxH],...',
+                        help='write one drive (--seed, --frames, --split) seen by several '
+                             'cameras into DIR/<camera>/<split>/, each camera its own size '
+                             f'(default --size); names: {", ".join(CAMERA_YAWS)}')
     parser.add_argument('--preview', type=Path, metavar='PNG',
                         help='write a contact sheet of a few frames of --seed with their '
                              'colourised labels side by side, then exit')
@@ -219,6 +266,10 @@ def main(argv: Sequence[str] | None = None) -> int:
             print(preview(args.preview, args.seed, size=args.size))
         elif args.out is None:
             parser.error('give --out DIR (or --preview PNG)')
+        elif args.cameras:
+            write_cameras(args.out, args.seed, args.frames,
+                          parse_cameras(args.cameras, args.size), args.split)
+            print(args.out)
         elif args.dataset:
             make_dataset(args.out, args.train_seeds, args.train_frames, args.val_seed,
                          args.val_frames, args.test_seed, args.test_frames, args.size)
@@ -227,7 +278,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             write_drive(args.out, args.seed, args.frames, args.size, args.split,
                         sequence=args.sequence)
             print(args.out)
-    except (ValueError, OSError) as err:
+    except (ValueError, OSError, argparse.ArgumentTypeError) as err:
         print(f'error: {err}', file=sys.stderr)
         return 2
     return 0

@@ -24,9 +24,10 @@ SCALE = float(1 << SHIFT)
 class View:
     """Pinhole camera at one instant: world points -> sub-pixel image polygons."""
 
-    def __init__(self, world: World, t: float, width: int, height: int):
+    def __init__(self, world: World, t: float, width: int, height: int, yaw: float = 0.0):
         s = world.street
-        self.x, self.z, yaw = s.camera_at(t)
+        self.x, self.z, sway = s.camera_at(t)
+        yaw += sway  # the camera's mounting yaw (0: forward, > 0: to the right) + the sway
         self.h = s.cam_height
         self.cos, self.sin = math.cos(yaw), math.sin(yaw)
         self.f = 0.8 * width

@@ -26,9 +26,10 @@ LEAF_GAIN = np.array([0, 0, 0, 0, 0, 0.35, 0, 0, 0, 0, 0, 0], np.float32)
 
 
 def render_frame(world: World, t: float, width: int, height: int,
-                 noise_rng: np.random.Generator) -> tuple[np.ndarray, np.ndarray]:
-    """Render the drive at time t: (RGB uint8 image, uint8 label)."""
-    view = View(world, t, width, height)
+                 noise_rng: np.random.Generator, yaw: float = 0.0
+                 ) -> tuple[np.ndarray, np.ndarray]:
+    """Render the drive at time t, camera turned `yaw` rad right: (RGB uint8 image, label)."""
+    view = View(world, t, width, height, yaw)
     canvas = Canvas(width, height)
     _sky(world, view, canvas, height)
     _ground(world, view, canvas)

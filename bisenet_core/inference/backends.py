@@ -4,11 +4,15 @@
 - OrtBackend: ONNX Runtime with the CPU, CUDA or TensorRT execution provider.
 - OrtFrameRunner: ONNX Runtime running the end-to-end frame graphs (the device pipeline).
 
-Device and precision decisions (what 'auto' means, fp16 on CPU) are made once in
-`resolve_device` / `resolve_precision`, used by the Segmenter.
+A batch of N frames is one run where the graph's batch axis is free (the graphs the Segmenter
+exports itself); an ONNX file fixed to batch 1 runs them one by one, said once in the log.
+
+What 'auto' means for a backend is decided here (resolve_backend); device and precision
+names are resolved in bisenet_core.hardware, for inference and training alike.
 """
 from __future__ import annotations
 
+import logging
 import os
 import time
 import warnings
@@ -19,42 +23,17 @@ import numpy as np
 import torch
 from torch import nn
 
+# DEVICES, PRECISIONS and check_device are named here too: the node and replay take their
+# parameter choices from the backends.
+from bisenet_core.hardware import (DEVICES, ORT_PROVIDERS, PRECISIONS, TORCH_DTYPES,  # noqa: F401
+                                   check_device, cpu_threads, ort_available, ort_providers)
 from bisenet_core.inference.frames import FRAME_OUTPUTS, channel_index, to_uint8
 from bisenet_core.inference.postprocess import color_outputs
 from bisenet_core.model.fuse import FoldError, fold_conv_bn
 
+log = logging.getLogger(__name__)
+
 BACKENDS = ('auto', 'torch', 'onnxruntime', 'tensorrt')
-# Device names: these, or 'cuda:N' for the N-th GPU (check_device).
-DEVICES = ('auto', 'cuda', 'cpu')
-PRECISIONS = ('fp32', 'fp16')
-
-_PROVIDER = {'cpu': 'CPUExecutionProvider', 'cuda': 'CUDAExecutionProvider',
-             'tensorrt': 'TensorrtExecutionProvider'}
-
-
-def ort_available() -> bool:
-    """True when onnxruntime can be imported."""
-    try:
-        import onnxruntime  # noqa: F401
-    except ImportError:
-        return False
-    return True
-
-
-def ort_providers() -> list[str]:
-    """Execution providers of the installed onnxruntime ([] when it is not installed)."""
-    if not ort_available():
-        return []
-    import onnxruntime
-    return list(onnxruntime.get_available_providers())
-
-
-def cpu_threads() -> int:
-    """Number of CPUs this process may use (taskset/cgroup affinity, unlike os.cpu_count)."""
-    try:
-        return max(1, len(os.sched_getaffinity(0)))
-    except AttributeError:  # not on Linux
-        return max(1, os.cpu_count() or 1)
 
 
 def resolve_backend(backend: str) -> str:
@@ -66,69 +45,10 @@ def resolve_backend(backend: str) -> str:
     if backend in ('onnxruntime', 'tensorrt') and not ort_available():
         raise RuntimeError(f"backend {backend!r} needs onnxruntime: pip install onnxruntime "
                            "(CPU) or onnxruntime-gpu (CUDA/TensorRT)")
-    if backend == 'tensorrt' and _PROVIDER['tensorrt'] not in ort_providers():
+    if backend == 'tensorrt' and ORT_PROVIDERS['tensorrt'] not in ort_providers():
         raise RuntimeError(f"backend 'tensorrt' needs onnxruntime-gpu with the TensorRT "
                            f"execution provider; this onnxruntime has {ort_providers()}")
     return backend
-
-
-def check_device(device: str) -> str:
-    """A device name: 'auto', 'cpu', 'cuda' or 'cuda:N' (N >= 0), else a ValueError."""
-    if isinstance(device, str) and (device in DEVICES or (
-            device.startswith('cuda:') and device[5:].isdigit())):
-        return device
-    raise ValueError(f"device must be one of {', '.join(DEVICES)} or cuda:N (N = GPU index), "
-                     f'got {device!r}')
-
-
-def device_index(device: str) -> int:
-    """The GPU index of 'cuda' (0) or 'cuda:N' (N)."""
-    return int(device[5:]) if device.startswith('cuda:') else 0
-
-
-def resolve_device(device: str, backend: str) -> str:
-    """'auto' -> 'cuda' when this backend can use a GPU, else 'cpu' (with a warning).
-
-    'cuda:N' must name an existing GPU (torch's count; ONNX Runtime's provider checks it at
-    session creation).
-    """
-    check_device(device)
-    if backend == 'tensorrt':
-        if device == 'cpu':
-            raise ValueError("backend 'tensorrt' runs on the GPU; use device 'cuda' or 'auto'")
-        return 'cuda' if device == 'auto' else device
-    if backend == 'torch':
-        has_cuda = torch.cuda.is_available()
-        missing = 'torch.cuda.is_available() is False (CPU-only torch build or no GPU)'
-    else:
-        has_cuda = _PROVIDER['cuda'] in ort_providers()
-        missing = (f'onnxruntime has no CUDAExecutionProvider ({ort_providers()}); '
-                   'install onnxruntime-gpu')
-    if device.startswith('cuda') and not has_cuda:
-        raise RuntimeError(f"device {device!r} requested for backend {backend!r} but {missing}")
-    if device.startswith('cuda:') and backend == 'torch':
-        count = torch.cuda.device_count()
-        if device_index(device) >= count:
-            raise RuntimeError(f"device {device!r} does not exist: this machine has {count} "
-                               f"CUDA device{'s' if count != 1 else ''} (cuda:0..cuda:"
-                               f"{count - 1})")
-    if device == 'auto':
-        if has_cuda:
-            return 'cuda'
-        warnings.warn(f'no GPU for backend {backend!r}, running on the CPU (slow for '
-                      'real-time use)', RuntimeWarning, stacklevel=4)
-        return 'cpu'
-    return device
-
-
-def resolve_precision(precision: str, device: str) -> str:
-    """fp16 is for GPUs: on the CPU it is slower and less exact, so fall back to fp32."""
-    if precision not in PRECISIONS:
-        raise ValueError(f'precision must be one of {PRECISIONS}, got {precision!r}')
-    if precision == 'fp16' and not device.startswith('cuda'):
-        warnings.warn('fp16 requested on the CPU; using fp32', RuntimeWarning, stacklevel=4)
-        return 'fp32'
-    return precision
 
 
 class TorchBackend:
@@ -162,7 +82,7 @@ class TorchBackend:
             if precision == 'fp16':
                 model = model.half()
             torch.backends.cudnn.benchmark = True  # fixed network input size: tune once
-        self.dtype = torch.float16 if precision == 'fp16' else torch.float32
+        self.dtype = TORCH_DTYPES[precision]
         # The network input size is fixed, so one compiled graph serves every frame size;
         # the compilation itself happens at the first call (the Segmenter's warm-up).
         self.model = torch.compile(model, dynamic=False) if compile else model
@@ -195,7 +115,7 @@ class OrtBackend:
         if provider == 'tensorrt':
             cache = Path(trt_cache_dir) if trt_cache_dir else Path(onnx_path).parent / 'trt'
             cache.mkdir(parents=True, exist_ok=True)
-            providers.append((_PROVIDER['tensorrt'], {
+            providers.append((ORT_PROVIDERS['tensorrt'], {
                 'device_id': device_id,
                 'trt_fp16_enable': precision == 'fp16',
                 # Building an engine takes minutes; cache it next to the ONNX file.
@@ -205,19 +125,21 @@ class OrtBackend:
                 'trt_timing_cache_path': str(cache),
             }))
         if provider in ('tensorrt', 'cuda'):
-            providers.append((_PROVIDER['cuda'], {'device_id': device_id,
-                                                  'cudnn_conv_algo_search': 'EXHAUSTIVE'}))
-        providers.append(_PROVIDER['cpu'])
+            providers.append((ORT_PROVIDERS['cuda'], {'device_id': device_id,
+                                                      'cudnn_conv_algo_search': 'EXHAUSTIVE'}))
+        providers.append(ORT_PROVIDERS['cpu'])
         try:
             self.session = ort.InferenceSession(str(onnx_path), options, providers=providers)
         except Exception as exc:
             first = (str(exc).strip().splitlines() or [type(exc).__name__])[0]
             raise RuntimeError(f'onnxruntime cannot load {onnx_path} on {provider}: '
                                f'{first[:300]}') from None
-        wanted = _PROVIDER[provider]
+        wanted = ORT_PROVIDERS[provider]
         if wanted not in self.session.get_providers():
             raise RuntimeError(f'onnxruntime did not enable {wanted} for {onnx_path} '
                                f'(enabled: {self.session.get_providers()})')
+        self.path = Path(onnx_path)
+        self._said_one_at_a_time = False
         meta = self.session.get_inputs()[0]
         self.input_name = meta.name
         # [N, 3, H, W] with ints for fixed axes, names (str) for dynamic ones.
@@ -230,12 +152,29 @@ class OrtBackend:
             return width, height
         return None
 
+    def takes_one_frame(self) -> bool:
+        """True when the graph's batch axis is fixed to 1 (one frame per run)."""
+        return self.input_shape[0] == 1
+
+    def one_at_a_time(self, frames: int) -> None:
+        """Log, once per session, that a batch of `frames` runs frame by frame."""
+        if not self._said_one_at_a_time:
+            self._said_one_at_a_time = True
+            log.info('%s takes one frame at a time (its batch axis is fixed to 1), so the %d '
+                     'frames of a batch run one by one; re-export it with a free batch axis '
+                     '(python -m training.export ... --dynamic-batch) to run them in one pass',
+                     self.path, frames)
+
     def __call__(self, batch: np.ndarray) -> np.ndarray:
+        if len(batch) > 1 and self.takes_one_frame():
+            self.one_at_a_time(len(batch))
+            return np.concatenate([self.session.run(None, {self.input_name: batch[i:i + 1]})[0]
+                                   for i in range(len(batch))])
         return self.session.run(None, {self.input_name: batch})[0]
 
 
 class OrtFrameRunner:
-    """Frame graphs (bisenet_core.export_frames) on ONNX Runtime: frame -> numpy outputs.
+    """Frame graphs (bisenet_core.inference.export_frames) on ONNX Runtime: frame -> numpy outputs.
 
     The graph takes the uint8 frame and returns labels, 1/8 labels and confidence, so resize,
     normalisation and upsampling run on the provider's device. The colour mask and overlay
@@ -256,23 +195,51 @@ class OrtFrameRunner:
 
     def __call__(self, frame: np.ndarray, color_order: str, upsample: str,
                  outputs: tuple[str, ...]) -> tuple[dict[str, np.ndarray], dict[str, float]]:
+        """One H x W x C frame -> its outputs and the stage timings (a batch of one)."""
+        results, timings = self.run_batch([frame], color_order, upsample, outputs)
+        return results[0], timings
+
+    def run_batch(self, frames, color_order: str, upsample: str, outputs: tuple[str, ...]
+                  ) -> tuple[list[dict[str, np.ndarray]], dict[str, float]]:
+        """N frames of one layout -> their outputs in order, and the batch's stage timings.
+
+        A batch graph (N x H x W x C in) runs them at once; a one-frame graph (an exported
+        file without a batch axis) one by one, said once in the log.
+        """
         session = self._sessions.get(upsample)
         if session is None:
             session = self._sessions[upsample] = self._session_for(upsample)
         t0 = time.perf_counter()
-        image = np.ascontiguousarray(to_uint8(frame))  # ORT reads contiguous buffers only
-        channels = np.asarray(channel_index(image.shape[2], color_order), np.int64)
+        batched = len(session.input_shape) == 4
+        if batched:  # one copy per frame, straight into the batch ORT reads
+            images = np.empty((len(frames), *frames[0].shape), np.uint8)
+            for index, frame in enumerate(frames):
+                to_uint8(frame, out=images[index])
+        else:  # ORT reads contiguous buffers only
+            images = [np.ascontiguousarray(to_uint8(frame)) for frame in frames]
+        channels = np.asarray(channel_index(frames[0].shape[2], color_order), np.int64)
         t1 = time.perf_counter()
-        labels, small, confidence = session.session.run(
-            list(FRAME_OUTPUTS), {'image': image, 'channels': channels})
+        names = list(FRAME_OUTPUTS)
+        if batched:
+            labels, small, confidence = session.session.run(
+                names, {'image': images, 'channels': channels})
+        else:
+            if len(frames) > 1:
+                session.one_at_a_time(len(frames))
+            runs = [session.session.run(names, {'image': image, 'channels': channels})
+                    for image in images]
+            labels, small, confidence = ([run[i] for run in runs] for i in range(3))
         t2 = time.perf_counter()
-        result = {'labels': labels}
-        if 'confidence' in outputs:
-            result['confidence'] = confidence
-        if 'small_labels' in outputs:
-            result['small_labels'] = small
-        result.update(color_outputs(labels, image, color_order, self._lut, self._num_classes,
-                                    outputs))
+        results = []
+        for index, image in enumerate(images):
+            result = {'labels': labels[index]}
+            if 'confidence' in outputs:
+                result['confidence'] = confidence[index]
+            if 'small_labels' in outputs:
+                result['small_labels'] = small[index]
+            result.update(color_outputs(labels[index], image, color_order, self._lut,
+                                        self._num_classes, outputs))
+            results.append(result)
         t3 = time.perf_counter()
-        return result, {'upload': (t1 - t0) * 1e3, 'compute': (t2 - t1) * 1e3,
-                        'download': (t3 - t2) * 1e3}
+        return results, {'upload': (t1 - t0) * 1e3, 'compute': (t2 - t1) * 1e3,
+                         'download': (t3 - t2) * 1e3}

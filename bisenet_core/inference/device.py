@@ -1,15 +1,17 @@
-"""Run the frame pipeline on its device: fixed buffers, one stream, a CUDA graph per frame size.
+"""Run the frame pipeline on its device: fixed buffers, one stream, a CUDA graph per frame layout.
 
     runner = DeviceRunner(pipeline, torch.device('cuda'), graphs=True)
     outputs, timings_ms = runner(frame, 'bgr', 'bilinear', ('color',))
+    outputs, timings_ms = runner.run_batch([front, left, rear], 'bgr', 'bilinear', ())
 
-For each FrameKey (frame size and channels, colour order, upsampling, requested outputs) a
-Step holds everything the frame needs, allocated once: a page-locked (pinned) host buffer the
-frame is copied into straight from the message, the device input, the device outputs and
-pinned host outputs. With `graphs`, the whole pipeline (resize, normalise, network, upsample,
-colours) is captured as one CUDA graph on the first frame of that key and replayed after:
-one launch instead of hundreds. Steps live in a small least-recently-used cache (a camera does
-not change size often); every capture is logged.
+For each FrameKey (batch size, frame size and channels, colour order, upsampling, requested
+outputs) a Step holds everything its frames need, allocated once: a page-locked (pinned) host
+buffer of N frames each frame is copied into straight from its message, the device input (one
+upload for all N), the device outputs and pinned host outputs. With `graphs`, the whole
+pipeline (resize, normalise, network on the N frames as one batch, upsample, colours) is
+captured as one CUDA graph on the first batch of that key and replayed after: one launch
+instead of hundreds. Steps live in a small least-recently-used cache (a camera does not
+change size often; a multi-camera node sees a few batch sizes); every capture is logged.
 
 Capture follows the torch.cuda.graphs documentation: warm-up runs on the capture stream first
 (cuDNN autotuning, lazy initialisation and torch.compile all happen there, never inside the
@@ -32,12 +34,14 @@ from bisenet_core.inference.frames import channel_index, to_uint8
 
 log = logging.getLogger(__name__)
 
-CACHE_SIZE = 4          # frame layouts kept captured at once
+# (batch size, frame layout) steps kept captured at once: a few layouts, and a multi-camera
+# node's batch sizes (1 .. cameras) of its usual one.
+CACHE_SIZE = 8
 WARMUP_RUNS = 3         # eager runs on the capture stream before a capture
 
 
 class FrameKey(NamedTuple):
-    """Everything that changes the work done for a frame."""
+    """Everything that changes the work done for a batch of frames."""
 
     height: int
     width: int
@@ -45,11 +49,13 @@ class FrameKey(NamedTuple):
     color_order: str
     upsample: str
     outputs: tuple[str, ...]
+    batch: int = 1
 
     def describe(self) -> str:
         extra = f" + {', '.join(self.outputs)}" if self.outputs else ''
         order = 'mono' if self.channels == 1 else self.color_order + ('a' * (self.channels == 4))
-        return f'{self.width}x{self.height} {order} frames, {self.upsample}{extra}'
+        batch = f'batches of {self.batch} ' if self.batch > 1 else ''
+        return f'{batch}{self.width}x{self.height} {order} frames, {self.upsample}{extra}'
 
 
 Outputs = dict[str, torch.Tensor]
@@ -85,12 +91,12 @@ def capture_graph(run: Callable[[], Outputs], stream: torch.cuda.Stream
 
 
 class Step:
-    """The fixed buffers of one FrameKey and the pipeline run on them."""
+    """The fixed buffers of one FrameKey (N x H x W x C in, N x ... out) and its pipeline run."""
 
     def __init__(self, pipeline, key: FrameKey, device: torch.device, stream,
                  capture: Capture):
         pinned = device.type == 'cuda'
-        shape = (key.height, key.width, key.channels)
+        shape = (key.batch, key.height, key.width, key.channels)
         self.host_in = torch.zeros(shape, dtype=torch.uint8, pin_memory=pinned)
         self.host_in_array = self.host_in.numpy()
         self.device_in = (torch.zeros(shape, dtype=torch.uint8, device=device)
@@ -174,7 +180,7 @@ class DeviceRunner:
         device: where it runs; CUDA gets pinned buffers, a stream of its own, and graphs.
         graphs: capture CUDA graphs (CUDA only; ignored on the CPU).
         capture: override how a Step is captured (tests: a counting eager capture).
-        cache_size: frame layouts kept.
+        cache_size: steps kept, one per (batch size, frame layout).
     """
 
     def __init__(self, pipeline, device: torch.device, graphs: bool = True,
@@ -192,14 +198,32 @@ class DeviceRunner:
 
     def __call__(self, frame: np.ndarray, color_order: str, upsample: str,
                  outputs: tuple[str, ...]) -> tuple[dict[str, np.ndarray], dict[str, float]]:
-        with torch.cuda.device(self.device) if self.stream is not None else nullcontext():
-            return self._run(FrameKey(*frame.shape, color_order, upsample, outputs), frame)
+        """One H x W x C frame -> its outputs and the stage timings (a batch of one)."""
+        results, timings = self.run_batch([frame], color_order, upsample, outputs)
+        return results[0], timings
 
-    def _run(self, key: FrameKey, frame: np.ndarray
-             ) -> tuple[dict[str, np.ndarray], dict[str, float]]:
+    def run_batch(self, frames, color_order: str, upsample: str, outputs: tuple[str, ...]
+                  ) -> tuple[list[dict[str, np.ndarray]], dict[str, float]]:
+        """N frames of one layout (H x W x C, dtype) -> their outputs in order, and timings.
+
+        The network sees the N frames as one batch; the timings are the batch's stages.
+        """
+        if not frames:
+            raise ValueError('run_batch needs at least one frame')
+        shape = frames[0].shape
+        if any(frame.shape != shape for frame in frames):
+            raise ValueError(f'a batch needs frames of one layout; got shapes '
+                             f'{sorted({frame.shape for frame in frames})}')
+        key = FrameKey(*shape, color_order, upsample, outputs, len(frames))
+        with torch.cuda.device(self.device) if self.stream is not None else nullcontext():
+            return self._run(key, frames)
+
+    def _run(self, key: FrameKey, frames
+             ) -> tuple[list[dict[str, np.ndarray]], dict[str, float]]:
         step = self.cache.get(key)
         t0 = time.perf_counter()
-        to_uint8(frame, out=step.host_in_array)  # the frame's one host copy
+        for index, frame in enumerate(frames):
+            to_uint8(frame, out=step.host_in_array[index])  # each frame's one host copy
         t1 = time.perf_counter()
         if self._events is None:
             with torch.inference_mode():
@@ -221,8 +245,9 @@ class DeviceRunner:
             device_ms = (start.elapsed_time(uploaded), uploaded.elapsed_time(computed),
                          computed.elapsed_time(downloaded))
         t3 = time.perf_counter()
-        result = {name: array.copy() for name, array in step.host_out_arrays.items()}
+        results = [{name: array[index].copy() for name, array in step.host_out_arrays.items()}
+                   for index in range(key.batch)]
         t4 = time.perf_counter()
         timings = {'upload': (t1 - t0) * 1e3 + device_ms[0], 'compute': device_ms[1],
                    'download': device_ms[2] + (t4 - t3) * 1e3}
-        return result, timings
+        return results, timings

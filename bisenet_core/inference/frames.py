@@ -13,7 +13,7 @@ import numpy as np
 COLOR_ORDERS = ('rgb', 'bgr')
 # Optional outputs of Segmenter.segment; the labels always come.
 OUTPUTS = ('confidence', 'color', 'overlay', 'small_labels')
-# Inputs and outputs of the end-to-end ONNX frame graph (bisenet_core.export_frames).
+# Inputs and outputs of the end-to-end ONNX frame graph (bisenet_core.inference.export_frames).
 FRAME_INPUTS = ('image', 'channels')
 FRAME_OUTPUTS = ('labels', 'small_labels', 'confidence')
 
@@ -37,6 +37,17 @@ def check_frame(image, color_order: str) -> np.ndarray:
     if image.size == 0:
         raise ValueError(f'empty image (shape {image.shape})')
     return image
+
+
+def layout_groups(frames, color_orders) -> dict[tuple, list[int]]:
+    """Indices of the frames (checked, H x W x C) that can run as one batch.
+
+    A layout is the shape, dtype and colour order; groups come in order of first appearance.
+    """
+    groups: dict[tuple, list[int]] = {}
+    for index, (frame, order) in enumerate(zip(frames, color_orders)):
+        groups.setdefault((frame.shape, frame.dtype.str, order), []).append(index)
+    return groups
 
 
 def check_outputs(outputs) -> tuple[str, ...]:

@@ -1,11 +1,12 @@
 """The ONNX graphs a Segmenter runs on ONNX Runtime, exported once and cached on disk.
 
-Two kinds (bisenet_core.export, bisenet_core.export_frames): 'logits' (normalised batch ->
-1/8 logits; the host pipeline) and 'frame' (uint8 frame -> uint8 labels, one file per
-upsampling mode; the device pipeline). A .pt model file is exported on first use into
-$BISENET_CACHE_DIR/onnx (default ~/.cache/bisenet_ros/onnx), named by the file's content, so
-later starts skip the export and an edited file is exported again. An in-memory model is
-exported into a temporary folder that lives as long as the Segmenter. An .onnx file is used
+Two kinds (bisenet_core.export, bisenet_core.inference.export_frames), both exported with a
+free batch axis: 'logits' (normalised N x 3 x h x w batch -> 1/8 logits; the host pipeline)
+and 'frame' (N uint8 frames of one layout -> uint8 labels, one file per upsampling mode; the
+device pipeline). A .pt model file is exported on first use into $BISENET_CACHE_DIR/onnx
+(default ~/.cache/bisenet_ros/onnx), named by the file's content, so later starts skip the
+export and an edited file is exported again. An in-memory model is exported into a temporary
+folder that lives as long as the Segmenter. An .onnx file is used
 as it is (it is one kind, and one upsampling mode if it is a frame graph).
 """
 from __future__ import annotations
@@ -20,14 +21,17 @@ from pathlib import Path
 
 from torch import nn
 
-from bisenet_core.export import export_onnx, read_onnx_spec
+from bisenet_core.export import export_onnx
+from bisenet_core.inference.export_frames import export_frame_onnx
 from bisenet_core.modelfile import ModelFileError, build_model
+from bisenet_core.onnx_metadata import read_onnx_spec
 from bisenet_core.spec import ModelSpec
 
 log = logging.getLogger(__name__)
 
-# Bump when the export changes in a way that makes cached ONNX files stale.
-_CACHE_FORMAT = 2
+# Bump when the export changes in a way that makes cached ONNX files stale
+# (3: both kinds take a batch of frames).
+_CACHE_FORMAT = 3
 
 
 def cache_dir() -> Path:
@@ -129,8 +133,7 @@ class OnnxGraphs:
     def _write(self, kind: str, upsample: str | None, target: Path, model: nn.Module) -> Path:
         if kind == 'logits':
             return export_onnx(model, self.spec, target, precision=self.precision,
-                               input_size=self.input_size)
-        # Imported here: export_frames imports the inference package (its pipeline).
-        from bisenet_core.export_frames import export_frame_onnx
+                               input_size=self.input_size, dynamic_batch=True)
         return export_frame_onnx(model, self.spec, target, upsample=upsample,
-                                 precision=self.precision, input_size=self.input_size)
+                                 precision=self.precision, input_size=self.input_size,
+                                 batch=True)

@@ -3,6 +3,8 @@
     pipeline = FramePipeline(model, spec, network_size=(640, 360))
     out = pipeline(frame, channels)   # uint8 H x W x C tensor, int64 (3,) channel index
     out['labels']                     # uint8 H x W; plus any requested optional outputs
+    out = pipeline(frames, channels)  # uint8 N x H x W x C: N frames of one layout
+    out['labels']                     # uint8 N x H x W, from one forward pass of the network
 
 Every step is a torch op, so the whole frame -> labels step can be captured in one CUDA graph,
 compiled, or traced to ONNX with a dynamic image size (bisenet_core.export):
@@ -68,7 +70,7 @@ def resize_weights(src_size, dst_size: int, area, mixed, device=None) -> torch.T
 
 
 def resize_channels(image: torch.Tensor, size: tuple[int, int]) -> torch.Tensor:
-    """C x H x W float -> C x h x w, size = (h, w), with the weights of resize_image (cv2)."""
+    """... x H x W float -> ... x h x w, size = (h, w), with the weights of resize_image (cv2)."""
     height, width = image.shape[-2], image.shape[-1]
     area = shrinks((width, height), (size[1], size[0]))  # resize_image's rule
     mixed = (size[0] > height) | (size[1] > width)
@@ -78,19 +80,20 @@ def resize_channels(image: torch.Tensor, size: tuple[int, int]) -> torch.Tensor:
 
 
 def nearest_labels(small: torch.Tensor, size) -> torch.Tensor:
-    """1 x h x w uint8 labels -> 1 x H x W by nearest neighbour (cv2's INTER_NEAREST)."""
+    """N x h x w uint8 labels -> N x H x W by nearest neighbour (cv2's INTER_NEAREST)."""
     return F.interpolate(small[:, None], size=size, mode='nearest')[:, 0]
 
 
 def bilinear_labels(logits: torch.Tensor, size, budget: int = _BILINEAR_BUDGET
                     ) -> torch.Tensor:
-    """1 x C x h x w logits -> 1 x H x W uint8: argmax of the bilinearly upsampled logits.
+    """N x C x h x w logits -> N x H x W uint8: argmax of the bilinearly upsampled logits.
 
-    A group of classes at a time (sized so group x H x W stays within `budget` values at the
-    traced size), keeping the running maximum and its class.
+    A group of classes at a time (sized so N x group x H x W stays within `budget` values at
+    the traced size), keeping the running maximum and its class.
     """
-    num_classes = logits.shape[1]
-    group = max(1, min(num_classes, budget // max(1, int(size[0]) * int(size[1]))))
+    batch, num_classes = logits.shape[0], logits.shape[1]
+    pixels = max(1, int(batch) * int(size[0]) * int(size[1]))
+    group = max(1, min(num_classes, budget // pixels))
     best = index = None
     for first in range(0, num_classes, group):
         part = F.interpolate(logits[:, first:first + group], size=size, mode='bilinear',
@@ -131,56 +134,66 @@ class FramePipeline(nn.Module):
         self.register_buffer('shift', torch.as_tensor(shift, device=device).view(3, 1, 1))
         self.register_buffer('lut', torch.as_tensor(palette_lut(spec), device=device))
 
-    def network_input(self, frame: torch.Tensor, channels: torch.Tensor) -> torch.Tensor:
-        """uint8 H x W x C frame -> normalised 1 x 3 x h x w network input."""
+    def network_input(self, frames: torch.Tensor, channels: torch.Tensor) -> torch.Tensor:
+        """uint8 N x H x W x C frames -> normalised N x 3 x h x w network input."""
         width, height = self.network_size
         # Resize in the network's dtype: uint8 values are exact in fp16, the weights nearly.
-        rgb = frame.index_select(2, channels).permute(2, 0, 1).to(self.dtype)
+        rgb = frames.index_select(3, channels).permute(0, 3, 1, 2).to(self.dtype)
         resized = resize_channels(rgb, (height, width)).float()
-        x = (resized * self.scale - self.shift).to(self.dtype)[None]
+        x = (resized * self.scale - self.shift).to(self.dtype)
         if self.channels_last:
             x = x.contiguous(memory_format=torch.channels_last)
         return x
 
     def forward(self, frame: torch.Tensor, channels: torch.Tensor, upsample: str = 'nearest',
                 outputs: tuple[str, ...] = ()) -> dict[str, torch.Tensor]:
-        """frame: uint8 H x W x C (C in 1, 3, 4); channels: int64 (3,) source of R, G, B.
+        """Frame(s) -> labels and the requested outputs.
+
+        frame: uint8 H x W x C (C in 1, 3, 4), or N x H x W x C for N frames of one layout
+        (one forward pass of the network); channels: int64 (3,) source of R, G, B.
 
         Returns {'labels': uint8 H x W} plus the requested outputs ('confidence', 'color',
-        'overlay', 'small_labels'), all on the frame's device.
+        'overlay', 'small_labels'), all on the frame's device, each with a leading N axis
+        when the input had one.
         """
         if upsample not in UPSAMPLE_MODES:
             raise ValueError(f'upsample must be one of {UPSAMPLE_MODES}, got {upsample!r}')
-        size = (frame.shape[0], frame.shape[1])
-        logits = self.model(self.network_input(frame, channels)).logits
-        return self.outputs_from_logits(logits, frame, channels, upsample, outputs, size)
+        single = frame.dim() == 3
+        frames = frame[None] if single else frame
+        size = (frames.shape[1], frames.shape[2])
+        logits = self.model(self.network_input(frames, channels)).logits
+        out = self.outputs_from_logits(logits, frames, channels, upsample, outputs, size)
+        return {name: value[0] for name, value in out.items()} if single else out
 
-    def outputs_from_logits(self, logits: torch.Tensor, frame: torch.Tensor | None,
+    def outputs_from_logits(self, logits: torch.Tensor, frames: torch.Tensor | None,
                             channels: torch.Tensor | None, upsample: str,
                             outputs: tuple[str, ...], size) -> dict[str, torch.Tensor]:
-        """Steps 5 and 6 from 1 x C x h x w logits; `frame` is needed for 'overlay' only."""
+        """Steps 5 and 6 from N x C x h x w logits, every output with a leading N axis.
+
+        `frames` (N x H x W x C) is needed for 'overlay' only.
+        """
         small = logits.argmax(dim=1).to(torch.uint8)
         if upsample == 'nearest':
-            labels = nearest_labels(small, size)[0]
+            labels = nearest_labels(small, size)
         else:
-            labels = bilinear_labels(logits, size)[0]
+            labels = bilinear_labels(logits, size)
         out = {'labels': labels}
         if 'small_labels' in outputs:
-            out['small_labels'] = small[0]
+            out['small_labels'] = small
         if 'confidence' in outputs:
             prob = torch.softmax(logits.float(), dim=1).amax(dim=1, keepdim=True)
             mode = 'nearest' if upsample == 'nearest' else 'bilinear'
             extra = {} if mode == 'nearest' else {'align_corners': False}
-            prob = F.interpolate(prob, size=size, mode=mode, **extra)[0, 0]
+            prob = F.interpolate(prob, size=size, mode=mode, **extra)[:, 0]
             out['confidence'] = (prob * 255).round().to(torch.uint8)
         if 'color' in outputs or 'overlay' in outputs:
             color = self.lut[labels.long()]
             if 'color' in outputs:
                 out['color'] = color
             if 'overlay' in outputs:
-                rgb = frame.index_select(2, channels)
+                rgb = frames.index_select(3, channels)
                 blended = (rgb.float() * (1 - OVERLAY_ALPHA) + color.float() * OVERLAY_ALPHA)
                 blended = blended.round().to(torch.uint8)
-                void = (labels >= self.num_classes)[:, :, None]
+                void = (labels >= self.num_classes)[..., None]
                 out['overlay'] = torch.where(void, rgb, blended)
         return out

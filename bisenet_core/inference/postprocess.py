@@ -214,6 +214,24 @@ def color_outputs(labels: np.ndarray, frame: np.ndarray, color_order: str, lut: 
     return made
 
 
+def frame_outputs(logits: np.ndarray, frame: np.ndarray, color_order: str, upsample: str,
+                  outputs: tuple[str, ...], lut: np.ndarray, num_classes: int
+                  ) -> dict[str, np.ndarray]:
+    """One frame's C x h x w logits -> {'labels': uint8 H x W} and the requested outputs.
+
+    The host pipeline's last stage; after a batched network pass it runs per frame (cv2
+    works on one image at a time).
+    """
+    size = frame.shape[:2]
+    made = {'labels': logits_to_labels(logits, size, upsample)}
+    if 'confidence' in outputs:
+        made['confidence'] = confidence_map(logits, size, upsample)
+    made.update(color_outputs(made['labels'], frame, color_order, lut, num_classes, outputs))
+    if 'small_labels' in outputs:
+        made['small_labels'] = logits_to_labels(logits, logits.shape[1:], 'nearest')
+    return made
+
+
 def check_labels(labels: np.ndarray) -> None:
     if not isinstance(labels, np.ndarray) or labels.dtype != np.uint8 or labels.ndim != 2:
         desc = (f'{labels.dtype} {labels.shape}' if isinstance(labels, np.ndarray)

@@ -4,13 +4,18 @@
     labels = seg(image_rgb)                              # H x W uint8 class ids
     result = seg.segment(frame_bgra, color_order='bgr', outputs=('color', 'confidence'))
     result.labels, result.color, result.confidence, result.timings_ms
+    results = seg.segment_batch([front, left, rear], 'bgr')   # several cameras, input order
+
+segment_batch runs the frames of one layout (shape, dtype, colour order) as one batch: one
+forward pass of the network (one CUDA graph per batch size and layout on a GPU); different
+layouts run in a pass each. An ONNX file whose batch axis is fixed to 1 runs them one by one.
 
 Two pipelines compute the same thing (the tests hold both to an independent reference):
 - 'device': the whole frame -> labels step where the model runs. On torch it is
   bisenet_core.inference.pipeline (upload the uint8 frame, resize, normalise, network,
   upsample, argmax, colour, download uint8), captured as one CUDA graph per frame layout on a
   GPU (bisenet_core.inference.device); on ONNX Runtime (CUDA, TensorRT) the same function
-  exported as one graph (bisenet_core.export_frames). What a GPU needs: no pixel loop on the
+  exported as one graph (inference/export_frames.py). What a GPU needs: no pixel loop on the
   host, hundreds of kernel launches made one.
 - 'host': resize and normalise with cv2/numpy, the network on its backend, upsampling with
   numpy/cv2 (bisenet_core.inference.postprocess). Faster on a CPU, where "the device" is the
@@ -30,30 +35,30 @@ import os
 import time
 import warnings
 from pathlib import Path
-from typing import NamedTuple
+from typing import NamedTuple, Sequence
 
 import numpy as np
 import torch
 from torch import nn
 
-from bisenet_core.export import read_onnx_export_info, read_onnx_metadata, read_onnx_spec
-from bisenet_core.inference.backends import (PRECISIONS, OrtBackend, OrtFrameRunner,
-                                             TorchBackend, device_index, resolve_backend,
-                                             resolve_device, resolve_precision)
+from bisenet_core.hardware import device_index, resolve_device, resolve_precision
+from bisenet_core.inference.backends import (OrtBackend, OrtFrameRunner, TorchBackend,
+                                             resolve_backend)
 from bisenet_core.inference.device import DeviceRunner
-from bisenet_core.inference.frames import check_frame, check_outputs, to_rgb, to_uint8
+from bisenet_core.inference.frames import (check_frame, check_outputs, layout_groups, to_rgb,
+                                           to_uint8)
 from bisenet_core.inference.onnx_graphs import OnnxGraphs, cache_dir
+from bisenet_core.inference.options import SegmenterOptions
 from bisenet_core.inference.pipeline import FramePipeline
 from bisenet_core.inference.postprocess import (OVERLAY_ALPHA, UPSAMPLE_MODES, blend_labels,
-                                                check_labels, color_outputs, confidence_map,
-                                                logits_to_labels, palette_lut)
-from bisenet_core.modelfile import ModelFileError, build_model, read_model_file
+                                                check_labels, frame_outputs, palette_lut)
+from bisenet_core.model_source import ModelSource, read_model_source
+from bisenet_core.modelfile import build_model
 from bisenet_core.preprocess import normalize, resize_image
-from bisenet_core.spec import ModelSpec, check_input_size
+from bisenet_core.spec import ModelSpec
 
 log = logging.getLogger(__name__)
 
-PIPELINES = ('auto', 'device', 'host')
 # Stage timings in SegmentationResult.timings_ms, in order.
 STAGES = ('upload', 'compute', 'download')
 
@@ -87,107 +92,53 @@ class Segmenter:
 
     Args:
         model_path: .pt model file or .onnx file from export_onnx.
-        backend: 'torch', 'onnxruntime', 'tensorrt' (ONNX Runtime's TensorRT provider), or
-            'auto' (onnxruntime when installed, else torch).
-        device: 'cpu', 'cuda', 'cuda:N' (the N-th GPU), or 'auto' (CUDA when the backend can
-            use it, else CPU with a warning).
-        precision: 'fp32' or 'fp16' (GPU only; on the CPU it falls back to fp32 with a warning).
-        input_size: network input (width, height), 32..8192 per side; default spec.input_size.
-            Images of any size are resized to it, and labels come back at the image's size.
-        upsample: 'nearest' (argmax at 1/8, then upsample labels: fast) or 'bilinear'
-            (argmax of the upsampled logits: smoother boundaries). May be changed at any time.
-        threads: CPU threads for inference (torch: process-wide); default all usable cores.
-            Fewer leaves cores to other nodes on a busy robot computer.
-        pipeline: 'device', 'host' or 'auto' (module docstring).
-        graphs: on CUDA, capture the device pipeline as one CUDA graph per frame layout
-            (bisenet_core.inference.device); False runs it eagerly.
-        compile: torch.compile the network (backend torch; inductor). Compiling takes tens
-            of seconds; it happens in the warm-up and is logged.
-        warmup: run the network once at construction (and capture the graph for frames of
-            the network's size), so the first real frame is not the slow one.
+        options: a SegmenterOptions (backend, device, precision, input_size, upsample,
+            threads, pipeline, graphs, compile, warmup; its docstring says what each does).
+        **settings: the same settings by keyword, over `options`:
+            Segmenter(path, backend='torch', device='cuda', precision='fp16').
+
+    `options` keeps the settings asked for; what runs ('auto' resolved, an ONNX file's own
+    precision) is in backend_name, device, precision, input_size, pipeline, compiled, graphs.
     """
 
-    def __init__(self, model_path: str | os.PathLike, backend: str = 'auto',
-                 device: str = 'auto', precision: str = 'fp32',
-                 input_size: tuple[int, int] | None = None, upsample: str = 'nearest',
-                 threads: int | None = None, pipeline: str = 'auto', graphs: bool = True,
-                 compile: bool = False, warmup: bool = True):
-        path = Path(model_path)
-        if not path.is_file():
-            raise ModelFileError(f'model file {path}: not found')
-        self._setup(path, None, None, backend, device, precision, input_size, upsample,
-                    threads, pipeline, graphs, compile, warmup)
+    def __init__(self, model_path: str | os.PathLike, options: SegmenterOptions | None = None,
+                 **settings):
+        options = SegmenterOptions.of(options, **settings)  # bad settings fail before the read
+        self._setup(read_model_source(model_path), None, options)
 
     @classmethod
-    def from_model(cls, model: nn.Module, spec: ModelSpec, backend: str = 'auto',
-                   device: str = 'auto', precision: str = 'fp32',
-                   input_size: tuple[int, int] | None = None,
-                   upsample: str = 'nearest', threads: int | None = None,
-                   pipeline: str = 'auto', graphs: bool = True, compile: bool = False,
-                   warmup: bool = True) -> 'Segmenter':
-        """A Segmenter for an in-memory model (e.g. straight after training)."""
+    def from_model(cls, model: nn.Module, spec: ModelSpec,
+                   options: SegmenterOptions | None = None, **settings) -> 'Segmenter':
+        """A Segmenter for an in-memory model (e.g. straight after training).
+
+        The model itself is left as it is: the Segmenter folds and moves a copy.
+        """
         self = cls.__new__(cls)
-        self._setup(None, model, spec, backend, device, precision, input_size, upsample,
-                    threads, pipeline, graphs, compile, warmup)
+        self._setup(ModelSource(None, spec), model, SegmenterOptions.of(options, **settings))
         return self
 
     # ---------------------------------------------------------------- construction
-    def _setup(self, path: Path | None, model: nn.Module | None, spec: ModelSpec | None,
-               backend: str, device: str, precision: str,
-               input_size: tuple[int, int] | None, upsample: str,
-               threads: int | None, pipeline: str, graphs: bool, compile: bool,
-               warmup: bool) -> None:
-        if threads is not None and threads < 1:
-            raise ValueError(f'threads must be >= 1, got {threads}')
-        if pipeline not in PIPELINES:
-            raise ValueError(f'pipeline must be one of {PIPELINES}, got {pipeline!r}')
-        self.upsample = upsample  # validated by the property
-        backend = resolve_backend(backend)
-        device = resolve_device(device, backend)
-        if precision not in PRECISIONS:  # also for ONNX files, whose own precision wins below
-            raise ValueError(f'precision must be one of {PRECISIONS}, got {precision!r}')
-        is_onnx = path is not None and path.suffix.lower() == '.onnx'
-        onnx_info = state = None
-        if is_onnx:
-            meta = read_onnx_metadata(path)
-            onnx_info = read_onnx_export_info(path, meta)
-            spec = read_onnx_spec(path, meta)
-            if backend == 'torch':
-                raise ValueError(f'backend torch needs a .pt model file, got the ONNX file '
-                                 f'{path}; use backend onnxruntime or tensorrt')
-            if onnx_info['output'] not in ('logits', 'frame'):
-                raise ValueError(f"ONNX file {path} was exported with output="
-                                 f"{onnx_info['output']!r}; the Segmenter needs output='logits' "
-                                 "(export_onnx) or a frame graph (export_frame_onnx)")
-            if backend == 'onnxruntime' and onnx_info['precision'] != precision:
-                # The file fixes the precision of the graph ORT runs.
-                if precision != 'fp32' or device != 'cpu':
-                    warnings.warn(f"ONNX file {path} is {onnx_info['precision']}; precision "
-                                  f"{precision!r} ignored", RuntimeWarning, stacklevel=3)
-                precision = onnx_info['precision']
-            else:
-                precision = resolve_precision(precision, device)
+    def _setup(self, source: ModelSource, model: nn.Module | None,
+               options: SegmenterOptions) -> None:
+        """Resolve the options against the model and this machine, then set up the backend.
+
+        `source`: what the model path holds (path None for from_model's in-memory `model`).
+        """
+        backend = resolve_backend(options.backend)
+        device = resolve_device(options.device, backend)
+        if source.is_onnx:
+            precision = self._onnx_precision(source, backend, device, options)
         else:
-            precision = resolve_precision(precision, device)
-            if path is not None:
-                state, spec = read_model_file(path)
-                if backend == 'torch':
-                    model = build_model(state, spec, path)
-
-        if input_size is None:
-            fixed = onnx_info.get('input_size') if onnx_info and not onnx_info['dynamic'] else None
-            input_size = tuple(fixed) if fixed else spec.input_size
-        input_size = tuple(int(v) for v in input_size)
-        if len(input_size) != 2:
-            raise ValueError(f'input_size must be (width, height), got {input_size}')
-        check_input_size(*input_size)
-
+            precision = resolve_precision(options.precision, device)
+        input_size = options.input_size or self._model_input_size(source)
+        compile = options.compile
         if compile and backend != 'torch':
             warnings.warn(f'compile applies to backend torch; ignored for {backend!r}',
                           RuntimeWarning, stacklevel=3)
             compile = False
-        self.spec = spec
-        self._lut = palette_lut(spec)
+        self.spec = source.spec
+        self._lut = palette_lut(self.spec)
+        self.upsample = options.upsample
         self.device = device
         self.precision = precision
         self.input_size = input_size
@@ -195,47 +146,98 @@ class Segmenter:
         self.compiled = compile
         self._graphs = self._backend = self._runner = None
         if backend == 'torch':
-            if pipeline == 'auto':
-                pipeline = 'device' if device.startswith('cuda') else 'host'
-            if path is None:  # from_model: folding/moving must not change the caller's model
-                model = copy.deepcopy(model)
-            self._backend = TorchBackend(model, device, precision, threads, compile)
-            if pipeline == 'device':
-                frames = FramePipeline(self._backend.model, spec, input_size,
-                                       self._backend.dtype, self._backend.channels_last)
-                self._runner = DeviceRunner(frames, torch.device(device), graphs)
+            pipeline = self._setup_torch(source, model, options)
         else:
-            provider = 'tensorrt' if backend == 'tensorrt' else device.split(':')[0]
-            # TensorRT makes its own fp16 engine from the fp32 graph (trt_fp16_enable);
-            # the CUDA provider runs the graph as exported, so it needs the fp16 graph.
-            graph_precision = 'fp16' if precision == 'fp16' and provider == 'cuda' else 'fp32'
-            self._graphs = OnnxGraphs(spec, graph_precision, input_size, path, state, model,
-                                      onnx_info)
-            trt_cache = cache_dir() / 'tensorrt' if path is not None else None
-
-            def session(onnx_path: Path) -> OrtBackend:
-                return OrtBackend(onnx_path, provider, precision, trt_cache, threads,
-                                  device_index(device))
-            self._session = session
-            if pipeline == 'auto':
-                on_gpu = provider != 'cpu' or self._graphs.given_kind == 'frame'
-                pipeline = 'device' if on_gpu else 'host'
-            if pipeline == 'device':
-                if self._graphs.given_kind == 'frame' and onnx_info['upsample'] != upsample:
-                    warnings.warn(f"ONNX file {path} upsamples {onnx_info['upsample']!r}; "
-                                  f'upsample {upsample!r} ignored', RuntimeWarning, stacklevel=3)
-                    self._upsample = onnx_info['upsample']  # the file's own mode
-                self._runner = OrtFrameRunner(lambda mode: session(self._graphs.frame(mode)),
-                                              self._lut, spec.num_classes)
-            else:
-                self._network()  # the logits session now: errors at start-up, not later
+            pipeline = self._setup_onnxruntime(source, model, options)
         self.pipeline = pipeline
         self.graphs = bool(getattr(self._runner, 'graphs', False))
-        if warmup:
+        self.options = options
+        if options.warmup:
             self.warm_up()
         elif compile:
             warnings.warn('compile without warm-up: the first frame will take the compile '
                           'time (tens of seconds)', RuntimeWarning, stacklevel=3)
+
+    @staticmethod
+    def _onnx_precision(source: ModelSource, backend: str, device: str,
+                        options: SegmenterOptions) -> str:
+        """Check an ONNX file suits the Segmenter and `backend`; the precision to run in."""
+        path, info, precision = source.path, source.onnx_info, options.precision
+        if backend == 'torch':
+            raise ValueError(f'backend torch needs a .pt model file, got the ONNX file '
+                             f'{path}; use backend onnxruntime or tensorrt')
+        if info['output'] not in ('logits', 'frame'):
+            raise ValueError(f"ONNX file {path} was exported with output={info['output']!r}; "
+                             "the Segmenter needs output='logits' (export_onnx) or a frame "
+                             'graph (export_frame_onnx)')
+        if backend == 'onnxruntime' and info['precision'] != precision:
+            # The file fixes the precision of the graph ORT runs.
+            if precision != 'fp32' or device != 'cpu':
+                warnings.warn(f"ONNX file {path} is {info['precision']}; precision "
+                              f'{precision!r} ignored', RuntimeWarning, stacklevel=4)
+            return info['precision']
+        return resolve_precision(precision, device)
+
+    @staticmethod
+    def _model_input_size(source: ModelSource) -> tuple[int, int]:
+        """The network input size the model was made for (fixed-size ONNX: its own)."""
+        info = source.onnx_info
+        fixed = info.get('input_size') if info and not info['dynamic'] else None
+        return tuple(int(v) for v in fixed) if fixed else source.spec.input_size
+
+    def _setup_torch(self, source: ModelSource, model: nn.Module | None,
+                     options: SegmenterOptions) -> str:
+        """TorchBackend, and on the device pipeline its DeviceRunner; returns the pipeline."""
+        if model is None:
+            model = build_model(source.state, source.spec, source.path)
+        else:  # from_model: folding/moving must not change the caller's model
+            model = copy.deepcopy(model)
+        pipeline = options.pipeline
+        if pipeline == 'auto':
+            pipeline = 'device' if self.device.startswith('cuda') else 'host'
+        self._backend = TorchBackend(model, self.device, self.precision, options.threads,
+                                     self.compiled)
+        if pipeline == 'device':
+            frames = FramePipeline(self._backend.model, self.spec, self.input_size,
+                                   self._backend.dtype, self._backend.channels_last)
+            self._runner = DeviceRunner(frames, torch.device(self.device), options.graphs)
+        return pipeline
+
+    def _setup_onnxruntime(self, source: ModelSource, model: nn.Module | None,
+                           options: SegmenterOptions) -> str:
+        """ONNX Runtime (CPU, CUDA or TensorRT provider); returns the pipeline.
+
+        It runs the graphs the pipeline needs: the ONNX file given, or graphs exported once
+        to the cache.
+        """
+        device, precision = self.device, self.precision
+        provider = 'tensorrt' if self.backend_name == 'tensorrt' else device.split(':')[0]
+        # TensorRT makes its own fp16 engine from the fp32 graph (trt_fp16_enable);
+        # the CUDA provider runs the graph as exported, so it needs the fp16 graph.
+        graph_precision = 'fp16' if precision == 'fp16' and provider == 'cuda' else 'fp32'
+        self._graphs = OnnxGraphs(self.spec, graph_precision, self.input_size, source.path,
+                                  source.state, model, source.onnx_info)
+        trt_cache = cache_dir() / 'tensorrt' if source.path is not None else None
+
+        def session(onnx_path: Path) -> OrtBackend:
+            return OrtBackend(onnx_path, provider, precision, trt_cache, options.threads,
+                              device_index(device))
+        self._session = session
+        pipeline = options.pipeline
+        if pipeline == 'auto':
+            on_gpu = provider != 'cpu' or self._graphs.given_kind == 'frame'
+            pipeline = 'device' if on_gpu else 'host'
+        if pipeline == 'device':
+            file_mode = (source.onnx_info or {}).get('upsample')
+            if self._graphs.given_kind == 'frame' and file_mode != self.upsample:
+                warnings.warn(f'ONNX file {source.path} upsamples {file_mode!r}; upsample '
+                              f'{self.upsample!r} ignored', RuntimeWarning, stacklevel=4)
+                self._upsample = file_mode  # the file's own mode
+            self._runner = OrtFrameRunner(lambda mode: session(self._graphs.frame(mode)),
+                                          self._lut, self.spec.num_classes)
+        else:
+            self._network()  # the logits session now: errors at start-up, not later
+        return pipeline
 
     def warm_up(self) -> float:
         """Run the network once (compiling, autotuning, capturing); returns the seconds.
@@ -277,42 +279,65 @@ class Segmenter:
         image: uint8 H x W, H x W x 1, H x W x 3 or H x W x 4 (alpha ignored), or uint16 H x W
         (mono16, used as value >> 8); any strided view (row padding) of a message buffer.
         color_order: 'rgb' or 'bgr' for 3/4-channel frames.
+        The same as segment_batch([image], color_order, outputs=outputs)[0].
         """
-        frame = check_frame(image, color_order)
+        return self.segment_batch([image], color_order, outputs=outputs)[0]
+
+    def segment_batch(self, images: Sequence[np.ndarray],
+                      color_orders: Sequence[str] | str = 'rgb', *,
+                      outputs=()) -> list[SegmentationResult]:
+        """Several frames (e.g. one per camera) -> their results, in input order.
+
+        Frames of one layout (shape, dtype, colour order) run through the network as one
+        batch, one forward pass; frames of other layouts in a pass per layout. Each result's
+        timings_ms are those of its batch. Frames as `segment` takes them; color_orders: one
+        per frame, or one for all.
+        """
+        if isinstance(color_orders, str):
+            color_orders = [color_orders] * len(images)
+        elif len(color_orders) != len(images):
+            raise ValueError(f'{len(color_orders)} colour orders for {len(images)} frames')
+        frames = []
+        for index, (image, order) in enumerate(zip(images, color_orders)):
+            try:
+                frames.append(check_frame(image, order))
+            except ValueError as exc:
+                if len(images) == 1:
+                    raise
+                raise ValueError(f'frame {index}: {exc}') from None
         outputs = check_outputs(outputs)
-        upsample = self.upsample  # one value for the whole frame
-        if self.pipeline == 'device':
-            return self._segment_on_device(frame, color_order, upsample, outputs)
-        return self._segment_on_host(frame, color_order, upsample, outputs)
+        upsample = self.upsample  # one value for the whole call
+        run = self._segment_on_device if self.pipeline == 'device' else self._segment_on_host
+        results: list = [None] * len(frames)
+        for (_, _, order), indices in layout_groups(frames, color_orders).items():
+            made = run([frames[i] for i in indices], order, upsample, outputs)
+            for index, result in zip(indices, made):
+                results[index] = result
+        return results
 
     def __call__(self, image: np.ndarray, color_order: str = 'rgb') -> np.ndarray:
         return self.segment(image, color_order).labels
 
-    def _segment_on_device(self, frame: np.ndarray, color_order: str, upsample: str,
-                           outputs: tuple[str, ...]) -> SegmentationResult:
-        result, timings = self._runner(frame, color_order, upsample, outputs)
-        return SegmentationResult(result.pop('labels'), timings, **result)
+    def _segment_on_device(self, frames: list[np.ndarray], color_order: str, upsample: str,
+                           outputs: tuple[str, ...]) -> list[SegmentationResult]:
+        made, timings = self._runner.run_batch(frames, color_order, upsample, outputs)
+        return [SegmentationResult(result.pop('labels'), dict(timings), **result)
+                for result in made]
 
-    def _segment_on_host(self, frame: np.ndarray, color_order: str, upsample: str,
-                         outputs: tuple[str, ...]) -> SegmentationResult:
+    def _segment_on_host(self, frames: list[np.ndarray], color_order: str, upsample: str,
+                         outputs: tuple[str, ...]) -> list[SegmentationResult]:
         t0 = time.perf_counter()
-        frame = to_uint8(frame)
-        batch = self._network_input(frame, color_order)
+        frames = [to_uint8(frame) for frame in frames]
+        batch = np.concatenate([self._network_input(frame, color_order) for frame in frames])
         t1 = time.perf_counter()
-        logits = self.infer(batch)[0]
-        size = frame.shape[:2]
-        labels = logits_to_labels(logits, size, upsample)
-        extra = {}
-        if 'confidence' in outputs:
-            extra['confidence'] = confidence_map(logits, size, upsample)
-        extra.update(color_outputs(labels, frame, color_order, self._lut, self.spec.num_classes,
-                                   outputs))
-        if 'small_labels' in outputs:
-            extra['small_labels'] = logits_to_labels(logits, logits.shape[1:], 'nearest')
+        logits = self.infer(batch)  # one forward pass for the N frames
+        made = [frame_outputs(frame_logits, frame, color_order, upsample, outputs, self._lut,
+                              self.spec.num_classes)
+                for frame_logits, frame in zip(logits, frames)]
         t2 = time.perf_counter()
-        return SegmentationResult(labels, {'upload': (t1 - t0) * 1e3,
-                                           'compute': (t2 - t1) * 1e3, 'download': 0.0},
-                                  **extra)
+        timings = {'upload': (t1 - t0) * 1e3, 'compute': (t2 - t1) * 1e3, 'download': 0.0}
+        return [SegmentationResult(result.pop('labels'), dict(timings), **result)
+                for result in made]
 
     # ---------------------------------------------------------------- network alone
     def preprocess(self, image: np.ndarray, color_order: str = 'rgb') -> np.ndarray:

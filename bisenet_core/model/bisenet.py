@@ -5,8 +5,8 @@ Context Path (light backbone + global average pooling + Attention Refinement Mod
 U-shape fused to 1/8) meet in the Feature Fusion Module; the head predicts at 1/8. Two
 auxiliary heads supervise the Context Path during training only.
 
-Three layouts (`ModelSpec.architecture`) share every part and differ only where the paper is
-silent (docs/model.md compares them):
+Three layouts (`ModelSpec.architecture`, built in architectures.py) share every part and
+differ only where the paper is silent (docs/model.md compares them):
 - 'torchseg', the default: the authors' own code (TorchSeg, model/bisenet/cityscapes.bisenet.*
   /network.py): each Context Path branch is upsampled, then refined by a 3x3 conv at 1/16 and
   1/8 (bilinear, align_corners=True); the auxiliary heads read those refined features.
@@ -18,17 +18,19 @@ silent (docs/model.md compares them):
 """
 from __future__ import annotations
 
-from typing import Callable, NamedTuple
+from typing import NamedTuple
 
 import torch
 import torch.nn.functional as F
 from torch import nn
 
 from bisenet_core.model.layers import ConvBNReLU, init_weights
-from bisenet_core.model.resnet import resnet18, resnet101
-from bisenet_core.model.xception39 import Xception39
-from bisenet_core.spec import (ARCHITECTURES, BACKBONES, BISENET_ROS_V1, COINCHEUNG,
-                               DEFAULT_ARCHITECTURE, OUTPUT_STRIDE, SIZE_DIVISOR, TORCHSEG)
+
+# BiSeNet predicts at 1/8 of the network input (Spatial Path: three stride-2 convs).
+OUTPUT_STRIDE = 8
+# The Context Path downsamples 32x: the model zero-pads its input to a multiple of this
+# (and crops the output back), so any network input size works; multiples of 32 waste nothing.
+SIZE_DIVISOR = 32
 
 
 class BiSeNetOutput(NamedTuple):
@@ -273,70 +275,3 @@ class BiSeNet(nn.Module):
 def _crop(x: torch.Tensor, height, width, stride: int) -> torch.Tensor:
     """Keep the ceil(H/stride) x ceil(W/stride) cells that cover the unpadded image."""
     return x[:, :, :(height + stride - 1) // stride, :(width + stride - 1) // stride]
-
-
-def _backbone(name: str, depthwise_bn: bool) -> nn.Module:
-    """The named backbone, randomly initialised; depthwise_bn matters for Xception39 only."""
-    if name == 'xception39':
-        return Xception39(depthwise_bn=depthwise_bn)
-    if name == 'resnet18':
-        return resnet18()
-    if name in ('resnet101', 'resnet101_deepstem'):
-        return resnet101(deep_stem=name == 'resnet101_deepstem')
-    raise ValueError(f'unknown backbone {name!r}; choose one of {BACKBONES}')
-
-
-# TorchSeg's BiSeNetHead widths per backbone (main head, auxiliary heads): X39 and R18
-# network.py use 64 for the main head and 128 (X39) / 256 (R18) for the auxiliary heads;
-# R101 uses 256 for all three.
-_TORCHSEG_HEAD_CHANNELS = {'xception39': (64, 128), 'resnet18': (64, 256),
-                           'resnet101': (256, 256), 'resnet101_deepstem': (256, 256)}
-
-
-def _torchseg_bisenet(num_classes: int, backbone: str) -> BiSeNet:
-    """The authors' network (TorchSeg model/bisenet/cityscapes.bisenet.{X39,R18,R101})."""
-    context_path = ContextPath(_backbone(backbone, depthwise_bn=False), align_corners=True)
-    head_channels, aux_head_channels = _TORCHSEG_HEAD_CHANNELS[backbone]
-    return BiSeNet(num_classes, SpatialPath((64, 64, 64), (7, 3, 3), projection_channels=128),
-                   context_path, fusion_bias=False, head_channels=head_channels,
-                   aux_head_channels=aux_head_channels)
-
-
-def _bisenet_ros_v1(num_classes: int, backbone: str) -> BiSeNet:
-    """This project's first layout, kept so the models built with it load unchanged."""
-    context_path = RefineFirstContextPath(_backbone(backbone, depthwise_bn=True))
-    return BiSeNet(num_classes, SpatialPath((64, 64, 128), (7, 3, 3)), context_path,
-                   fusion_bias=True, head_channels=64, aux_head_channels=256)
-
-
-def _coincheung_bisenet(num_classes: int, backbone: str) -> BiSeNet:
-    """CoinCheung/BiSeNet's BiSeNetV1: built in coincheung.py from this file's parts."""
-    from bisenet_core.model.coincheung import coincheung_bisenet  # it imports this module
-
-    return coincheung_bisenet(num_classes, _backbone(backbone, depthwise_bn=False))
-
-
-# Architecture name (spec.ARCHITECTURES) -> builder(num_classes, backbone).
-_ARCHITECTURE_BUILDERS: dict[str, Callable[[int, str], BiSeNet]] = {
-    TORCHSEG: _torchseg_bisenet,
-    BISENET_ROS_V1: _bisenet_ros_v1,
-    COINCHEUNG: _coincheung_bisenet,
-}
-
-
-def bisenet(num_classes: int, backbone: str = 'xception39',
-            architecture: str = DEFAULT_ARCHITECTURE) -> BiSeNet:
-    """A randomly initialised BiSeNet.
-
-    backbone: one of spec.BACKBONES; architecture: one of spec.ARCHITECTURES ('torchseg',
-    the authors' layout, by default). For ImageNet-initialised ResNets see
-    `bisenet_core.model.pretrained.load_backbone_weights`.
-    """
-    if backbone not in BACKBONES:
-        raise ValueError(f'unknown backbone {backbone!r}; choose one of {BACKBONES}')
-    try:
-        build = _ARCHITECTURE_BUILDERS[architecture]
-    except KeyError:
-        raise ValueError(f'unknown architecture {architecture!r}; choose one of '
-                         f'{ARCHITECTURES}') from None
-    return build(num_classes, backbone)

@@ -18,17 +18,15 @@ from typing import Any
 import yaml
 
 from bisenet_core.classes import DATASETS
-from bisenet_core.spec import (ARCHITECTURES, BACKBONES, DEFAULT_ARCHITECTURE, IMAGENET_MEAN,
-                               IMAGENET_STD, MAX_INPUT_SIDE, SIZE_DIVISOR,
-                               UNRECORDED_ARCHITECTURE, ModelSpec, spec_for_classes,
-                               spec_for_dataset)
+from bisenet_core.data import formats
+from bisenet_core.hardware import AMP_DTYPES, DEVICES, is_device
+from bisenet_core.model import architectures, backbones
+from bisenet_core.spec import (DEFAULT_ARCHITECTURE, IMAGENET_MEAN, IMAGENET_STD, MAX_INPUT_SIDE,
+                               SIZE_DIVISOR, UNRECORDED_ARCHITECTURE, ModelSpec,
+                               spec_for_classes, spec_for_dataset)
 from bisenet_core.train.evaluation import PROTOCOLS
 from bisenet_core.train.loss import MIN_KEPT_OF
 from bisenet_core.train.optim import HEAD_PARTS
-
-DATA_FORMATS = ('cityscapes', 'camvid', 'cocostuff', 'folder', 'synthetic')
-AMP_DTYPES = ('auto', 'bf16', 'fp16', 'none')
-DEVICES = ('auto', 'cpu', 'cuda')
 
 
 class ConfigError(ValueError):
@@ -40,14 +38,18 @@ class ModelConfig:
     """What the trained weights are; stored in the model file as its ModelSpec.
 
     Args:
-        backbone: Context Path backbone, one of spec.BACKBONES.
-        architecture: network layout, one of spec.ARCHITECTURES ('torchseg': the authors').
-        dataset: a known class list ('camvid', 'cityscapes', 'cocostuff') or '' with `classes`
-            given (or, for data.format folder, '' to use data.root/classes.txt).
+        backbone: Context Path backbone, a name of bisenet_core/model/backbones.py REGISTRY.
+        architecture: network layout, a name of bisenet_core/model/architectures.py REGISTRY
+            ('torchseg': the authors').
+        dataset: a known class list (bisenet_core.classes.DATASETS: 'camvid', 'cityscapes',
+            ...) or '' with `classes` given (or, for a data.format whose folder holds its
+            class list, such as folder, '' to use data.root/classes.txt).
         classes: your own class names (index = label id) when `dataset` has no class list.
         input_size: network input [width, height] the node runs at (32..8192 per side; the
             model zero-pads to a multiple of 32 itself, so e.g. CamVid's 960x720 needs no
             resampling).
+        aux_head_channels: hidden width of the two auxiliary heads; 0 = the layout's own
+            (for 'torchseg' the authors' width for the backbone).
         pretrained: optional ImageNet backbone weights (torchvision/timm ResNet state dict).
         init_from: optional model file (.pt) to fine-tune: every weight of its network is
             loaded except those whose shape differs (the classifiers, when the class list
@@ -62,6 +64,7 @@ class ModelConfig:
     dataset: str = 'camvid'
     classes: list[str] = field(default_factory=list)
     input_size: tuple[int, int] = (960, 704)
+    aux_head_channels: int = 0
     pretrained: str = ''
     init_from: str = ''
     mean: tuple[float, float, float] = IMAGENET_MEAN
@@ -94,7 +97,7 @@ class DataConfig:
     """Where the images are and how training crops are augmented (paper section 4.1).
 
     Args:
-        format: cityscapes | camvid | cocostuff | folder | synthetic.
+        format: a name of bisenet_core/data/formats.py REGISTRY (cityscapes, camvid, ...).
         root: dataset folder.
         train_split, val_split: split names of the loader.
         crop_size: random crop [width, height] for training.
@@ -148,7 +151,7 @@ class TrainConfig:
         freeze_bn: keep BatchNorm in eval mode while training (running statistics frozen,
             affine weights still learn): for fine-tuning with small batches.
         amp_dtype: auto | bf16 | fp16 | none; mixed precision is used on CUDA only.
-        device: auto | cpu | cuda.
+        device: auto | cpu | cuda | cuda:N (bisenet_core.hardware).
         sync_bn: SyncBatchNorm when training on several processes.
         eval_interval: validate every N steps (and at the end); 0 = only at the end.
         eval_protocol: how validation predicts, one of evaluation.PROTOCOLS (training.evaluate
@@ -210,14 +213,20 @@ class RunConfig:
     def validate(self) -> None:
         """Raise ConfigError naming the first bad key."""
         m, d, t = self.model, self.data, self.train
-        _check(m.backbone in BACKBONES, 'model.backbone', m.backbone, f'one of {BACKBONES}')
-        _check(m.architecture in ARCHITECTURES, 'model.architecture', m.architecture,
-               f'one of {ARCHITECTURES}')
+        # The registries (bisenet_core/model/, bisenet_core/data/formats.py) say what exists.
+        _check(m.backbone in backbones.REGISTRY, 'model.backbone', m.backbone,
+               f'one of {tuple(backbones.REGISTRY)}')
+        _check(m.architecture in architectures.REGISTRY, 'model.architecture', m.architecture,
+               f'one of {tuple(architectures.REGISTRY)}')
+        data_format = formats.REGISTRY.get(d.format)
         if m.classes:
             _check(1 <= len(m.classes) <= 255, 'model.classes', len(m.classes), '1..255 names')
-        elif d.format != 'folder' or m.dataset:  # folder: classes.txt in data.root
+        elif m.dataset or data_format is None or data_format.read_classes is None:
+            # (a format whose folder holds its class list may leave model.dataset empty)
             _check(m.dataset in DATASETS, 'model.dataset', m.dataset,
                    f'one of {sorted(DATASETS)} (or give model.classes)')
+        _check(m.aux_head_channels >= 0, 'model.aux_head_channels', m.aux_head_channels,
+               '>= 0 (0: the layout\'s width)')
         _check(not (m.pretrained and m.init_from), 'model.init_from', m.init_from,
                'empty when model.pretrained is given (the file holds the whole network)')
         _check(min(m.std) > 0, 'model.std', list(m.std), 'three values > 0')
@@ -225,7 +234,8 @@ class RunConfig:
         _check(all(SIZE_DIVISOR <= v <= MAX_INPUT_SIDE for v in m.input_size),
                'model.input_size', list(m.input_size),
                f'{SIZE_DIVISOR}..{MAX_INPUT_SIDE} pixels per side')
-        _check(d.format in DATA_FORMATS, 'data.format', d.format, f'one of {DATA_FORMATS}')
+        _check(data_format is not None, 'data.format', d.format,
+               f'one of {tuple(formats.REGISTRY)}')
         _check(bool(d.root), 'data.root', d.root, 'a folder')
         _check_size('data.crop_size', d.crop_size)
         _check(bool(d.scales) and min(d.scales) > 0, 'data.scales', d.scales,
@@ -270,7 +280,8 @@ class RunConfig:
                f'one of {PROTOCOLS}')
         _check(t.aux_weight >= 0, 'train.aux_weight', t.aux_weight, '>= 0')
         _check(t.amp_dtype in AMP_DTYPES, 'train.amp_dtype', t.amp_dtype, f'one of {AMP_DTYPES}')
-        _check(t.device in DEVICES, 'train.device', t.device, f'one of {DEVICES}')
+        _check(is_device(t.device), 'train.device', t.device,
+               f'one of {DEVICES} or cuda:N')
         for key in ('eval_interval', 'eval_max_images', 'checkpoint_interval', 'threads'):
             _check(getattr(t, key) >= 0, f'train.{key}', getattr(t, key), '>= 0')
         _check(t.log_interval >= 1, 'train.log_interval', t.log_interval, '>= 1')
@@ -279,16 +290,16 @@ class RunConfig:
     def model_spec(self, info: dict[str, Any] | None = None) -> ModelSpec:
         """The ModelSpec the trained weights are saved with."""
         m = self.model
+        data_format = formats.REGISTRY[self.data.format]
         kw = dict(backbone=m.backbone, architecture=m.architecture,
-                  input_size=tuple(m.input_size), mean=m.mean, std=m.std,
-                  info=dict(info or {}))
+                  input_size=tuple(m.input_size), aux_head_channels=m.aux_head_channels,
+                  mean=m.mean, std=m.std, info=dict(info or {}))
         classes = m.classes
-        if not classes and not m.dataset and self.data.format == 'folder':
-            from bisenet_core.data import read_class_list  # the folder dataset's own list
-            classes = read_class_list(Path(self.data.root) / 'classes.txt')
+        if not classes and not m.dataset and data_format.read_classes is not None:
+            classes = data_format.read_classes(Path(self.data.root))  # the data's own list
         if classes:
             return spec_for_classes(classes, dataset=m.dataset or self.data.format, **kw)
-        dataset_name = 'synthetic-camvid' if self.data.format == 'synthetic' else m.dataset
+        dataset_name = data_format.spec_dataset or m.dataset
         return spec_for_dataset(m.dataset, dataset_name=dataset_name, **kw)
 
     def to_dict(self) -> dict[str, Any]:

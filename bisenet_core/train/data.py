@@ -1,7 +1,7 @@
 """Datasets and the training loader for a run config.
 
-Formats map to the loaders of bisenet_core.data; 'synthetic' first renders the procedural
-drives into data.root (CamVid layout) when they are not there yet, then reads them as CamVid.
+Formats map to their loaders in bisenet_core/data/formats.py; 'synthetic' first renders the
+procedural drives into data.root (CamVid layout) when they are not there yet.
 """
 from __future__ import annotations
 
@@ -9,20 +9,28 @@ import dataclasses
 import json
 from pathlib import Path
 
+import torch.distributed as dist
 from torch.utils.data import ConcatDataset, DataLoader
 
 from bisenet_core.atomic import atomic_write_bytes
+from bisenet_core.data import TrainTransform, formats
+from bisenet_core.data.synthetic import SETTINGS_FILE, make_dataset
+from bisenet_core.spec import ModelSpec
 from bisenet_core.train.config import ConfigError, RunConfig
 from bisenet_core.train.runtime import Runtime
 from bisenet_core.train.sampler import SeededDataset, StepBatchSampler
 
 
-def build_datasets(config: RunConfig, runtime: Runtime | None = None):
-    """(train dataset, validation dataset) giving (uint8 RGB image, uint8 label) pairs."""
+def build_datasets(config: RunConfig, runtime: Runtime | None = None,
+                   spec: ModelSpec | None = None):
+    """(train dataset, validation dataset) giving (uint8 RGB image, uint8 label) pairs.
+
+    spec: the run's config.model_spec() when the caller has it (saves rebuilding it).
+    """
     d = config.data
     if d.format == 'synthetic':
         prepare_synthetic(config, runtime)
-    classes = config.model_spec().num_classes
+    classes = (spec or config.model_spec()).num_classes
     train_set = open_dataset(d.format, d.root, d.train_split, classes)
     return train_set, open_dataset(d.format, d.root, d.val_split, classes)
 
@@ -50,16 +58,7 @@ def open_dataset(data_format: str, root: str | Path, split: str,
     num_classes: the model's; a dataset with another class count is a ConfigError (its labels
     would index past the model's logits).
     """
-    from bisenet_core import data as datasets
-
-    loaders = {
-        'cityscapes': 'CityscapesDataset',
-        'camvid': 'CamVidDataset',
-        'synthetic': 'CamVidDataset',
-        'cocostuff': 'COCOStuffDataset',
-        'folder': 'FolderDataset',
-    }
-    loader = getattr(datasets, loaders[data_format])
+    loader = formats.dataset_format(data_format).loader
     parts = [loader(Path(root), name) for name in split.split('+')]
     dataset = parts[0] if len(parts) == 1 else JoinedSplits(parts)
     if num_classes is not None and dataset.num_classes != num_classes:
@@ -71,16 +70,12 @@ def open_dataset(data_format: str, root: str | Path, split: str,
 
 def prepare_synthetic(config: RunConfig, runtime: Runtime | None = None) -> None:
     """Render the synthetic drives into data.root unless a previous run already did."""
-    import torch.distributed as dist
-
-    from bisenet_core.data.synthetic import make_dataset
-
     d, s = config.data, config.data.synthetic
     root = Path(d.root)
     is_main = runtime is None or runtime.is_main
     settings = dataclasses.asdict(s)
     settings['size'] = list(s.size)
-    marker = root / 'synthetic.json'
+    marker = root / SETTINGS_FILE
     if is_main and marker.is_file() and json.loads(marker.read_text()) != settings:
         raise ConfigError(f'data.root {root} holds synthetic drives made with other settings '
                           f'({marker}); remove the folder or choose another data.root')
@@ -98,16 +93,14 @@ def prepare_synthetic(config: RunConfig, runtime: Runtime | None = None) -> None
 
 
 def build_train_loader(train_set, config: RunConfig, runtime: Runtime, micro_batch: int,
-                       start_batch: int = 0) -> DataLoader:
+                       start_batch: int = 0, spec: ModelSpec | None = None) -> DataLoader:
     """Endless loader of augmented micro-batches.
 
     Yields (images N x 3 x H x W float, labels N x H x W int64), starting at micro-batch
-    `start_batch` of the run's fixed sequence.
+    `start_batch` of the run's fixed sequence. spec: as for build_datasets.
     """
-    from bisenet_core.data import TrainTransform
-
     d = config.data
-    spec = config.model_spec()
+    spec = spec or config.model_spec()
     # No private RNG: the transform draws from the global NumPy RNG, which SeededDataset
     # seeds per sample, so every crop/flip follows from (seed, epoch, image).
     transform = TrainTransform(crop_size=tuple(d.crop_size), scales=tuple(d.scales),

@@ -66,11 +66,15 @@ class OhemCrossEntropy(nn.Module):
         return hard.mean()
 
 
-def upsample_to(logits: torch.Tensor, size: tuple[int, int]) -> torch.Tensor:
-    """Bilinear upsampling of logits to the label resolution (the loss sees full-size labels)."""
+def upsample_to(logits: torch.Tensor, size: tuple[int, int], align_corners: bool = False
+                ) -> torch.Tensor:
+    """Bilinear upsampling of logits to the label resolution (the loss sees full-size labels).
+
+    align_corners: as the layout's authors train (model.architectures.Layout).
+    """
     if tuple(logits.shape[-2:]) == tuple(size):
         return logits
-    return F.interpolate(logits, size=size, mode='bilinear', align_corners=False)
+    return F.interpolate(logits, size=size, mode='bilinear', align_corners=align_corners)
 
 
 def downsample_labels(labels: torch.Tensor, factor: int) -> torch.Tensor:
@@ -83,21 +87,22 @@ def downsample_labels(labels: torch.Tensor, factor: int) -> torch.Tensor:
 
 
 def bisenet_loss(logits: torch.Tensor, aux: Sequence[torch.Tensor], labels: torch.Tensor,
-                 criterion: nn.Module, aux_weight: float = 1.0, label_downsample: int = 1
-                 ) -> tuple[torch.Tensor, dict[str, float]]:
+                 criterion: nn.Module, aux_weight: float = 1.0, label_downsample: int = 1,
+                 align_corners: bool = False) -> tuple[torch.Tensor, dict[str, float]]:
     """Principal + aux_weight * (each auxiliary) loss, all at label resolution.
 
     label_downsample > 1 first downsamples the labels (nearest), so the logits are resized
-    to labels / label_downsample instead of the full label size.
+    to labels / label_downsample instead of the full label size. align_corners: of that
+    bilinear resize (TorchSeg's layout: True; the shipped 'bisenet-ros-v1' model: False).
     Returns the total loss and its parts as floats for logging.
     """
     labels = downsample_labels(labels, label_downsample)
     size = tuple(labels.shape[-2:])
-    principal = criterion(upsample_to(logits, size), labels)
+    principal = criterion(upsample_to(logits, size, align_corners), labels)
     total = principal
     parts = {'loss_principal': principal.detach()}
     for i, aux_logits in enumerate(aux):
-        aux_loss = criterion(upsample_to(aux_logits, size), labels)
+        aux_loss = criterion(upsample_to(aux_logits, size, align_corners), labels)
         total = total + aux_weight * aux_loss
         parts[f'loss_aux{i}'] = aux_loss.detach()
     return total, {k: float(v) for k, v in parts.items()}

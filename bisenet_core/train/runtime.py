@@ -12,6 +12,8 @@ from dataclasses import dataclass
 import torch
 import torch.distributed as dist
 
+from bisenet_core.hardware import device_index, resolve_amp, resolve_device
+
 
 @dataclass(frozen=True)
 class Runtime:
@@ -45,32 +47,31 @@ class Runtime:
 
 
 def setup_runtime(device: str = 'auto', amp_dtype: str = 'auto') -> Runtime:
-    """Pick the device, join the process group if started by torchrun, resolve AMP."""
+    """Pick the device, join the process group if started by torchrun, resolve AMP.
+
+    device and amp_dtype: bisenet_core.hardware's names ('auto', 'cpu', 'cuda', 'cuda:N';
+    AMP_DTYPES). Under torchrun each process takes the GPU of its LOCAL_RANK.
+    """
     world_size = int(os.environ.get('WORLD_SIZE', '1'))
     rank = int(os.environ.get('RANK', '0'))
     local_rank = int(os.environ.get('LOCAL_RANK', '0'))
-    if device == 'auto':
-        device = 'cuda' if torch.cuda.is_available() else 'cpu'
-    if device == 'cuda' and not torch.cuda.is_available():
-        raise RuntimeError('train.device is cuda but torch sees no CUDA device '
-                           '(use train.device=cpu or auto)')
-    if device == 'cuda':
-        torch.cuda.set_device(local_rank)
-        torch_device = torch.device('cuda', local_rank)
+    try:
+        device = resolve_device(device, 'torch', warn=False)
+    except RuntimeError as exc:
+        raise RuntimeError(f'train.device: {exc} (use train.device=cpu or auto)') from None
+    on_gpu = device.startswith('cuda')
+    if on_gpu:
+        if world_size > 1 and device != 'cuda':
+            raise ValueError(f'train.device={device}: under torchrun each process takes the GPU '
+                             'of its LOCAL_RANK; use train.device=cuda')
+        index = local_rank if world_size > 1 else device_index(device)
+        torch.cuda.set_device(index)
+        torch_device = torch.device('cuda', index)
     else:
         torch_device = torch.device('cpu')
     if world_size > 1 and not dist.is_initialized():
-        dist.init_process_group(backend='nccl' if device == 'cuda' else 'gloo')
+        dist.init_process_group(backend='nccl' if on_gpu else 'gloo')
     return Runtime(torch_device, rank, local_rank, world_size, resolve_amp(amp_dtype, torch_device))
-
-
-def resolve_amp(amp_dtype: str, device: torch.device) -> torch.dtype | None:
-    """'auto' = bf16 where the GPU supports it, else fp16; CPU always trains in fp32."""
-    if device.type != 'cuda' or amp_dtype == 'none':
-        return None
-    if amp_dtype == 'auto':
-        return torch.bfloat16 if torch.cuda.is_bf16_supported() else torch.float16
-    return {'bf16': torch.bfloat16, 'fp16': torch.float16}[amp_dtype]
 
 
 def teardown_runtime() -> None:

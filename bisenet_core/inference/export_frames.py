@@ -1,6 +1,7 @@
 """End-to-end ONNX export: uint8 camera frame in, uint8 labels out, any frame size.
 
     export_frame_onnx(model, spec, 'x39_frames.onnx', upsample='bilinear')
+    export_frame_onnx(model, spec, 'x39_batch.onnx', batch=True)   # N frames of one layout
 
 The graph is bisenet_core.inference.pipeline.FramePipeline traced as it is, so ONNX Runtime
 (CPU, CUDA, TensorRT) runs the same resize, normalisation, upsampling and argmax as torch, on
@@ -12,9 +13,12 @@ its device; the host only hands over the message's bytes:
     output 'small_labels': uint8 h/8 x w/8 (the network's own resolution)
     output 'confidence':   uint8 H x W, round(255 x max softmax probability)
 
-The network input size is fixed at export (`input_size`); the upsampling mode too (one file
-per mode). The ModelSpec and an export record ({'output': 'frame', 'upsample', ...}) are stored
-in the metadata as for export_onnx. Conv+BN are folded first (ONNX Runtime would fold them
+With `batch=True` every input and output but 'channels' gets a leading N axis (dynamic): N
+frames of one layout (size, channels, colour order) in one run, the network seeing them as
+one batch (the Segmenter's own exports are these). The network input size is fixed at export
+(`input_size`); the upsampling mode too (one file per mode). The ModelSpec and an export
+record ({'output': 'frame', 'upsample', 'batch', ...}) are stored in the metadata as for
+export_onnx. Conv+BN are folded first (ONNX Runtime would fold them
 too; TensorRT and the fp16 cast then see fewer layers).
 """
 from __future__ import annotations
@@ -35,6 +39,8 @@ from bisenet_core.spec import ModelSpec
 # Frame size traced at (any works; the graph is dynamic). Large enough that the bilinear
 # class groups it fixes stay small at camera resolutions.
 TRACE_SIZE = (1280, 720)
+# Batch size traced at with batch=True (2, not 1: the tracer may specialise a size-1 axis).
+TRACE_BATCH = 2
 
 
 class _FrameExportWrapper(nn.Module):
@@ -52,7 +58,8 @@ class _FrameExportWrapper(nn.Module):
 
 def export_frame_onnx(model: nn.Module, spec: ModelSpec, path: str | os.PathLike,
                       upsample: str = 'bilinear', precision: str = 'fp32',
-                      input_size: tuple[int, int] | None = None, opset: int = OPSET) -> Path:
+                      input_size: tuple[int, int] | None = None, opset: int = OPSET,
+                      batch: bool = False) -> Path:
     """Export `model` as one frame -> labels graph (module docstring); returns the path.
 
     Args:
@@ -63,6 +70,7 @@ def export_frame_onnx(model: nn.Module, spec: ModelSpec, path: str | os.PathLike
             provider; TensorRT picks fp16 kernels itself from an fp32 graph).
         input_size: network input (width, height); default spec.input_size.
         opset: ONNX opset version.
+        batch: N x H x W x C frames in, N x ... outputs (module docstring); else one frame.
     """
     if upsample not in UPSAMPLE_MODES:
         raise ValueError(f'upsample must be one of {UPSAMPLE_MODES}, got {upsample!r}')
@@ -78,9 +86,14 @@ def export_frame_onnx(model: nn.Module, spec: ModelSpec, path: str | os.PathLike
     dynamic_axes = {'image': {0: 'height', 1: 'width', 2: 'channels'},
                     'labels': {0: 'height', 1: 'width'},
                     'confidence': {0: 'height', 1: 'width'}}
+    if batch:
+        image = image[None].expand(TRACE_BATCH, -1, -1, -1).contiguous()
+        dynamic_axes = {name: {0: 'batch', **{axis + 1: label for axis, label in axes.items()}}
+                        for name, axes in dynamic_axes.items()}
+        dynamic_axes['small_labels'] = {0: 'batch'}
     proto = trace_onnx(wrapper, (image, channels), list(FRAME_INPUTS), list(FRAME_OUTPUTS),
                        dynamic_axes, opset)
     return write_onnx(proto, spec, {'precision': precision, 'output': 'frame',
-                                    'upsample': upsample, 'dynamic': True,
+                                    'upsample': upsample, 'dynamic': True, 'batch': batch,
                                     'input_size': [width, height], 'opset': opset},
                       path, full_check=True)
