@@ -16,7 +16,7 @@ import re
 from dataclasses import dataclass
 from typing import Mapping, Sequence
 
-from bisenet_ros.node_process import topic_name_problem
+from bisenet_ros.topic_names import topic_name_problem
 
 # Per-camera parameters, `<camera>.<key>`: what each one sets.
 CAMERA_KEYS = {'image_topic': 'input image topic (<image_topic>/compressed with use_compressed)',

@@ -14,11 +14,13 @@ from typing import Iterable, Mapping
 
 import numpy as np
 from rclpy.node import Node
-from rclpy.qos import HistoryPolicy, QoSProfile, ReliabilityPolicy
+from rclpy.qos import DurabilityPolicy, HistoryPolicy, QoSProfile, ReliabilityPolicy
 from sensor_msgs.msg import CameraInfo, CompressedImage, Image
+from std_msgs.msg import Header, String
 
 from bisenet_ros.camera_info import scale_camera_info
 from bisenet_ros.image_conversion import labels_to_compressed, numpy_to_image
+from bisenet_ros.label_info import class_table_json, label_info_message, vision_msgs_types
 
 LABELS = 'labels'  # the result field every frame has; the others are requested by name
 
@@ -122,3 +124,26 @@ class CameraOutputs:
                 if publisher.get_subscription_count():
                     publisher.publish(scale_camera_info(info, *sizes[output.result],
                                                         header=header))
+
+
+def publish_class_tables(node: Node, spec):
+    """What the label ids mean, once, transient local: late subscribers get it too.
+
+    `~/classes` (JSON) always, `~/label_info` (vision_msgs/LabelInfo) when vision_msgs is
+    importable; returns both publishers (None for the second without vision_msgs).
+    """
+    latched = QoSProfile(history=HistoryPolicy.KEEP_LAST, depth=1,
+                         reliability=ReliabilityPolicy.RELIABLE,
+                         durability=DurabilityPolicy.TRANSIENT_LOCAL)
+    classes = node.create_publisher(String, '~/classes', latched)
+    classes.publish(String(data=class_table_json(spec)))
+    types = vision_msgs_types()
+    if types is None:
+        node.get_logger().info('vision_msgs not found: no ~/label_info (LabelInfo); the '
+                               'class table is on ~/classes (JSON)')
+        return classes, None
+    label_info_type, vision_class_type = types
+    header = Header(stamp=node.get_clock().now().to_msg())
+    label_info = node.create_publisher(label_info_type, '~/label_info', latched)
+    label_info.publish(label_info_message(spec, label_info_type, vision_class_type, header))
+    return classes, label_info

@@ -14,6 +14,8 @@ import tempfile
 import rclpy
 from rclpy.signals import SignalHandlerOptions
 
+from bisenet_ros.topic_names import topic_name_problem
+
 # Set by launch/segment.launch.py: the node stops when this process (ros2 launch) is gone.
 PARENT_PID_ENV = 'BISENET_ROS_PARENT_PID'
 
@@ -51,24 +53,6 @@ def rcl_error_line(exc: Exception) -> str:
     if reason:
         message = f"{message.split('. Error:')[0].rstrip('.')}: {reason}"
     return message
-
-
-def topic_name_problem(topic: str, node_name: str | None = None) -> str | None:
-    """What is wrong with a topic name (rclpy's rule, one line), or None if it is valid.
-
-    With `node_name`, the name expanded for that node must be a valid full name too.
-    """
-    from rclpy.expand_topic_name import expand_topic_name
-    from rclpy.validate_full_topic_name import validate_full_topic_name
-    from rclpy.validate_topic_name import validate_topic_name
-
-    try:
-        validate_topic_name(topic)
-        if node_name is not None:
-            validate_full_topic_name(expand_topic_name(topic, node_name, '/'))
-    except Exception as exc:  # rclpy's exceptions name the rule, then draw a caret
-        return str(exc).splitlines()[0].removeprefix('Invalid topic name: ').rstrip(':')
-    return None
 
 
 def init_rclpy(args: list[str] | None) -> None:

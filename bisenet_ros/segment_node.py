@@ -31,9 +31,7 @@ from rcl_interfaces.msg import ParameterDescriptor, SetParametersResult
 from rclpy.executors import ExternalShutdownException, SingleThreadedExecutor
 from rclpy.node import Node
 from rclpy.parameter import Parameter
-from rclpy.qos import DurabilityPolicy, HistoryPolicy, QoSProfile, ReliabilityPolicy
 from sensor_msgs.msg import CompressedImage
-from std_msgs.msg import Header, String
 
 from bisenet_core.inference import Segmenter
 from bisenet_core.inference.segmenter import STAGES as SEGMENTER_STAGES
@@ -46,9 +44,8 @@ from bisenet_ros.camera_topics import CameraTopics
 from bisenet_ros.diagnostics import build_diagnostic_array
 from bisenet_ros.image_conversion import (ImageConversionError, check_image_pixels,
                                           compressed_to_network_input, image_to_network_input)
-from bisenet_ros.label_info import class_table_json, label_info_message, vision_msgs_types
 from bisenet_ros.log_forwarding import forward_core_logs, stop_forwarding
-from bisenet_ros.node_outputs import OUTPUT_PARAMETERS
+from bisenet_ros.node_outputs import OUTPUT_PARAMETERS, publish_class_tables
 from bisenet_ros.node_parameters import (DEFAULT_UPSAMPLE, PARAMETERS, RUNTIME_PARAMETERS,
                                          check_startup_parameters, parameter_error,
                                          runtime_refusal)
@@ -103,7 +100,8 @@ class SegmentNode(Node):
         self._show_model_path(params['model_path'])
         self.add_on_set_parameters_callback(self._on_set_parameters)
         self.diagnostics_publisher = self.create_publisher(DiagnosticArray, '/diagnostics', 10)
-        self._publish_class_tables()
+        self.classes_publisher, self.label_info_publisher = publish_class_tables(
+            self, self.segmenter.spec)
 
         self.use_compressed = params['use_compressed']
         self._input_settings = InputSettings(
@@ -138,27 +136,6 @@ class SegmentNode(Node):
         """A failure of the node's own (a timer): an error of every camera."""
         for camera in self.cameras:
             camera.stats.error(message)
-
-    def _publish_class_tables(self) -> None:
-        """What the label ids mean, once, transient local: late subscribers get it too."""
-        latched = QoSProfile(history=HistoryPolicy.KEEP_LAST, depth=1,
-                             reliability=ReliabilityPolicy.RELIABLE,
-                             durability=DurabilityPolicy.TRANSIENT_LOCAL)
-        spec = self.segmenter.spec
-        self.classes_publisher = self.create_publisher(String, '~/classes', latched)
-        self.classes_publisher.publish(String(data=class_table_json(spec)))
-        types = vision_msgs_types()
-        self.label_info_publisher = None
-        if types is None:
-            self.get_logger().info('vision_msgs not found: no ~/label_info (LabelInfo); the '
-                                   'class table is on ~/classes (JSON)')
-            return
-        label_info_type, vision_class_type = types
-        header = Header(stamp=self.get_clock().now().to_msg())
-        self.label_info_publisher = self.create_publisher(label_info_type, '~/label_info',
-                                                          latched)
-        self.label_info_publisher.publish(
-            label_info_message(spec, label_info_type, vision_class_type, header))
 
     # ------------------------------------------------------------------ parameters
     def _declare_parameters(self) -> dict:
@@ -221,6 +198,10 @@ class SegmentNode(Node):
                     self.segmenter.upsample = param.value  # read at every frame by segment
                 except ValueError as exc:  # e.g. an exported frame graph has one mode
                     return SetParametersResult(successful=False, reason=str(exc))
+                except Exception as exc:  # refused, counted, logged once: never a dead spin
+                    self._guard.report('setting upsample', exc, self._count_node_error)
+                    return SetParametersResult(successful=False,
+                                               reason=f'upsample: {describe(exc)}')
             else:
                 setattr(self, param.name, param.value)
         return SetParametersResult(successful=True)

@@ -40,7 +40,8 @@ from launch_ros.actions import Node
 from bisenet_ros.camera_topics import (CameraConfigError, camera_info_beside, check_camera_names,
                                        parse_camera_list)
 # The node stops itself when the process with this pid (ros2 launch) is gone.
-from bisenet_ros.node_process import PARENT_PID_ENV, topic_name_problem
+from bisenet_ros.node_process import PARENT_PID_ENV
+from bisenet_ros.topic_names import topic_name_problem
 
 PACKAGE = 'bisenet_ros'
 NODE_NAME = 'segment_node'

@@ -1067,3 +1067,17 @@ def test_model_path_shows_the_file_in_use(context):
         assert not refused.successful and 'read-only' in refused.reason
     finally:
         node.destroy_node()
+
+
+def test_an_unexpected_failure_setting_a_parameter_is_a_refusal(harness, monkeypatch):
+    """`ros2 param set` must not end the executor's spin (the node would exit)."""
+    h = harness(latency_budget_ms=0.0)
+
+    def broken(self, mode):
+        raise PlantedError('planted in the upsample setter')
+    monkeypatch.setattr(Segmenter, 'upsample', property(lambda self: 'nearest', broken))
+    result = h.node.set_parameters([Parameter('upsample', value='bilinear')])[0]
+    assert not result.successful and 'PlantedError: planted in the upsample setter' in \
+        result.reason
+    assert h.stats.errors == 1
+    h.output_for('label', h.publish(numpy_to_image(_scene(), 'rgb8')))
