@@ -26,7 +26,7 @@ from bisenet_ros.launched_node import LaunchedNode
 from bisenet_ros.replay_live import (LAUNCH_NAMESPACE, NODE_NAME, LiveResult, ReplayClient,
                                      _publish, replay_parameters)
 from bisenet_ros.replay_options import ReplayError, ReplayOptions
-from bisenet_ros.ros_env import fresh_domain_id, ros_child_env
+from bisenet_ros.ros_env import fresh_domain_env, join_domain, restore_environ
 from bisenet_ros.stamp_matching import match_stamps
 
 # After the last frame: wait for masks while they keep coming, at most this long without one.
@@ -91,11 +91,8 @@ def run_live_cameras(frames: dict[str, Sequence[BagFrame]], model: Path,
         raise ReplayError('--attach with several cameras is not supported: the replay '
                           'launches the node with cameras:=[...] itself')
     names = list(frames)
-    env = ros_child_env()
-    env = ros_child_env(fresh_domain_id(avoid=int(env['ROS_DOMAIN_ID'])))
-    saved = {k: os.environ.get(k) for k in ('ROS_AUTOMATIC_DISCOVERY_RANGE', 'ROS_DOMAIN_ID')}
-    os.environ['ROS_AUTOMATIC_DISCOVERY_RANGE'] = env['ROS_AUTOMATIC_DISCOVERY_RANGE']
-    os.environ['ROS_DOMAIN_ID'] = env['ROS_DOMAIN_ID']
+    env = fresh_domain_env()
+    saved = join_domain(env)
     domain_id = int(env['ROS_DOMAIN_ID'])
     args = [f'model:={model}', f'backend:={options.backend}', f'device:={options.device}',
             f'precision:={options.precision}', f'namespace:={LAUNCH_NAMESPACE}',
@@ -142,11 +139,7 @@ def run_live_cameras(frames: dict[str, Sequence[BagFrame]], model: Path,
         finally:
             if launched is not None:
                 launched.stop()
-            for key, value in saved.items():
-                if value is None:
-                    os.environ.pop(key, None)
-                else:
-                    os.environ[key] = value
+            restore_environ(saved)
 
 
 def _send(frames, clients, results, options, launched, frame_timeout) -> None:

@@ -22,7 +22,7 @@ from bisenet_ros.bags import BagFrame
 from bisenet_ros.launched_node import LaunchedNode
 from bisenet_ros.paths import REPO_ROOT, share_dir
 from bisenet_ros.replay_options import ReplayError, ReplayOptions
-from bisenet_ros.ros_env import fresh_domain_id, ros_child_env
+from bisenet_ros.ros_env import fresh_domain_env, join_domain, restore_environ, ros_child_env
 from bisenet_ros.stamp_matching import StampMatch, match_stamps
 
 # Where a launched node lives; the replay publishes on INPUT_TOPIC, the node answers on
@@ -202,15 +202,10 @@ def run_live(frames: Sequence[BagFrame], model: Path, options: ReplayOptions,
     client = None
     env = ros_child_env()  # the caller's domain (an attached node lives there)
     if not attach:
-        env = ros_child_env(fresh_domain_id(avoid=int(env['ROS_DOMAIN_ID'])))
-        print(f"ROS domain {env['ROS_DOMAIN_ID']} for the node launched here and this replay: a "
-              f"fresh one, not your ROS_DOMAIN_ID ({os.environ.get('ROS_DOMAIN_ID') or 'unset'}), "
-              'so no other node joins or disturbs the measurement', flush=True)
+        env = fresh_domain_env()
     # Our own participant must be on the same loopback-only domain as the node (rclpy reads
     # these when it starts; the caller's values come back afterwards).
-    saved = {k: os.environ.get(k) for k in ('ROS_AUTOMATIC_DISCOVERY_RANGE', 'ROS_DOMAIN_ID')}
-    os.environ['ROS_AUTOMATIC_DISCOVERY_RANGE'] = env['ROS_AUTOMATIC_DISCOVERY_RANGE']
-    os.environ['ROS_DOMAIN_ID'] = env['ROS_DOMAIN_ID']
+    saved = join_domain(env)
     domain_id = int(env['ROS_DOMAIN_ID'])
     try:
         if attach:
@@ -297,11 +292,7 @@ def run_live(frames: Sequence[BagFrame], model: Path, options: ReplayOptions,
         finally:
             if launched is not None:
                 launched.stop()
-            for key, value in saved.items():
-                if value is None:
-                    os.environ.pop(key, None)
-                else:
-                    os.environ[key] = value
+            restore_environ(saved)
 
 
 def _max_latency(frames: Sequence[BagFrame], result: LiveResult, client: ReplayClient) -> float:

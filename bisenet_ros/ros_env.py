@@ -36,3 +36,34 @@ def fresh_domain_id(avoid: int | None = None) -> int:
         domain = random.SystemRandom().randint(10, 100)
         if domain != avoid:
             return domain
+
+
+# What a participant of this process reads from the environment when it starts.
+PARTICIPANT_KEYS = ('ROS_AUTOMATIC_DISCOVERY_RANGE', 'ROS_DOMAIN_ID')
+
+
+def fresh_domain_env() -> dict[str, str]:
+    """ros_child_env on a fresh domain, said in one line (a user's ROS_DOMAIN_ID is not used)."""
+    yours = os.environ.get('ROS_DOMAIN_ID')
+    env = ros_child_env(fresh_domain_id(avoid=int(yours or DEFAULT_DOMAIN_ID)))
+    print(f"ROS domain {env['ROS_DOMAIN_ID']} for the node launched here and this replay: a "
+          f"fresh one, not your ROS_DOMAIN_ID ({yours or 'unset'}), so no other node joins or "
+          'disturbs the measurement', flush=True)
+    return env
+
+
+def join_domain(env: dict[str, str]) -> dict[str, str | None]:
+    """Put this process's next participant on env's domain; returns what restore_environ needs."""
+    saved = {key: os.environ.get(key) for key in PARTICIPANT_KEYS}
+    for key in PARTICIPANT_KEYS:
+        os.environ[key] = env[key]
+    return saved
+
+
+def restore_environ(saved: dict[str, str | None]) -> None:
+    """Undo join_domain: the caller's values back (unset where they were unset)."""
+    for key, value in saved.items():
+        if value is None:
+            os.environ.pop(key, None)
+        else:
+            os.environ[key] = value
