@@ -194,14 +194,20 @@ def render_markdown(report: dict, plots: dict[str, str]) -> str:
             lines.append('- mean time per frame: ' + ', '.join(
                 f'{k} {v:.1f} ms' for k, v in timing.items()))
 
-    titles = {'confusion': 'Confusion matrix', 'iou': 'Per-class IoU',
-              'latency_hist': 'Latency histogram', 'latency_time': 'Latency over time',
-              'samples': 'Sample frames'}
-    lines += ['', '## Plots', '']
+    lines += plots_section(plots, {
+        'confusion': 'Confusion matrix', 'iou': 'Per-class IoU',
+        'latency_hist': 'Latency histogram', 'latency_time': 'Latency over time',
+        'samples': 'Sample frames'})
+    return '\n'.join(lines).rstrip() + '\n'
+
+
+def plots_section(plots: dict[str, str], titles: dict[str, str]) -> list[str]:
+    """Markdown lines of a report's '## Plots': each plot drawn (key -> file) under its title."""
+    lines = ['', '## Plots', '']
     for key, title in titles.items():
         if key in plots:
             lines += [f'### {title}', '', f'![{title}]({plots[key]})', '']
-    return '\n'.join(lines).rstrip() + '\n'
+    return lines
 
 
 def _cameras_section(report: dict) -> list[str]:

@@ -19,6 +19,7 @@ import numpy as np
 
 from bisenet_core.atomic import atomic_write, atomic_write_bytes
 from bisenet_ros.fleet.junit import write_junit
+from bisenet_ros.report import plots_section
 
 VERDICTS = {0: 'PASSED', 1: 'FAILED', 2: 'ERROR (some drives could not be evaluated)'}
 
@@ -194,12 +195,8 @@ def render_markdown(summary: dict, plots: dict[str, str]) -> str:
             entry = ab['per_class'][name]
             row += f' {_f(entry["baseline"])} | {_points(entry["diff"])} |'
         lines.append(row)
-    titles = {'drives': 'Per-drive mIoU', 'iou': 'Per-class IoU', 'ab_drives': 'A/B per drive',
-              'ab_bootstrap': 'A/B bootstrap'}
-    lines += ['', '## Plots', '']
-    for key, title in titles.items():
-        if key in plots:
-            lines += [f'### {title}', '', f'![{title}]({plots[key]})', '']
+    lines += plots_section(plots, {'drives': 'Per-drive mIoU', 'iou': 'Per-class IoU',
+                                   'ab_drives': 'A/B per drive', 'ab_bootstrap': 'A/B bootstrap'})
     return '\n'.join(lines).rstrip() + '\n'
 
 
