@@ -27,7 +27,8 @@ from bisenet_ros.fleet.distributed import (RankError, World, join, leave, spawn,
 from bisenet_ros.fleet.drives import DriveError, EvalSettings, find_drives
 from bisenet_ros.fleet.report import VERDICTS, write_outputs
 from bisenet_ros.fleet.run import EXIT_ERROR, evaluate_fleet, model_runners
-from bisenet_ros.replay import _positive_int, _size, add_node_options
+from bisenet_ros.cli_args import network_side, positive_int
+from bisenet_ros.replay import add_node_options
 from bisenet_ros.replay_options import ReplayError
 from bisenet_ros.paths import default_model_path
 
@@ -69,10 +70,10 @@ def build_parser() -> argparse.ArgumentParser:
                         help='A/B: resamples of the drives for the confidence interval '
                              '(default: 2000; 0: none)')
     parser.add_argument('--seed', type=int, default=0, help='bootstrap seed (default: 0)')
-    parser.add_argument('--workers', type=_positive_int, default=1, metavar='N',
+    parser.add_argument('--workers', type=positive_int, default=1, metavar='N',
                         help='processes on this machine, each evaluating a share of the drives '
                              '(default: 1); under torchrun use --nproc_per_node instead')
-    parser.add_argument('--threads', type=_positive_int, default=None, metavar='N',
+    parser.add_argument('--threads', type=positive_int, default=None, metavar='N',
                         help='CPU threads per process (default: the usable cores divided by '
                              'the processes on this machine)')
     parser.add_argument('--live', action='store_true',
@@ -81,12 +82,12 @@ def build_parser() -> argparse.ArgumentParser:
     add_node_options(parser)
     parser.add_argument('--upsample', choices=UPSAMPLE_MODES, default='bilinear',
                         help='label upsampling (default: bilinear, the node\'s default)')
-    parser.add_argument('--width', type=_size, default=None, help='network input width')
-    parser.add_argument('--height', type=_size, default=None, help='network input height')
+    parser.add_argument('--width', type=network_side, default=None, help='network input width')
+    parser.add_argument('--height', type=network_side, default=None, help='network input height')
     parser.add_argument('--image-topic', default=None, help='camera topic (auto if one)')
     parser.add_argument('--label-topic', default=None,
                         help='mono8 ground-truth topic (auto: named like labels/annotations)')
-    parser.add_argument('--max-frames', type=_positive_int, default=None, metavar='N',
+    parser.add_argument('--max-frames', type=positive_int, default=None, metavar='N',
                         help='evaluate only the first N frames of each drive')
     parser.add_argument('--start-timeout', type=float, default=180.0,
                         help='live: seconds to wait for the node to come up (default: 180)')

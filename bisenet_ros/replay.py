@@ -36,8 +36,9 @@ from bisenet_core.inference.postprocess import UPSAMPLE_MODES
 from bisenet_core.metrics import ConfusionMatrix
 from bisenet_core.model_source import read_spec
 from bisenet_core.modelfile import ModelFileError
-from bisenet_core.spec import MAX_INPUT_SIDE, SIZE_DIVISOR, ModelSpec
+from bisenet_core.spec import ModelSpec
 from bisenet_ros.bags import BagError, bag_info, choose_topics, read_frames
+from bisenet_ros.cli_args import network_side, positive_float, positive_int
 from bisenet_ros.label_files import LABEL_KEYS
 from bisenet_ros.log_forwarding import plain_warnings
 from bisenet_ros.paths import DEFAULT_MODEL_NAME, default_model_path
@@ -292,34 +293,13 @@ def _f(value) -> str:
     return 'n/a' if value is None else f'{value:.4f}'
 
 
-def _size(text: str) -> int:
-    value = int(text)
-    if not SIZE_DIVISOR <= value <= MAX_INPUT_SIDE:
-        raise argparse.ArgumentTypeError(f'{text} is not in {SIZE_DIVISOR}..{MAX_INPUT_SIDE}')
-    return value
-
-
-def _positive_int(text: str) -> int:
-    value = int(text)
-    if value < 1:
-        raise argparse.ArgumentTypeError(f'{text} is not >= 1')
-    return value
-
-
-def _positive_float(text: str) -> float:
-    value = float(text)
-    if not value > 0:  # also NaN
-        raise argparse.ArgumentTypeError(f'{text} is not > 0')
-    return value
-
-
 def add_node_options(parser: argparse.ArgumentParser) -> None:
     """Add the pacing, backend, device and precision options of a live replay.
 
     One definition for the replay and the demo, so both read them with the same defaults.
     """
     pace = parser.add_mutually_exclusive_group()
-    pace.add_argument('--rate', type=_positive_float, default=1.0, metavar='R',
+    pace.add_argument('--rate', type=positive_float, default=1.0, metavar='R',
                       help='live: publish at R times the bag\'s frame rate, as a camera would '
                            '(frames the node cannot keep up with are dropped and counted); '
                            'default: 1 (real time)')
@@ -372,9 +352,9 @@ def build_parser() -> argparse.ArgumentParser:
                          'frame order (see --labels-key)')
     parser.add_argument('--labels-key', choices=LABEL_KEYS, default='auto',
                         help='how --labels-dir files map to frames (default: auto)')
-    parser.add_argument('--width', type=_size, default=None,
+    parser.add_argument('--width', type=network_side, default=None,
                         help='network input width (default: the model\'s)')
-    parser.add_argument('--height', type=_size, default=None,
+    parser.add_argument('--height', type=network_side, default=None,
                         help='network input height (default: the model\'s)')
     parser.add_argument('--attach', metavar='NODE', default=None,
                         help='live: use this running node (full name, e.g. '
@@ -383,7 +363,7 @@ def build_parser() -> argparse.ArgumentParser:
                         help="live node's label upsampling (default: config/segment.yaml's); "
                              'with --attach, give the setting of that node, which is not asked; '
                              'the report compares it with the offline run made the same way')
-    parser.add_argument('--max-frames', type=_positive_int, default=None, metavar='N',
+    parser.add_argument('--max-frames', type=positive_int, default=None, metavar='N',
                         help='replay only the first N frames (N >= 1)')
     parser.add_argument('--start-timeout', type=float, default=180.0,
                         help='live: seconds to wait for the node to come up (default: 180)')
