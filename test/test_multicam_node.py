@@ -21,19 +21,22 @@ from bisenet_core.inference import Segmenter  # noqa: E402
 from bisenet_ros.image_conversion import (image_to_network_input, image_to_numpy,  # noqa: E402
                                           numpy_to_compressed, numpy_to_image)
 from bisenet_ros.segment_node import SegmentNode, StartupError  # noqa: E402
+from collecting import Collecting  # noqa: E402
 
 TIMEOUT = 30.0
 BASE = dict(backend='torch', device='cpu', upsample='bilinear', precision='fp32',
             qos_reliability='reliable')
 
 
-class Rig:
+class Rig(Collecting):
     """A SegmentNode and a client with one publisher per camera ('' = the single camera)."""
 
     count = 0
+    timeout = TIMEOUT
 
     def __init__(self, context, model, cameras=(), factory=Segmenter, compressed=False,
                  **params):
+        super().__init__()
         Rig.count += 1
         self.ns = f'/mc{os.getpid()}_{Rig.count}'
         values = {**BASE, 'model_path': str(model), 'use_compressed': compressed, **params}
@@ -44,7 +47,6 @@ class Rig:
                                                      for k, v in values.items()])
         self.client = rclpy.create_node(f'mc_client_{Rig.count}', context=context)
         qos = QoSProfile(depth=50, reliability=ReliabilityPolicy.RELIABLE)
-        self.lock = threading.Condition()
         self.labels = {}
         self.publishers = {}
         self.info_publishers = {}
@@ -91,19 +93,6 @@ class Rig:
 
     def camera(self, name):
         return next(c for c in self.node.cameras if c.name == name)
-
-    def _store(self, items, msg):
-        with self.lock:
-            items.append(msg)
-            self.lock.notify_all()
-
-    def wait(self, predicate, what, timeout=TIMEOUT):
-        deadline = time.monotonic() + timeout
-        with self.lock:
-            while not predicate():
-                left = deadline - time.monotonic()
-                assert left > 0, f'timed out waiting for {what}'
-                self.lock.wait(min(left, 0.1))
 
     def publish(self, camera, msg, stamp_sec=None):
         """Publish with a stamp of its own (default: the next one) and frame_id <camera>."""

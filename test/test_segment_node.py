@@ -25,6 +25,7 @@ from bisenet_ros.image_conversion import (ENCODINGS, compressed_to_network_input
                                           numpy_to_compressed, numpy_to_image)
 from bisenet_ros.ros_env import ros_child_env  # noqa: E402
 from bisenet_ros.segment_node import SegmentNode, StartupError  # noqa: E402
+from collecting import Collecting  # noqa: E402
 
 TIMEOUT = 20.0
 BASE = dict(backend='torch', device='cpu', upsample='nearest')
@@ -35,12 +36,14 @@ OUTPUT_TYPES = {'label': Image, 'color': Image, 'overlay': Image, 'label_small':
                 'label/compressed': CompressedImage, 'confidence': Image}
 
 
-class Harness:
+class Harness(Collecting):
     """A SegmentNode and a test node (publishers, collected outputs) spun on one executor."""
 
     count = 0
+    timeout = TIMEOUT
 
     def __init__(self, context, model, factory=Segmenter, compressed=False, **params):
+        super().__init__()
         Harness.count += 1
         self.ns = f'/t{os.getpid()}_{Harness.count}'
         overrides = [Parameter(k, value=v) for k, v in
@@ -57,7 +60,6 @@ class Harness:
         self.publisher = self.client.create_publisher(msg_type, topic, qos)
         self.outputs = {name: [] for name in OUTPUT_TYPES}
         self.diagnostics = []
-        self.lock = threading.Condition()
         for name in self.outputs:
             self.client.create_subscription(
                 OUTPUT_TYPES[name], f'{self.ns}/segment_node/{name}',
@@ -71,19 +73,6 @@ class Harness:
         self.thread.start()
         self.wait(lambda: self.publisher.get_subscription_count() > 0, 'node subscription')
         self.stamp_sec = 1000
-
-    def _store(self, items, msg):
-        with self.lock:
-            items.append(msg)
-            self.lock.notify_all()
-
-    def wait(self, predicate, what, timeout=TIMEOUT):
-        deadline = time.monotonic() + timeout
-        with self.lock:
-            while not predicate():
-                left = deadline - time.monotonic()
-                assert left > 0, f'timed out waiting for {what}'
-                self.lock.wait(min(left, 0.1))
 
     def publish(self, msg):
         self.stamp_sec += 1
