@@ -14,6 +14,7 @@ from typing import Any, Sequence
 import numpy as np
 
 from bisenet_core.inference import Segmenter
+from bisenet_core.inference.frames import layout_groups
 from bisenet_core.inference.segmenter import SegmentationResult
 
 
@@ -31,11 +32,6 @@ class Prepared:
     color_order: str
     context: Any = None
 
-    @property
-    def layout(self) -> tuple:
-        """Frames with the same layout stack into one batch."""
-        return (self.image.shape, self.image.dtype.str, self.color_order)
-
 
 @dataclass
 class Outcome:
@@ -48,11 +44,12 @@ class Outcome:
 
 
 def group_by_layout(frames: Sequence[Prepared]) -> list[list[Prepared]]:
-    """Frames grouped by layout, groups in order of their first frame, frames in order."""
-    groups: dict[tuple, list[Prepared]] = {}
-    for frame in frames:
-        groups.setdefault(frame.layout, []).append(frame)
-    return list(groups.values())
+    """Frames grouped by layout, groups in order of their first frame, frames in order.
+
+    The layout rule is the Segmenter's own (frames.layout_groups): what it can stack.
+    """
+    groups = layout_groups([f.image for f in frames], [f.color_order for f in frames])
+    return [[frames[i] for i in indices] for indices in groups.values()]
 
 
 def segment_group(segmenter: Segmenter, frames: Sequence[Prepared],
