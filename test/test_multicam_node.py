@@ -120,13 +120,6 @@ class Rig(Collecting):
         self.wait(found, f'status {name!r} at level {level}', timeout)
         return found()[-1]
 
-    def close(self):
-        self.executor.shutdown()
-        self.thread.join(5)
-        self.node.destroy_node()
-        self.client.destroy_node()
-        assert not self.node.worker.is_alive()
-
 
 @pytest.fixture
 def rig(context, tiny_model_file):

@@ -87,13 +87,6 @@ class Harness(Collecting):
         self.wait(find, f'{name} for stamp {stamp_sec}')
         return find()[0]
 
-    def close(self):
-        self.executor.shutdown()
-        self.thread.join(5)
-        self.node.destroy_node()
-        self.client.destroy_node()
-        assert not self.node.worker.is_alive()
-
 
 @pytest.fixture
 def harness(context, tiny_model_file):
